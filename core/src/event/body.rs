@@ -1,0 +1,238 @@
+//! What an event says. Every type here is part of the on-disk format
+//! ([`super::FORMAT_VERSION`]).
+
+use bytes::Bytes;
+
+/// Which way a frame went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+#[rkyv(derive(Debug, PartialEq, Eq, Clone, Copy))]
+pub enum Direction {
+    /// From the client (the agent) towards the target.
+    ToUpstream,
+    /// From the gateway to the client: what the client received.
+    ToClient,
+}
+
+/// The payload of one event.
+#[derive(Debug, Clone, PartialEq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+#[rkyv(derive(Debug))]
+pub enum Body {
+    /// A grant was accepted and the session is bound to a target.
+    Opened(Opened),
+    /// The connection was refused before it reached a target.
+    Refused(Refused),
+    /// One protocol frame, byte for byte as forwarded.
+    Frame(Frame),
+    /// A statement the client sent (simple query, or Parse text with the
+    /// parameters of the Bind that executes it).
+    Statement(Statement),
+    /// The target finished a command; `tag` is its CommandComplete tag.
+    CommandComplete {
+        /// E.g. `SELECT 100000`, `INSERT 0 1`.
+        tag: String,
+    },
+    /// An ErrorResponse reached the client, from the target or the gateway.
+    Error(ErrorInfo),
+    /// The session ended.
+    Closed(Closed),
+}
+
+/// A protocol frame as it crossed the gateway.
+#[derive(Debug, Clone, PartialEq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+#[rkyv(derive(Debug))]
+pub struct Frame {
+    /// Which way it went.
+    pub dir: Direction,
+    /// The whole frame: type byte, length and body. Frames that carried a
+    /// credential (the client's password message) are recorded with the
+    /// credential removed.
+    pub bytes: Bytes,
+}
+
+/// TLS parameters of the client connection.
+#[derive(Debug, Clone, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+#[rkyv(derive(Debug))]
+pub struct TlsInfo {
+    /// E.g. `TLSv1.3`.
+    pub version: String,
+    /// The negotiated cipher suite.
+    pub cipher: String,
+    /// Whether the client used PostgreSQL 17's direct TLS negotiation.
+    pub direct: bool,
+}
+
+/// A session that a valid grant opened.
+#[derive(Debug, Clone, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+#[rkyv(derive(Debug))]
+pub struct Opened {
+    /// The grant's `sub`: the agent.
+    pub subject: String,
+    /// The grant's `jti`.
+    pub jti: String,
+    /// The grant's `iss`.
+    pub issuer: String,
+    /// The grant's free-text purpose.
+    pub purpose: String,
+    /// The grant's ticket reference, if any.
+    pub ticket: Option<String>,
+    /// The target name (the database name the client asked for).
+    pub target: String,
+    /// The user name the client sent (informational; the grant decides).
+    pub client_user: String,
+    /// The client's `application_name`, if it sent one.
+    pub application_name: Option<String>,
+    /// The client's address, `ip:port`.
+    pub client_addr: String,
+    /// TLS on the client connection, if any.
+    pub tls: Option<TlsInfo>,
+    /// This is use number `use_number` of the grant (1-based).
+    pub use_number: u32,
+    /// The grant's `uses` limit, if it has one.
+    pub max_uses: Option<u32>,
+    /// The grant's `exp`, seconds since the Unix epoch.
+    pub expires_at: i64,
+}
+
+/// Why a connection was refused before reaching a target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+#[rkyv(derive(Debug, PartialEq, Eq, Clone, Copy))]
+pub enum Refusal {
+    /// The grant could not be parsed as a JWT.
+    Malformed,
+    /// The signature did not verify.
+    BadSignature,
+    /// The grant names a key id the gateway does not know.
+    UnknownKey,
+    /// `exp` has passed.
+    Expired,
+    /// `nbf` is in the future.
+    NotYetValid,
+    /// `aud` does not name this gateway.
+    WrongAudience,
+    /// `iss` is not the configured issuer.
+    WrongIssuer,
+    /// The plan does not name the requested target.
+    WrongTarget,
+    /// The grant's uses are spent.
+    UsedUp,
+    /// The grant was revoked.
+    Revoked,
+    /// A claim the gateway requires is missing or has the wrong type.
+    MissingClaim,
+    /// The requested database names no configured target.
+    UnknownTarget,
+    /// The client did not use TLS where TLS is required.
+    TlsRequired,
+    /// The target could not be reached or refused the gateway's login.
+    UpstreamUnavailable,
+    /// The store could not record the session, so it was not opened.
+    StoreUnavailable,
+}
+
+/// A refused connection.
+#[derive(Debug, Clone, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+#[rkyv(derive(Debug))]
+pub struct Refused {
+    /// The kind of refusal.
+    pub reason: Refusal,
+    /// The message the client was sent.
+    pub message: String,
+    /// The database (target) the client asked for.
+    pub target: String,
+    /// The client's address.
+    pub client_addr: String,
+    /// The grant's `sub`, when it could be read.
+    pub subject: Option<String>,
+    /// The grant's `jti`, when it could be read.
+    pub jti: Option<String>,
+}
+
+/// How a statement reached the target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+#[rkyv(derive(Debug, PartialEq, Eq, Clone, Copy))]
+pub enum StatementProtocol {
+    /// A simple Query message (possibly several statements).
+    Simple,
+    /// Parse/Bind/Execute.
+    Extended,
+}
+
+/// One bind parameter.
+#[derive(Debug, Clone, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+#[rkyv(derive(Debug))]
+pub struct Param {
+    /// 0 = text, 1 = binary.
+    pub format: i16,
+    /// The value; `None` is SQL NULL.
+    pub value: Option<Bytes>,
+}
+
+/// A statement the client sent.
+#[derive(Debug, Clone, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+#[rkyv(derive(Debug))]
+pub struct Statement {
+    /// Simple or extended protocol.
+    pub protocol: StatementProtocol,
+    /// The SQL text (for the extended protocol: the text given at Parse).
+    pub text: String,
+    /// The prepared statement's name (empty: unnamed). Extended only.
+    pub statement_name: String,
+    /// The portal's name (empty: unnamed). Extended only.
+    pub portal: String,
+    /// The Bind parameters. Extended only.
+    pub params: Vec<Param>,
+}
+
+/// The fields of an ErrorResponse that an auditor looks for.
+#[derive(Debug, Clone, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+#[rkyv(derive(Debug))]
+pub struct ErrorInfo {
+    /// `ERROR`, `FATAL` or `PANIC`.
+    pub severity: String,
+    /// The SQLSTATE.
+    pub code: String,
+    /// The primary message.
+    pub message: String,
+    /// True when the gateway produced the error, false when the target did.
+    pub from_gateway: bool,
+}
+
+/// Why a session ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+#[rkyv(derive(Debug, PartialEq, Eq, Clone, Copy))]
+pub enum CloseReason {
+    /// The client sent Terminate.
+    ClientTerminated,
+    /// The client closed the connection without Terminate.
+    ClientDisconnected,
+    /// The target closed the connection.
+    UpstreamClosed,
+    /// A protocol violation by the client.
+    ClientProtocolError,
+    /// A protocol violation by the target.
+    UpstreamProtocolError,
+    /// An IO error on either connection.
+    IoError,
+    /// The gateway is shutting down.
+    Shutdown,
+    /// The session was refused during startup.
+    Refused,
+    /// The store failed, so the session could not go on being recorded.
+    StoreFailed,
+}
+
+/// The end of a session, with its totals.
+#[derive(Debug, Clone, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+#[rkyv(derive(Debug))]
+pub struct Closed {
+    /// Why it ended.
+    pub reason: CloseReason,
+    /// Bytes forwarded from the client to the target.
+    pub bytes_to_upstream: u64,
+    /// Bytes sent to the client.
+    pub bytes_to_client: u64,
+    /// Statements recorded.
+    pub statements: u64,
+    /// Microseconds from the first to the last event.
+    pub duration_us: u64,
+}

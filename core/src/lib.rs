@@ -1,0 +1,22 @@
+//! Gatehouse's pure logic: everything that never touches a socket, a file or
+//! a clock.
+//!
+//! - [`event`]: the recorded event model (rkyv-archived, hash-chained).
+//! - [`grant`]: grant (JWT) claims, signing and validation against a key set.
+//! - [`pg`]: the PostgreSQL wire protocol: incremental frame decoding, message
+//!   views and encoders, upstream login, and the sans-IO session state
+//!   machine that both IO engines drive.
+//!
+//! What this crate is not: it opens no connection, reads no file and asks no
+//! clock. Time comes in as arguments, bytes come in as buffers, and what to
+//! send or record goes out as values for the caller to act on.
+#![forbid(unsafe_code)]
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+#![cfg_attr(
+    test,
+    allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)
+)]
+
+pub mod event;
+pub mod grant;
+pub mod pg;

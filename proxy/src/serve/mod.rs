@@ -1,0 +1,1 @@
+//! `gatehouse serve`: listeners, sessions and the IO engine.
