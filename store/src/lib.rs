@@ -1,1 +1,379 @@
-//! placeholder
+//! Gatehouse's append-only event store, on [fjall].
+//!
+//! The gateway's connection tasks number, hash-chain and encode events
+//! ([`gatehouse_core::event::Recorder`]); this crate appends them, keeps a
+//! summary per session and a use count per grant, and reads them back for
+//! the replay and audit tools.
+//!
+//! - [`Store::open`] opens (or creates) a store directory and starts the one
+//!   writer thread.
+//! - [`Writer`] handles, one per connection task, [`append`](Writer::append)
+//!   events and learn when they are durable.
+//! - [`Reader`] lists [`SessionSummary`]s, scans one session's events, and
+//!   reports grant use counts (for single-use grants across restarts).
+//!
+//! What it is not: it does not number, chain, sign or verify events (the
+//! caller and `gatehouse-replay` do), it never updates or deletes a
+//! recorded event, and it is not shared between processes — fjall locks the
+//! directory, so one process at a time opens it.
+//!
+//! # Layout
+//!
+//! | keyspace | key | value |
+//! |---|---|---|
+//! | `events` | session id (16 bytes) ‖ seq (u64 BE), i.e. [`event_key`] | the event's rkyv archive, as the caller encoded it |
+//! | `sessions` | session id (16 bytes) | the session's [`SessionSummary`], rkyv-archived |
+//! | `grant_uses` | the grant's `jti` (UTF-8) | highest use number recorded, u32 BE |
+//! | `meta` | `event_format`, `store_format` | u32 BE |
+//!
+//! Session ids are UUIDv7, so `events` and `sessions` are ordered by the
+//! time sessions started, and one session's events are one range scan.
+//! The two format versions in `meta` are the event archive's
+//! ([`FORMAT_VERSION`]) and the store's own ([`STORE_FORMAT_VERSION`]: keys,
+//! summaries, use counts); a store written with any other is refused.
+//!
+//! [`event_key`]: gatehouse_core::event::event_key
+//! [`FORMAT_VERSION`]: gatehouse_core::event::FORMAT_VERSION
+//!
+//! # Durability
+//!
+//! A group of submissions is written as one atomic fjall batch: a crash
+//! leaves all of it or none of it, and never a session summary that
+//! disagrees with the events.
+//!
+//! - [`Durability::Fsync`]: a submission is acknowledged only after its
+//!   batch is fsynced (`fdatasync` of fjall's journal). Submissions queued
+//!   together share one fsync (group commit), so many concurrent sessions
+//!   cost one fsync per batch, not one each. Nothing acknowledged is lost,
+//!   even on power failure.
+//! - [`Durability::Os`]: a submission is acknowledged once its batch is
+//!   written to the operating system; the writer fsyncs at most every
+//!   `sync_interval`, also when idle. Nothing acknowledged is lost when the
+//!   gateway crashes; on power failure or a kernel crash up to about
+//!   `sync_interval` of acknowledged events may be lost.
+//!
+//! "Audit before forward" is the caller's job: forward a client's command
+//! to the target only after [`Writer::append`] of the events that record it
+//! returned `Ok`. Records that may lag (responses) can use
+//! [`Writer::submit`] and check the [`Ack`] later.
+//!
+//! # Failure
+//!
+//! Storage stops at the first failure. If a batch write or an fsync fails,
+//! the writer is poisoned: that batch's submissions and every later one get
+//! [`StoreError::Poisoned`], and nothing is acknowledged that might not be
+//! on disk. Reopening the store (after fixing the disk) recovers whatever
+//! fjall's journal holds.
+//!
+//! [fjall]: https://docs.rs/fjall/3
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+mod commit;
+mod error;
+mod keys;
+mod read;
+mod summary;
+mod writer;
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+pub use error::StoreError;
+pub use keys::STORE_FORMAT_VERSION;
+pub use read::{Events, Reader, Sessions};
+pub use summary::SessionSummary;
+pub use writer::{Ack, StoreStats, Writer};
+
+use commit::Committer;
+use keys::Db;
+use writer::Shared;
+
+/// When an append is acknowledged. See the [crate docs](crate#durability).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// Acknowledge after fsync; batches share one fsync.
+    Fsync,
+    /// Acknowledge after the write reaches the operating system; fsync at
+    /// most every `sync_interval`.
+    Os {
+        /// The longest that acknowledged events stay unsynced.
+        sync_interval: Duration,
+    },
+}
+
+/// How a [`Store`] writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreOptions {
+    /// When appends are acknowledged.
+    pub durability: Durability,
+    /// Submissions (calls to [`Writer::append`] or [`Writer::submit`]) that
+    /// may wait in the queue; when it is full, writers wait.
+    pub queue_capacity: usize,
+    /// Events gathered into one batch at most (a single larger submission
+    /// still goes in whole).
+    pub max_batch: usize,
+}
+
+impl Default for StoreOptions {
+    /// fsync durability, 1024 queued submissions, batches of up to 4096
+    /// events.
+    fn default() -> Self {
+        StoreOptions {
+            durability: Durability::Fsync,
+            queue_capacity: 1024,
+            max_batch: 4096,
+        }
+    }
+}
+
+impl StoreOptions {
+    /// Checks the options.
+    pub fn validate(&self) -> Result<(), StoreError> {
+        if self.queue_capacity == 0 {
+            return Err(StoreError::InvalidOption(
+                "queue_capacity must be at least 1",
+            ));
+        }
+        if self.max_batch == 0 {
+            return Err(StoreError::InvalidOption("max_batch must be at least 1"));
+        }
+        if let Durability::Os { sync_interval } = self.durability
+            && sync_interval.is_zero()
+        {
+            return Err(StoreError::InvalidOption(
+                "sync_interval must be positive (use Durability::Fsync to sync every batch)",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// An open store: the database and its writer thread. Cheap to clone.
+///
+/// The directory stays locked until the store is shut down (or its last
+/// handle dropped) *and* every [`Reader`] from it is dropped.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<StoreInner>,
+}
+
+struct StoreInner {
+    db: Arc<Db>,
+    shared: Arc<Shared>,
+    thread: Mutex<Option<JoinHandle<Result<(), StoreError>>>>,
+}
+
+impl Store {
+    /// Opens the store in `dir`, creating it if absent, and starts the
+    /// writer thread (`gatehouse-store`).
+    ///
+    /// Fails with [`StoreError::Locked`] when another process (or another
+    /// open store in this one) holds the directory, and with
+    /// [`StoreError::UnknownFormat`] when it was written in another format.
+    pub fn open(dir: &Path, opts: StoreOptions) -> Result<Store, StoreError> {
+        opts.validate()?;
+        let db = Arc::new(Db::open(dir, true)?);
+        let (tx, rx) = flume::bounded(opts.queue_capacity);
+        let shared = Arc::new(Shared::new(tx));
+        let committer = Committer::new(
+            db.clone(),
+            rx,
+            shared.clone(),
+            opts.durability,
+            opts.max_batch,
+        );
+        let thread = std::thread::Builder::new()
+            .name("gatehouse-store".into())
+            .spawn(move || committer.run())
+            .map_err(|source| StoreError::Io {
+                path: dir.into(),
+                source,
+            })?;
+        tracing::debug!(path = %dir.display(), ?opts, "store opened");
+        Ok(Store {
+            inner: Arc::new(StoreInner {
+                db,
+                shared,
+                thread: Mutex::new(Some(thread)),
+            }),
+        })
+    }
+
+    /// A handle for appending events.
+    pub fn writer(&self) -> Writer {
+        Writer::new(self.inner.shared.clone())
+    }
+
+    /// A handle for reading, sharing this store's database.
+    pub fn reader(&self) -> Reader {
+        Reader::new(self.inner.db.clone())
+    }
+
+    /// The store's directory.
+    pub fn path(&self) -> &Path {
+        &self.inner.db.path
+    }
+
+    /// `Ok` while the store accepts appends; otherwise why not
+    /// ([`StoreError::Poisoned`] or [`StoreError::Closed`]). For readiness
+    /// checks: a gateway whose store fails must refuse new commands.
+    pub fn health(&self) -> Result<(), StoreError> {
+        self.inner.shared.health()
+    }
+
+    /// What the writer thread has done since the store was opened.
+    pub fn stats(&self) -> StoreStats {
+        self.inner.shared.counters.snapshot()
+    }
+
+    /// Stops accepting appends, through every clone of this store and
+    /// every [`Writer`] (later ones get [`StoreError::Closed`]),
+    /// writes everything already queued, fsyncs, and joins the writer
+    /// thread. Blocks; from async code call it on a blocking thread.
+    ///
+    /// Returns the poison error if a write or fsync failed at any point, so
+    /// a clean `Ok` means everything acknowledged is on disk.
+    pub fn shutdown(self) -> Result<(), StoreError> {
+        self.inner.stop()
+    }
+}
+
+impl StoreInner {
+    fn stop(&self) -> Result<(), StoreError> {
+        self.shared.close();
+        let thread = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take();
+        match thread.map(JoinHandle::join) {
+            None => self.shared.poisoned().map_or(Ok(()), Err),
+            Some(Ok(result)) => result,
+            Some(Err(_panic)) => Err(StoreError::Poisoned {
+                cause: Arc::from("the store writer thread panicked"),
+            }),
+        }
+    }
+}
+
+impl Drop for StoreInner {
+    fn drop(&mut self) {
+        let running = self
+            .thread
+            .get_mut()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some();
+        if !running {
+            return;
+        }
+        if let Err(e) = self.stop() {
+            tracing::error!(error = %e, "store closed with an error");
+        }
+    }
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("path", &self.inner.db.path)
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+    use std::sync::atomic::Ordering;
+
+    use gatehouse_core::event::{Body, Recorder, SessionId};
+
+    use super::*;
+
+    fn tag(n: u64) -> Body {
+        Body::CommandComplete {
+            tag: format!("SELECT {n}"),
+        }
+    }
+
+    /// Connection tasks are spawned on multi-threaded runtimes too.
+    #[test]
+    fn handles_and_futures_are_send() {
+        fn send<T: Send>(_: &T) {}
+        fn sync<T: Send + Sync + Clone>() {}
+        sync::<Store>();
+        sync::<Writer>();
+        sync::<Reader>();
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+        let w = store.writer();
+        send(&w.append(Vec::new()));
+        send(&w.submit(Vec::new()));
+        send(&w.submit_blocking(Vec::new()).unwrap());
+        store.shutdown().unwrap();
+    }
+
+    #[test]
+    fn a_failed_write_poisons_the_writer() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+        let w = store.writer();
+        let mut rec = Recorder::new(SessionId([1; 16]));
+        w.append_blocking(vec![rec.record(0, tag(0))]).unwrap();
+        assert!(store.health().is_ok());
+
+        store
+            .inner
+            .shared
+            .fail_next_write
+            .store(true, Ordering::Relaxed);
+        let err = w.append_blocking(vec![rec.record(1, tag(1))]).unwrap_err();
+        assert!(
+            matches!(&err, StoreError::Poisoned { cause } if cause.contains("injected")),
+            "{err:?}"
+        );
+        // Everything later is refused up front, with the first cause, and
+        // nothing pretends success.
+        let err = w.append_blocking(vec![rec.record(2, tag(2))]).unwrap_err();
+        assert!(
+            matches!(&err, StoreError::Poisoned { cause } if cause.contains("injected")),
+            "{err:?}"
+        );
+        assert!(matches!(store.health(), Err(StoreError::Poisoned { .. })));
+        assert_eq!(store.stats().submissions, 1);
+        assert_eq!(
+            store
+                .reader()
+                .session(SessionId([1; 16]))
+                .unwrap()
+                .unwrap()
+                .events,
+            1
+        );
+        assert!(matches!(store.shutdown(), Err(StoreError::Poisoned { .. })));
+    }
+
+    #[test]
+    fn stats_count_batches_and_refusals() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+        let w = store.writer();
+        let mut rec = Recorder::new(SessionId([2; 16]));
+        let first = rec.record(0, tag(0));
+        w.append_blocking(vec![first.clone(), rec.record(1, tag(1))])
+            .unwrap();
+        assert!(w.append_blocking(vec![first]).is_err());
+        let stats = store.stats();
+        assert_eq!(
+            (
+                stats.submissions,
+                stats.events,
+                stats.batches,
+                stats.syncs,
+                stats.refused
+            ),
+            (1, 2, 1, 1, 1)
+        );
+        store.shutdown().unwrap();
+    }
+}

@@ -21,7 +21,8 @@ pub enum Body {
     Opened(Opened),
     /// The connection was refused before it reached a target.
     Refused(Refused),
-    /// One protocol frame, byte for byte as forwarded.
+    /// One or more consecutive protocol frames of one direction, byte for
+    /// byte as forwarded.
     Frame(Frame),
     /// A statement the client sent (simple query, or Parse text with the
     /// parameters of the Bind that executes it).
@@ -37,15 +38,16 @@ pub enum Body {
     Closed(Closed),
 }
 
-/// A protocol frame as it crossed the gateway.
+/// Consecutive protocol frames as they crossed the gateway in one direction
+/// (typically what one read delivered).
 #[derive(Debug, Clone, PartialEq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
 #[rkyv(derive(Debug))]
 pub struct Frame {
     /// Which way it went.
     pub dir: Direction,
-    /// The whole frame: type byte, length and body. Frames that carried a
-    /// credential (the client's password message) are recorded with the
-    /// credential removed.
+    /// One or more whole frames: type byte, length and body each. Frames
+    /// that carry a credential (the client's password message, the upstream
+    /// login) are never recorded.
     pub bytes: Bytes,
 }
 
@@ -217,6 +219,8 @@ pub enum CloseReason {
     Shutdown,
     /// The session was refused during startup.
     Refused,
+    /// The target could not be reached or refused the gateway's login.
+    UpstreamUnavailable,
     /// The store failed, so the session could not go on being recorded.
     StoreFailed,
 }

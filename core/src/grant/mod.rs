@@ -1,1 +1,36 @@
-//! Grants.
+//! Grants: the short-lived, purpose-bound JWTs agents present as their
+//! password.
+//!
+//! A grant is a compact JWS signed with Ed25519 (`alg: EdDSA`), whose header
+//! names the signing key (`kid`) and whose payload is [`Claims`]: who issued
+//! it and to whom, for which gateway, when it is valid, why, and the
+//! [`Plan`] of what it allows.
+//!
+//! - [`sign`] mints a grant with a [`SigningKey`] (used by `gatehouse grant`).
+//! - [`Verifier::verify`] checks one against a [`KeySet`], the trusted issuer
+//!   and audience, and a `now` passed in; [`check_target`] checks that its
+//!   plan allows a target.
+//! - [`GrantError`] says why a grant was refused, maps to the recorded
+//!   [`Refusal`](crate::event::Refusal) and to a SQLSTATE, and its message is
+//!   what the client is told.
+//!
+//! Key ids are derived from the public key ([`key_id`]), so that a key pair
+//! made by `gatehouse keygen` needs no further configuration.
+//!
+//! What this module is not: it reads no key file and no clock, and keeps no
+//! state. Counting uses and honouring revocations need the store and are
+//! the caller's; [`GrantError::UsedUp`] and [`GrantError::Revoked`] are here
+//! so that every refusal reads the same way.
+
+mod claims;
+mod error;
+mod key;
+mod verify;
+
+#[cfg(test)]
+mod tests;
+
+pub use claims::{Claims, Plan, TargetScope, check_target};
+pub use error::{GrantError, SQLSTATE_INVALID_AUTHORIZATION, SQLSTATE_INVALID_PASSWORD, UnixTime};
+pub use key::{ED25519_KEY_LEN, KeyError, KeySet, SigningKey, VerifyingKey, key_id};
+pub use verify::{MAX_TOKEN_LEN, Verifier, sign};

@@ -1,1 +1,21 @@
-//! PostgreSQL.
+//! The PostgreSQL wire protocol (version 3.0), sans-IO.
+//!
+//! - [`frame`]: incremental, zero-copy framing with capped lengths.
+//! - [`frontend`] / [`backend`]: borrowed views of client and server messages.
+//! - [`encode`]: the messages the gateway writes itself.
+//! - [`upstream`]: logging in to the target with the real credential.
+//! - [`session`]: one client connection through the gateway.
+
+pub mod backend;
+pub mod encode;
+pub mod frame;
+pub mod frontend;
+pub mod session;
+pub mod upstream;
+mod wire;
+
+pub use session::{Action, Authorized, Rejection, Session, SessionConfig, Transmit};
+pub use upstream::UpstreamLogin;
+
+#[cfg(test)]
+mod session_tests;

@@ -1,0 +1,133 @@
+//! What a grant says: its claims and its plan.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use super::GrantError;
+
+/// The claims of a grant.
+///
+/// The registered claims (`iss`, `sub`, `aud`, `exp`, `nbf`, `iat`, `jti`)
+/// are all required, as are `purpose` and `plan`; `ticket` is optional.
+/// Times are seconds since the Unix epoch. `aud` is a single string: a grant
+/// is meant for one gateway.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claims {
+    /// Who issued the grant (the planner, or `gatehouse grant`).
+    pub iss: String,
+    /// The agent the grant was issued to.
+    pub sub: String,
+    /// The gateway the grant is meant for.
+    pub aud: String,
+    /// Expiry: the grant is refused from this second on.
+    pub exp: i64,
+    /// Not before: the grant is refused before this second.
+    pub nbf: i64,
+    /// When the grant was issued.
+    pub iat: i64,
+    /// The grant's unique id; uses and revocations are tracked by it.
+    pub jti: String,
+    /// Why the agent needs access, in free text. Recorded with the session.
+    pub purpose: String,
+    /// A reference to a ticket or change request, if any. Recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ticket: Option<String>,
+    /// What the grant allows.
+    pub plan: Plan,
+}
+
+/// What a grant allows: which targets, and how many times.
+///
+/// Fields this version does not know are ignored when parsing, so that
+/// grants minted by a newer planner still verify here; what they would have
+/// restricted is then not enforced by this version.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Plan {
+    /// The targets the grant may open, by target name (the database name a
+    /// client asks for), each with its scope.
+    pub targets: BTreeMap<String, TargetScope>,
+    /// How many sessions the grant may open in all; `None` is unlimited
+    /// until `exp`. `Some(1)` is a single-use grant. Zero is refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uses: Option<u32>,
+}
+
+/// What a grant allows on one target.
+///
+/// Empty for now: a later version adds operations and limits here. Unknown
+/// fields are ignored (see [`Plan`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TargetScope {}
+
+impl Plan {
+    /// The scope for `target`, if the plan names it.
+    pub fn scope(&self, target: &str) -> Option<&TargetScope> {
+        self.targets.get(target)
+    }
+}
+
+/// Checks that `claims` allow opening `target` (a target name, as the
+/// client asked for it). Names are compared exactly.
+pub fn check_target(claims: &Claims, target: &str) -> Result<(), GrantError> {
+    match claims.plan.scope(target) {
+        Some(_) => Ok(()),
+        None => Err(GrantError::WrongTarget {
+            target: target.to_owned(),
+        }),
+    }
+}
+
+impl Claims {
+    /// Builds claims from a decoded (and already signature-checked) JSON
+    /// payload, naming the first claim that is missing or of the wrong type.
+    pub(super) fn from_payload(mut payload: Map<String, Value>) -> Result<Claims, GrantError> {
+        let claims = Claims {
+            iss: required(&mut payload, "iss")?,
+            sub: required(&mut payload, "sub")?,
+            aud: required(&mut payload, "aud")?,
+            exp: required(&mut payload, "exp")?,
+            nbf: required(&mut payload, "nbf")?,
+            iat: required(&mut payload, "iat")?,
+            jti: required(&mut payload, "jti")?,
+            purpose: required(&mut payload, "purpose")?,
+            ticket: optional(&mut payload, "ticket")?,
+            plan: required(&mut payload, "plan")?,
+        };
+        if claims.plan.uses == Some(0) {
+            return Err(GrantError::InvalidClaim {
+                claim: "plan",
+                reason: "`uses` is 0, so the grant allows nothing".to_owned(),
+            });
+        }
+        Ok(claims)
+    }
+}
+
+/// Takes claim `name` out of `payload`; absent or `null` is missing.
+fn required<T: serde::de::DeserializeOwned>(
+    payload: &mut Map<String, Value>,
+    name: &'static str,
+) -> Result<T, GrantError> {
+    optional(payload, name)?.ok_or(GrantError::MissingClaim(name))
+}
+
+/// Takes claim `name` out of `payload` if it is there and not `null`.
+fn optional<T: serde::de::DeserializeOwned>(
+    payload: &mut Map<String, Value>,
+    name: &'static str,
+) -> Result<Option<T>, GrantError> {
+    match payload.remove(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(value) => {
+            serde_json::from_value(value)
+                .map(Some)
+                .map_err(|e| GrantError::InvalidClaim {
+                    claim: name,
+                    reason: e.to_string(),
+                })
+        }
+    }
+}

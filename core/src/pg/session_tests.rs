@@ -1,0 +1,372 @@
+//! A client, the session and a scripted target, all in memory.
+
+use bytes::{Bytes, BytesMut};
+
+use super::encode;
+use super::session::*;
+use super::upstream::UpstreamLogin;
+use crate::event::{Body, CloseReason, Direction, Refusal, SessionId, decode};
+
+fn cfg(plaintext_allowed: bool) -> SessionConfig {
+    SessionConfig {
+        tls_available: true,
+        plaintext_allowed,
+        max_client_frame: 1024,
+        max_upstream_frame: 1 << 20,
+        backend_key: (4242, 99),
+    }
+}
+
+fn startup(db: &str) -> Vec<u8> {
+    encode::startup_message([
+        ("user", "agent"),
+        ("database", db),
+        ("application_name", "psql"),
+    ])
+    .to_vec()
+}
+
+struct Harness {
+    s: Session,
+    to_client: Vec<u8>,
+    to_upstream: Vec<u8>,
+    actions: Vec<Action>,
+    bodies: Vec<Body>,
+}
+
+impl Harness {
+    fn new(plaintext_allowed: bool) -> Self {
+        Harness {
+            s: Session::new(
+                SessionId([1; 16]),
+                cfg(plaintext_allowed),
+                "127.0.0.1:5555".into(),
+                0,
+            ),
+            to_client: Vec::new(),
+            to_upstream: Vec::new(),
+            actions: Vec::new(),
+            bodies: Vec::new(),
+        }
+    }
+
+    fn drain(&mut self) {
+        while let Some(t) = self.s.poll_transmit() {
+            match t {
+                Transmit::Client(b) => self.to_client.extend_from_slice(&b),
+                Transmit::Upstream(b) => self.to_upstream.extend_from_slice(&b),
+            }
+        }
+        while let Some(a) = self.s.poll_action() {
+            self.actions.push(a);
+        }
+        for e in self.s.take_events() {
+            self.bodies.push(decode(&e.bytes).unwrap().body);
+        }
+    }
+
+    /// Feeds client bytes `chunk` at a time.
+    fn client(&mut self, bytes: &[u8], chunk: usize) {
+        let mut buf = BytesMut::new();
+        for piece in bytes.chunks(chunk) {
+            buf.extend_from_slice(piece);
+            self.s.handle_client_data(&mut buf, 1);
+            self.drain();
+        }
+    }
+
+    fn upstream(&mut self, bytes: &[u8], chunk: usize) {
+        let mut buf = BytesMut::new();
+        for piece in bytes.chunks(chunk) {
+            buf.extend_from_slice(piece);
+            self.s.handle_upstream_data(&mut buf, 2);
+            self.drain();
+        }
+    }
+
+    /// Startup through login against a trust-auth target.
+    fn open(&mut self) {
+        self.client(&startup("orders"), 1000);
+        assert_eq!(
+            self.to_client,
+            encode::authentication(3, &[]).bytes().to_vec()
+        );
+        self.to_client.clear();
+        self.client(encode::password_message(b"the.grant").bytes(), 1000);
+        assert_eq!(
+            self.actions.pop(),
+            Some(Action::Authorize {
+                token: "the.grant".into(),
+                target: "orders".into()
+            })
+        );
+        self.s.authorized(
+            Authorized {
+                subject: "agent:t".into(),
+                jti: "j1".into(),
+                issuer: "gatehouse".into(),
+                purpose: "test".into(),
+                ticket: None,
+                use_number: 1,
+                max_uses: Some(1),
+                expires_at: 100,
+                login: UpstreamLogin {
+                    database: "orders_db".into(),
+                    user: "app".into(),
+                    password: None,
+                },
+            },
+            1,
+        );
+        self.drain();
+        assert_eq!(self.actions.pop(), Some(Action::ConnectUpstream));
+        self.s.upstream_connected(1);
+        self.drain();
+        assert!(self.to_upstream.windows(9).any(|w| w == b"orders_db"));
+        self.to_upstream.clear();
+        let mut greeting = Vec::new();
+        greeting.extend_from_slice(encode::authentication(0, &[]).bytes());
+        greeting.extend_from_slice(
+            encode::frame(b'S', |b| b.extend_from_slice(b"server_version\x0015.1\0")).bytes(),
+        );
+        greeting.extend_from_slice(encode::backend_key_data(7, 8).bytes());
+        greeting.extend_from_slice(encode::ready_for_query(b'I').bytes());
+        self.upstream(&greeting, 1000);
+        assert_eq!(
+            self.actions.pop(),
+            Some(Action::RegisterCancel { pid: 7, secret: 8 })
+        );
+        let mut expected = Vec::new();
+        expected.extend_from_slice(encode::authentication(0, &[]).bytes());
+        expected.extend_from_slice(
+            encode::frame(b'S', |b| b.extend_from_slice(b"server_version\x0015.1\0")).bytes(),
+        );
+        expected.extend_from_slice(encode::backend_key_data(4242, 99).bytes());
+        expected.extend_from_slice(encode::ready_for_query(b'I').bytes());
+        assert_eq!(
+            self.to_client, expected,
+            "the client sees the gateway's cancel key"
+        );
+        self.to_client.clear();
+    }
+}
+
+fn query(sql: &str) -> Vec<u8> {
+    encode::frame(b'Q', |b| {
+        b.extend_from_slice(sql.as_bytes());
+        b.push(0)
+    })
+    .bytes()
+    .to_vec()
+}
+
+fn result_stream() -> Vec<u8> {
+    let mut out = Vec::new();
+    out.extend_from_slice(
+        encode::frame(b'T', |b| {
+            b.extend_from_slice(&1i16.to_be_bytes());
+            b.extend_from_slice(b"n\0");
+            b.extend_from_slice(&[0; 18]);
+        })
+        .bytes(),
+    );
+    for v in ["1", "22", "333"] {
+        out.extend_from_slice(
+            encode::frame(b'D', |b| {
+                b.extend_from_slice(&1i16.to_be_bytes());
+                b.extend_from_slice(&(v.len() as i32).to_be_bytes());
+                b.extend_from_slice(v.as_bytes());
+            })
+            .bytes(),
+        );
+    }
+    out.extend_from_slice(encode::frame(b'C', |b| b.extend_from_slice(b"SELECT 3\0")).bytes());
+    out.extend_from_slice(encode::ready_for_query(b'I').bytes());
+    out
+}
+
+#[test]
+fn relays_byte_identically_at_every_split() {
+    let mut client_stream = query("select n from t");
+    client_stream.extend_from_slice(&query("select 2; select 3"));
+    let server_stream = result_stream();
+    for chunk in 1..=client_stream.len().max(server_stream.len()) {
+        let mut h = Harness::new(true);
+        h.open();
+        h.bodies.clear();
+        h.client(&client_stream, chunk);
+        h.upstream(&server_stream, chunk);
+        assert_eq!(h.to_upstream, client_stream, "chunk {chunk}");
+        assert_eq!(h.to_client, server_stream, "chunk {chunk}");
+        let statements: Vec<_> = h
+            .bodies
+            .iter()
+            .filter_map(|b| match b {
+                Body::Statement(s) => Some(s.text.as_str()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(statements, ["select n from t", "select 2; select 3"]);
+        assert!(h.bodies.contains(&Body::CommandComplete {
+            tag: "SELECT 3".into()
+        }));
+        let recorded: Vec<u8> = h
+            .bodies
+            .iter()
+            .filter_map(|b| match b {
+                Body::Frame(f) if f.dir == Direction::ToClient => Some(f.bytes.to_vec()),
+                _ => None,
+            })
+            .flatten()
+            .collect();
+        assert_eq!(
+            recorded, server_stream,
+            "the recording holds what the client got"
+        );
+    }
+}
+
+#[test]
+fn opened_is_the_first_event_and_login_is_not_recorded() {
+    let mut h = Harness::new(true);
+    h.open();
+    assert!(
+        matches!(&h.bodies[0], Body::Opened(o) if o.target == "orders" && o.subject == "agent:t")
+    );
+    for b in &h.bodies {
+        if let Body::Frame(f) = b {
+            assert!(!f.bytes.windows(9).any(|w| w == b"the.grant"));
+        }
+    }
+}
+
+#[test]
+fn bind_is_recorded_with_parse_text_and_params() {
+    let mut h = Harness::new(true);
+    h.open();
+    h.bodies.clear();
+    let mut stream = encode::frame(b'P', |b| {
+        b.extend_from_slice(b"s1\0select $1\0");
+        b.extend_from_slice(&0i16.to_be_bytes());
+    })
+    .bytes()
+    .to_vec();
+    stream.extend_from_slice(
+        encode::frame(b'B', |b| {
+            b.extend_from_slice(b"\0s1\0");
+            b.extend_from_slice(&0i16.to_be_bytes());
+            b.extend_from_slice(&1i16.to_be_bytes());
+            b.extend_from_slice(&2i32.to_be_bytes());
+            b.extend_from_slice(b"42");
+            b.extend_from_slice(&0i16.to_be_bytes());
+        })
+        .bytes(),
+    );
+    stream.extend_from_slice(encode::frame(b'S', |_| {}).bytes());
+    h.client(&stream, 7);
+    let Some(Body::Statement(st)) = h.bodies.iter().find(|b| matches!(b, Body::Statement(_)))
+    else {
+        panic!("no statement")
+    };
+    assert_eq!(st.text, "select $1");
+    assert_eq!(st.statement_name, "s1");
+    assert_eq!(st.params[0].value, Some(Bytes::from_static(b"42")));
+}
+
+#[test]
+fn plaintext_is_refused_where_tls_is_required() {
+    let mut h = Harness::new(false);
+    h.client(&startup("orders"), 1000);
+    assert!(h.to_client.starts_with(b"E"));
+    assert!(String::from_utf8_lossy(&h.to_client).contains("28000"));
+    assert!(matches!(&h.bodies[0], Body::Refused(r) if r.reason == Refusal::TlsRequired));
+    assert!(matches!(h.bodies.last(), Some(Body::Closed(c)) if c.reason == CloseReason::Refused));
+    assert_eq!(h.actions.last(), Some(&Action::Close));
+}
+
+#[test]
+fn ssl_request_then_tls() {
+    let mut h = Harness::new(false);
+    h.client(b"\0\0\0\x08\x04\xd2\x16\x2f", 3);
+    assert_eq!(h.to_client, b"S");
+    assert_eq!(h.actions, [Action::StartTls { direct: false }]);
+    h.s.tls_established(crate::event::TlsInfo {
+        version: "TLSv1.3".into(),
+        cipher: "x".into(),
+        direct: false,
+    });
+    h.to_client.clear();
+    h.client(&startup("orders"), 1000);
+    assert_eq!(h.to_client, encode::authentication(3, &[]).bytes().to_vec());
+}
+
+#[test]
+fn data_stuffed_after_ssl_request_is_refused() {
+    let mut h = Harness::new(false);
+    let mut bytes = b"\0\0\0\x08\x04\xd2\x16\x2f".to_vec();
+    bytes.extend_from_slice(&startup("orders"));
+    h.client(&bytes, 1000);
+    assert!(String::from_utf8_lossy(&h.to_client).contains("08P01"));
+    assert!(h.s.is_closed());
+}
+
+#[test]
+fn direct_tls_is_detected_without_consuming() {
+    let mut h = Harness::new(false);
+    let mut buf = BytesMut::from(&b"\x16\x03\x01\x02\x00"[..]);
+    h.s.handle_client_data(&mut buf, 0);
+    h.drain();
+    assert_eq!(h.actions, [Action::StartTls { direct: true }]);
+    assert_eq!(buf.len(), 5);
+}
+
+#[test]
+fn oversized_client_frame_ends_the_session_with_a_protocol_error() {
+    let mut h = Harness::new(true);
+    h.open();
+    h.client(&query(&"x".repeat(2000)), 100);
+    assert!(h.to_upstream.is_empty());
+    assert!(String::from_utf8_lossy(&h.to_client).contains("08P01"));
+    assert!(h.s.is_closed());
+    assert!(
+        matches!(h.bodies.last(), Some(Body::Closed(c)) if c.reason == CloseReason::ClientProtocolError)
+    );
+}
+
+#[test]
+fn cancel_request_is_forwarded_not_recorded() {
+    let mut h = Harness::new(false);
+    h.client(&encode::cancel_request(4242, 99), 1000);
+    assert_eq!(
+        h.actions,
+        [
+            Action::ForwardCancel {
+                pid: 4242,
+                secret: 99
+            },
+            Action::Close
+        ]
+    );
+    assert!(h.bodies.is_empty());
+}
+
+#[test]
+fn terminate_closes_after_forwarding() {
+    let mut h = Harness::new(true);
+    h.open();
+    h.client(encode::terminate().bytes(), 1000);
+    assert_eq!(h.to_upstream, encode::terminate().bytes().to_vec());
+    assert!(
+        matches!(h.bodies.last(), Some(Body::Closed(c)) if c.reason == CloseReason::ClientTerminated)
+    );
+}
+
+#[test]
+fn newer_minor_version_is_negotiated_down() {
+    let mut h = Harness::new(true);
+    let mut packet = encode::startup_message([("user", "a"), ("_pq_.x", "1")]).to_vec();
+    packet[4..8].copy_from_slice(&0x0003_0002i32.to_be_bytes());
+    h.client(&packet, 1000);
+    assert_eq!(h.to_client[0], b'v');
+    assert!(h.to_client.windows(6).any(|w| w == b"_pq_.x"));
+}

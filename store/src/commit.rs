@@ -1,0 +1,299 @@
+//! The writer thread: group commit, session summaries, grant use counts,
+//! periodic sync, and poisoning at the first failure.
+
+use std::collections::hash_map::Entry;
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Instant;
+
+use fjall::PersistMode;
+use gatehouse_core::event::{Encoded, SessionId};
+use tokio::sync::oneshot;
+
+use crate::keys::{Db, decode_uses};
+use crate::summary::{Fact, SessionSummary};
+use crate::writer::{Counters, Shared, Submission};
+use crate::{Durability, StoreError};
+
+type AckTx = oneshot::Sender<Result<(), StoreError>>;
+
+/// The state of the one writer thread.
+pub(crate) struct Committer {
+    db: Arc<Db>,
+    rx: flume::Receiver<Submission>,
+    shared: Arc<Shared>,
+    durability: Durability,
+    max_batch: usize,
+    /// Summaries of sessions that may get more events: a cache of the
+    /// `sessions` keyspace, which is written with every batch. Closed and
+    /// refused sessions are dropped after their batch commits; a later
+    /// event for one reloads it. A session never closed (its task died
+    /// without recording `Closed`) stays until the store closes.
+    open: HashMap<SessionId, SessionSummary>,
+    /// In `Os` mode: batches written since the last sync.
+    unsynced: bool,
+    last_sync: Instant,
+}
+
+impl Committer {
+    pub(crate) fn new(
+        db: Arc<Db>,
+        rx: flume::Receiver<Submission>,
+        shared: Arc<Shared>,
+        durability: Durability,
+        max_batch: usize,
+    ) -> Self {
+        Committer {
+            db,
+            rx,
+            shared,
+            durability,
+            max_batch,
+            open: HashMap::new(),
+            unsynced: false,
+            last_sync: Instant::now(),
+        }
+    }
+
+    /// Runs until the channel is closed and drained, then syncs once more.
+    /// Returns the poison error if the writer was poisoned on the way.
+    pub(crate) fn run(mut self) -> Result<(), StoreError> {
+        while let Some(first) = self.next_first() {
+            let mut queued = first.events.len();
+            let mut group = vec![first];
+            while queued < self.max_batch {
+                let Ok(next) = self.rx.try_recv() else { break };
+                queued += next.events.len();
+                group.push(next);
+            }
+            self.commit(group);
+        }
+        if let Some(e) = self.shared.poisoned() {
+            return Err(e);
+        }
+        self.db.db.persist(PersistMode::SyncAll).map_err(|e| {
+            let cause = self.shared.poison(format!("final fsync failed: {e}"));
+            tracing::error!(%cause, "store shut down with a failed fsync");
+            StoreError::Poisoned { cause }
+        })
+    }
+
+    /// Blocks for the next submission; in `Os` mode, syncs when the
+    /// interval passes while waiting.
+    fn next_first(&mut self) -> Option<Submission> {
+        if let (Durability::Os { sync_interval }, true) = (self.durability, self.unsynced) {
+            match self.rx.recv_deadline(self.last_sync + sync_interval) {
+                Ok(s) => return Some(s),
+                Err(flume::RecvTimeoutError::Disconnected) => return None,
+                Err(flume::RecvTimeoutError::Timeout) => self.sync(),
+            }
+        }
+        self.rx.recv().ok()
+    }
+
+    /// fsyncs what `Os` mode has written so far.
+    fn sync(&mut self) {
+        self.unsynced = false;
+        self.last_sync = Instant::now();
+        if self.shared.poisoned().is_some() {
+            return;
+        }
+        match self.db.db.persist(PersistMode::SyncData) {
+            Ok(()) => Counters::add(&self.shared.counters.syncs, 1),
+            Err(e) => {
+                let cause = self.shared.poison(format!("fsync failed: {e}"));
+                tracing::error!(%cause, "store writer poisoned");
+            }
+        }
+    }
+
+    /// Writes a group of submissions in one atomic batch and acknowledges
+    /// each of them.
+    fn commit(&mut self, group: Vec<Submission>) {
+        if self.shared.poisoned().is_some() {
+            for s in group {
+                reply(s.ack, self.shared.poisoned());
+            }
+            return;
+        }
+        let mut batch = self.db.db.batch();
+        if self.durability == Durability::Fsync {
+            batch = batch.durability(Some(PersistMode::SyncData));
+        }
+        let mut touched: HashSet<SessionId> = HashSet::new();
+        let mut uses: HashMap<String, (u32, bool)> = HashMap::new();
+        let mut accepted: Vec<AckTx> = Vec::with_capacity(group.len());
+        let mut seen: Vec<(SessionId, u64, bool)> = Vec::new();
+        let mut events = 0;
+        for s in group {
+            seen.clear();
+            if let Err(e) = self.check(&s.events, &mut uses, &mut seen) {
+                // Do not keep finished sessions that only a refused
+                // submission loaded.
+                for (id, ..) in &seen {
+                    if !touched.contains(id) {
+                        self.evict_if_done(id);
+                    }
+                }
+                Counters::add(&self.shared.counters.refused, 1);
+                reply(s.ack, Some(e));
+                continue;
+            }
+            touched.extend(seen.iter().map(|(id, ..)| *id));
+            for (enc, fact) in &s.events {
+                let summary = self
+                    .open
+                    .entry(enc.session)
+                    .or_insert_with(|| SessionSummary::new(enc.session, enc.at_us));
+                summary.apply(enc.at_us, fact);
+                batch.insert(&self.db.events, &enc.key[..], &enc.bytes[..]);
+                if let Fact::Opened(o) = fact
+                    && let Some((n, changed)) = uses.get_mut(&o.jti)
+                    && o.use_number > *n
+                {
+                    (*n, *changed) = (o.use_number, true);
+                }
+            }
+            events += s.events.len();
+            accepted.push(s.ack);
+        }
+        for id in &touched {
+            if let Some(summary) = self.open.get(id) {
+                batch.insert(&self.db.sessions, &id.0[..], &summary.encode()[..]);
+            }
+        }
+        for (jti, (n, changed)) in &uses {
+            if *changed {
+                batch.insert(&self.db.grant_uses, jti.as_bytes(), &n.to_be_bytes()[..]);
+            }
+        }
+        if accepted.is_empty() {
+            return;
+        }
+        if let Err(e) = self.write(batch) {
+            let cause = self.shared.poison(format!("write failed: {e}"));
+            tracing::error!(%cause, "store writer poisoned");
+            for ack in accepted {
+                reply(ack, self.shared.poisoned());
+            }
+            return;
+        }
+        for id in &touched {
+            self.evict_if_done(id);
+        }
+        let counters = &self.shared.counters;
+        Counters::add(&counters.batches, 1);
+        Counters::add(&counters.submissions, accepted.len());
+        Counters::add(&counters.events, events);
+        if self.durability == Durability::Fsync {
+            Counters::add(&counters.syncs, 1);
+        }
+        for ack in accepted {
+            reply(ack, None);
+        }
+        if let Durability::Os { sync_interval } = self.durability {
+            self.unsynced = true;
+            if self.last_sync.elapsed() >= sync_interval {
+                self.sync();
+            }
+        }
+    }
+
+    /// Commits a batch (in `Fsync` mode, with its fsync).
+    fn write(&self, batch: fjall::OwnedWriteBatch) -> Result<(), fjall::Error> {
+        #[cfg(test)]
+        if self
+            .shared
+            .fail_next_write
+            .swap(false, std::sync::atomic::Ordering::Relaxed)
+        {
+            return Err(fjall::Error::Io(std::io::Error::other("injected failure")));
+        }
+        batch.commit()
+    }
+
+    /// Checks that a submission's events continue their sessions, loading
+    /// the summaries and grant use counts it needs. Touches nothing else.
+    ///
+    /// `next` collects, per session of the submission, the next expected
+    /// sequence number and whether it is closed.
+    fn check(
+        &mut self,
+        events: &[(Encoded, Fact)],
+        uses: &mut HashMap<String, (u32, bool)>,
+        next: &mut Vec<(SessionId, u64, bool)>,
+    ) -> Result<(), StoreError> {
+        for (enc, fact) in events {
+            let pos = match next.iter().position(|(id, ..)| *id == enc.session) {
+                Some(pos) => pos,
+                None => {
+                    let (seq, closed) = match self.load(enc.session)? {
+                        Some(s) => (s.events, s.closed.is_some()),
+                        None => (0, false),
+                    };
+                    next.push((enc.session, seq, closed));
+                    next.len() - 1
+                }
+            };
+            let Some((_, expected, closed)) = next.get_mut(pos) else {
+                unreachable!("position was just found or pushed")
+            };
+            if *closed {
+                return Err(out_of_sequence(enc, "the session is already closed".into()));
+            }
+            if enc.seq != *expected {
+                return Err(out_of_sequence(enc, format!("expected #{expected}")));
+            }
+            *expected += 1;
+            *closed = matches!(fact, Fact::Closed(_));
+            if let Fact::Opened(o) = fact
+                && let Entry::Vacant(slot) = uses.entry(o.jti.clone())
+            {
+                let stored = match self.db.grant_uses.get(o.jti.as_bytes())? {
+                    Some(v) => decode_uses(o.jti.as_bytes(), &v)?,
+                    None => 0,
+                };
+                slot.insert((stored, false));
+            }
+        }
+        Ok(())
+    }
+
+    /// Drops a closed or refused session's summary from the cache.
+    fn evict_if_done(&mut self, id: &SessionId) {
+        if self
+            .open
+            .get(id)
+            .is_some_and(|s| s.closed.is_some() || s.refused.is_some())
+        {
+            self.open.remove(id);
+        }
+    }
+
+    /// The summary of `id`, from the cache or the store (then cached).
+    fn load(&mut self, id: SessionId) -> Result<Option<&SessionSummary>, StoreError> {
+        if let Entry::Vacant(slot) = self.open.entry(id) {
+            match self.db.sessions.get(id.0)? {
+                Some(v) => {
+                    slot.insert(SessionSummary::decode(&id.0, &v)?);
+                }
+                None => return Ok(None),
+            }
+        }
+        Ok(self.open.get(&id))
+    }
+}
+
+fn out_of_sequence(enc: &Encoded, reason: String) -> StoreError {
+    StoreError::OutOfSequence {
+        session: enc.session,
+        got: enc.seq,
+        reason,
+    }
+}
+
+/// Sends the outcome; a caller that dropped its [`Ack`](crate::Ack) does
+/// not want it.
+fn reply(ack: AckTx, err: Option<StoreError>) {
+    let _ = ack.send(err.map_or(Ok(()), Err));
+}

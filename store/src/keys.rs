@@ -1,0 +1,133 @@
+//! The on-disk layout (described in the crate docs): keyspace names, meta
+//! keys, and the format version check.
+
+use std::path::{Path, PathBuf};
+
+use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
+use gatehouse_core::event::FORMAT_VERSION;
+
+use crate::StoreError;
+
+/// The version of the store's own layout: keyspaces, keys, and the encoding
+/// of session summaries and grant use counts. Stored in the `meta` keyspace
+/// next to the event format ([`FORMAT_VERSION`]) and checked on open.
+pub const STORE_FORMAT_VERSION: u32 = 1;
+
+const EVENTS: &str = "events";
+const SESSIONS: &str = "sessions";
+const GRANT_USES: &str = "grant_uses";
+const META: &str = "meta";
+
+const META_EVENT_FORMAT: &[u8] = b"event_format";
+const META_STORE_FORMAT: &[u8] = b"store_format";
+
+/// The file fjall writes first when it creates a database; its absence means
+/// the directory holds no database yet.
+const FJALL_MARKER: &str = "version";
+
+/// An open database and its keyspaces.
+pub(crate) struct Db {
+    pub(crate) db: Database,
+    pub(crate) events: Keyspace,
+    pub(crate) sessions: Keyspace,
+    pub(crate) grant_uses: Keyspace,
+    pub(crate) path: PathBuf,
+}
+
+impl Db {
+    /// Opens the store in `dir`. With `create`, a missing store is created
+    /// and stamped with the current format versions; without, a directory
+    /// with no store is [`StoreError::NotFound`].
+    pub(crate) fn open(dir: &Path, create: bool) -> Result<Db, StoreError> {
+        let path = dir.to_path_buf();
+        if !create && !dir.join(FJALL_MARKER).is_file() {
+            return Err(StoreError::NotFound { path });
+        }
+        if create {
+            std::fs::create_dir_all(dir).map_err(|source| StoreError::Io {
+                path: path.clone(),
+                source,
+            })?;
+        }
+        let db = Database::builder(dir)
+            .open()
+            .map_err(|e| StoreError::engine(dir, e))?;
+        let keyspace = |name| {
+            db.keyspace(name, KeyspaceCreateOptions::default)
+                .map_err(StoreError::from)
+        };
+        let events = keyspace(EVENTS)?;
+        let sessions = keyspace(SESSIONS)?;
+        let grant_uses = keyspace(GRANT_USES)?;
+        let meta = keyspace(META)?;
+
+        let found = (
+            read_version(&meta, META_EVENT_FORMAT)?,
+            read_version(&meta, META_STORE_FORMAT)?,
+        );
+        match found {
+            (Some(event), Some(store)) => {
+                check(&path, "event", event, FORMAT_VERSION)?;
+                check(&path, "store", store, STORE_FORMAT_VERSION)?;
+            }
+            (None, None) if !create => return Err(StoreError::NotFound { path }),
+            (None, None) if events.is_empty()? && sessions.is_empty()? => {
+                let mut batch = db.batch();
+                batch.insert(&meta, META_EVENT_FORMAT, &FORMAT_VERSION.to_be_bytes()[..]);
+                batch.insert(
+                    &meta,
+                    META_STORE_FORMAT,
+                    &STORE_FORMAT_VERSION.to_be_bytes()[..],
+                );
+                batch.commit()?;
+                db.persist(PersistMode::SyncAll)?;
+            }
+            _ => {
+                return Err(StoreError::corrupt(
+                    "format version",
+                    META_EVENT_FORMAT,
+                    "the store holds data but its format versions are missing",
+                ));
+            }
+        }
+        Ok(Db {
+            db,
+            events,
+            sessions,
+            grant_uses,
+            path,
+        })
+    }
+}
+
+fn read_version(meta: &Keyspace, key: &[u8]) -> Result<Option<u32>, StoreError> {
+    let Some(value) = meta.get(key)? else {
+        return Ok(None);
+    };
+    let bytes: [u8; 4] = value
+        .as_ref()
+        .try_into()
+        .map_err(|_| StoreError::corrupt("format version", key, "not 4 bytes"))?;
+    Ok(Some(u32::from_be_bytes(bytes)))
+}
+
+fn check(path: &Path, what: &'static str, found: u32, expected: u32) -> Result<(), StoreError> {
+    if found == expected {
+        Ok(())
+    } else {
+        Err(StoreError::UnknownFormat {
+            path: path.into(),
+            what,
+            found,
+            expected,
+        })
+    }
+}
+
+/// Decodes a `grant_uses` value.
+pub(crate) fn decode_uses(key: &[u8], value: &[u8]) -> Result<u32, StoreError> {
+    let bytes: [u8; 4] = value
+        .try_into()
+        .map_err(|_| StoreError::corrupt("grant use count", key, "not 4 bytes"))?;
+    Ok(u32::from_be_bytes(bytes))
+}

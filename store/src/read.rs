@@ -1,0 +1,197 @@
+//! The read path: sessions, their events, and grant use counts.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use gatehouse_core::event::{Event, SessionId, decode, event_key};
+
+use crate::keys::{Db, decode_uses};
+use crate::{SessionSummary, StoreError};
+
+/// Read access to a store. Cheap to clone.
+///
+/// Reads see every batch committed before they start (each iterator reads
+/// one consistent snapshot), whether or not it has been fsynced yet.
+#[derive(Clone)]
+pub struct Reader {
+    db: Arc<Db>,
+}
+
+impl Reader {
+    pub(crate) fn new(db: Arc<Db>) -> Self {
+        Reader { db }
+    }
+
+    /// Opens the store in `dir` for reading, for the replay and audit tools.
+    ///
+    /// fjall has no read-only mode and allows one open database per
+    /// directory, so this takes the directory's lock like
+    /// [`Store::open`](crate::Store::open): it fails with
+    /// [`StoreError::Locked`] while a gateway holds the store, and a gateway
+    /// cannot open it while this reader (or a clone) is alive. It never
+    /// creates a store: a directory without one is [`StoreError::NotFound`].
+    /// Opening may replay fjall's journal into its trees, as any open does.
+    pub fn open(dir: &Path) -> Result<Reader, StoreError> {
+        Ok(Reader::new(Arc::new(Db::open(dir, false)?)))
+    }
+
+    /// The store's directory.
+    pub fn path(&self) -> &Path {
+        &self.db.path
+    }
+
+    /// All sessions' summaries, oldest first (session ids are UUIDv7, so
+    /// key order is start order). Reverse it for newest first.
+    pub fn sessions(&self) -> Sessions {
+        Sessions {
+            iter: self.db.sessions.iter(),
+        }
+    }
+
+    /// One session's summary.
+    pub fn session(&self, id: SessionId) -> Result<Option<SessionSummary>, StoreError> {
+        self.db
+            .sessions
+            .get(id.0)?
+            .map(|v| SessionSummary::decode(&id.0, &v))
+            .transpose()
+    }
+
+    /// One session's events in order: a single range scan over the keys
+    /// `id ‖ seq`. Each is validated and decoded; an event whose content
+    /// does not match its key is reported as [`StoreError::Corrupt`] and the
+    /// iteration goes on. Gaps and chain breaks are not checked here: that
+    /// is the auditor's verification.
+    pub fn events(&self, id: SessionId) -> Events {
+        Events {
+            iter: self.db.events.prefix(id.0),
+            id,
+        }
+    }
+
+    /// Every grant (`jti`) that opened a session, with the highest use
+    /// number recorded for it, in `jti` order.
+    pub fn grant_uses(&self) -> Result<Vec<(String, u32)>, StoreError> {
+        self.db
+            .grant_uses
+            .iter()
+            .map(|guard| {
+                let (k, v) = guard.into_inner()?;
+                let jti = String::from_utf8(k.to_vec())
+                    .map_err(|e| StoreError::corrupt("grant use key", &k, e))?;
+                Ok((jti, decode_uses(&k, &v)?))
+            })
+            .collect()
+    }
+
+    /// The highest use number recorded for grant `jti`; 0 if it never
+    /// opened a session.
+    pub fn grant_use_count(&self, jti: &str) -> Result<u32, StoreError> {
+        match self.db.grant_uses.get(jti.as_bytes())? {
+            Some(v) => decode_uses(jti.as_bytes(), &v),
+            None => Ok(0),
+        }
+    }
+
+    /// Sessions whose id starts with `prefix`: hex digits as an auditor
+    /// types them, hyphens ignored, any case (`0193a5e2-7c`). Returns every
+    /// match in start order; one match means the prefix is unambiguous.
+    pub fn find_session_prefix(&self, prefix: &str) -> Result<Vec<SessionId>, StoreError> {
+        let invalid = || StoreError::InvalidIdPrefix(prefix.to_owned());
+        let nibbles = prefix
+            .chars()
+            .filter(|c| *c != '-')
+            .map(|c| c.to_digit(16).and_then(|d| u8::try_from(d).ok()))
+            .collect::<Option<Vec<u8>>>()
+            .ok_or_else(invalid)?;
+        if nibbles.is_empty() || nibbles.len() > 32 {
+            return Err(invalid());
+        }
+        let bytes: Vec<u8> = nibbles
+            .chunks_exact(2)
+            .map(|pair| pair.iter().fold(0, |acc, n| acc << 4 | n))
+            .collect();
+        let odd = nibbles.chunks_exact(2).remainder().first().copied();
+        let mut out = Vec::new();
+        for guard in self.db.sessions.prefix(&bytes) {
+            let key = guard.key()?;
+            let id: [u8; 16] = key
+                .as_ref()
+                .try_into()
+                .map_err(|_| StoreError::corrupt("session key", &key, "not 16 bytes"))?;
+            let matches = match odd {
+                Some(n) => id.get(bytes.len()).is_some_and(|b| b >> 4 == n),
+                None => true,
+            };
+            if matches {
+                out.push(SessionId(id));
+            }
+        }
+        Ok(out)
+    }
+}
+
+impl std::fmt::Debug for Reader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reader")
+            .field("path", &self.db.path)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Iterator over session summaries; see [`Reader::sessions`].
+pub struct Sessions {
+    iter: fjall::Iter,
+}
+
+impl Sessions {
+    fn read(guard: fjall::Guard) -> Result<SessionSummary, StoreError> {
+        let (k, v) = guard.into_inner()?;
+        SessionSummary::decode(&k, &v)
+    }
+}
+
+impl Iterator for Sessions {
+    type Item = Result<SessionSummary, StoreError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.iter.next().map(Sessions::read)
+    }
+}
+
+impl DoubleEndedIterator for Sessions {
+    fn next_back(&mut self) -> Option<Self::Item> {
+        self.iter.next_back().map(Sessions::read)
+    }
+}
+
+/// Iterator over one session's events; see [`Reader::events`].
+pub struct Events {
+    iter: fjall::Iter,
+    id: SessionId,
+}
+
+impl Iterator for Events {
+    type Item = Result<Event, StoreError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let guard = self.iter.next()?;
+        Some(
+            guard
+                .into_inner()
+                .map_err(StoreError::from)
+                .and_then(|(k, v)| {
+                    let event = decode(&v).map_err(|e| StoreError::corrupt("event", &k, e))?;
+                    if event.session != self.id || k.as_ref() != event_key(event.session, event.seq)
+                    {
+                        return Err(StoreError::corrupt(
+                            "event",
+                            &k,
+                            format!("holds event {} #{}", event.session, event.seq),
+                        ));
+                    }
+                    Ok(event)
+                }),
+        )
+    }
+}

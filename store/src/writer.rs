@@ -1,0 +1,293 @@
+//! The append path: [`Writer`] handles submit events to one writer thread,
+//! which group-commits them.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock, RwLock};
+use std::task::{Context, Poll};
+
+use gatehouse_core::event::Encoded;
+use tokio::sync::oneshot;
+
+use crate::StoreError;
+use crate::summary::{Fact, inspect};
+
+/// A batch of one caller's events and where to report the outcome.
+pub(crate) struct Submission {
+    pub(crate) events: Vec<(Encoded, Fact)>,
+    pub(crate) ack: oneshot::Sender<Result<(), StoreError>>,
+}
+
+/// State shared by the [`Store`](crate::Store), its writers and the writer
+/// thread.
+pub(crate) struct Shared {
+    /// The only long-lived sender. Writers clone it for the duration of one
+    /// send; taking it out closes the channel once in-flight sends finish.
+    tx: RwLock<Option<flume::Sender<Submission>>>,
+    /// The first write or fsync failure; set once, never cleared.
+    poisoned: OnceLock<Arc<str>>,
+    /// What the writer thread has done.
+    pub(crate) counters: Counters,
+    /// Test hook: the next batch write fails as if the disk had.
+    #[cfg(test)]
+    pub(crate) fail_next_write: std::sync::atomic::AtomicBool,
+}
+
+/// The writer thread's counters; see [`StoreStats`].
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub(crate) submissions: AtomicU64,
+    pub(crate) events: AtomicU64,
+    pub(crate) batches: AtomicU64,
+    pub(crate) syncs: AtomicU64,
+    pub(crate) refused: AtomicU64,
+}
+
+impl Counters {
+    pub(crate) fn add(counter: &AtomicU64, n: usize) {
+        counter.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    pub(crate) fn snapshot(&self) -> StoreStats {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        StoreStats {
+            submissions: get(&self.submissions),
+            events: get(&self.events),
+            batches: get(&self.batches),
+            syncs: get(&self.syncs),
+            refused: get(&self.refused),
+        }
+    }
+}
+
+/// Counters of the writer thread since the store was opened, for metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct StoreStats {
+    /// Submissions written and acknowledged.
+    pub submissions: u64,
+    /// Events written.
+    pub events: u64,
+    /// Atomic batches committed; `submissions / batches` is the group
+    /// commit's sharing factor.
+    pub batches: u64,
+    /// fsyncs: one per batch with [`Durability::Fsync`], periodic with
+    /// [`Durability::Os`].
+    ///
+    /// [`Durability::Fsync`]: crate::Durability::Fsync
+    /// [`Durability::Os`]: crate::Durability::Os
+    pub syncs: u64,
+    /// Submissions refused as invalid or out of sequence.
+    pub refused: u64,
+}
+
+impl Shared {
+    pub(crate) fn new(tx: flume::Sender<Submission>) -> Self {
+        Shared {
+            tx: RwLock::new(Some(tx)),
+            poisoned: OnceLock::new(),
+            counters: Counters::default(),
+            #[cfg(test)]
+            fail_next_write: Default::default(),
+        }
+    }
+
+    /// Stops accepting submissions. The writer thread drains what is queued
+    /// and stops when the last in-flight send is done.
+    pub(crate) fn close(&self) {
+        let mut tx = self.tx.write().unwrap_or_else(|e| e.into_inner());
+        tx.take();
+    }
+
+    /// Records the first failure; later failures keep the first cause.
+    pub(crate) fn poison(&self, cause: String) -> Arc<str> {
+        self.poisoned.get_or_init(|| Arc::from(cause)).clone()
+    }
+
+    /// The poison error, if the writer is poisoned.
+    pub(crate) fn poisoned(&self) -> Option<StoreError> {
+        self.poisoned.get().map(|cause| StoreError::Poisoned {
+            cause: cause.clone(),
+        })
+    }
+
+    /// `Ok` while submissions are accepted.
+    pub(crate) fn health(&self) -> Result<(), StoreError> {
+        if let Some(e) = self.poisoned() {
+            return Err(e);
+        }
+        let closed = self.tx.read().unwrap_or_else(|e| e.into_inner()).is_none();
+        if closed {
+            Err(StoreError::Closed)
+        } else {
+            Ok(())
+        }
+    }
+
+    fn sender(&self) -> Result<flume::Sender<Submission>, StoreError> {
+        if let Some(e) = self.poisoned() {
+            return Err(e);
+        }
+        let tx = self.tx.read().unwrap_or_else(|e| e.into_inner());
+        tx.clone().ok_or(StoreError::Closed)
+    }
+
+    /// The error for a send that found no receiver.
+    fn gone(&self) -> StoreError {
+        if let Some(e) = self.poisoned() {
+            return e;
+        }
+        let closed = self.tx.read().unwrap_or_else(|e| e.into_inner()).is_none();
+        if closed {
+            StoreError::Closed
+        } else {
+            StoreError::Poisoned {
+                cause: writer_died(),
+            }
+        }
+    }
+}
+
+fn writer_died() -> Arc<str> {
+    Arc::from("the store writer thread stopped unexpectedly")
+}
+
+/// A handle for appending events. Cheap to clone; one per connection task is
+/// the intended use.
+///
+/// Every method validates the events on the calling thread (each must be a
+/// valid archive whose key, session, sequence number and kind match its
+/// [`Encoded`] fields), then queues them for the writer thread. The queue is
+/// bounded: when it is full, callers wait (backpressure). Events of one call
+/// are written in one atomic batch, in order, and acknowledged together.
+///
+/// The writer refuses, per call, events that do not continue their session:
+/// the first event of a session must have `seq == 0`, each next one the next
+/// number, and nothing may follow a `Closed` event. Nothing recorded is ever
+/// overwritten.
+#[derive(Clone)]
+pub struct Writer {
+    shared: Arc<Shared>,
+}
+
+impl Writer {
+    pub(crate) fn new(shared: Arc<Shared>) -> Self {
+        Writer { shared }
+    }
+
+    /// Appends `events` and waits until they are durable as the store's
+    /// [`Durability`](crate::Durability) defines it.
+    ///
+    /// This is the call for "audit before forward": forward a command only
+    /// after this returned `Ok`. If the future is dropped after the events
+    /// were queued, they are still written.
+    pub async fn append(&self, events: Vec<Encoded>) -> Result<(), StoreError> {
+        self.submit(events).await?.await
+    }
+
+    /// [`append`](Self::append) for threads outside an async runtime.
+    /// Must not be called from within one (it blocks).
+    pub fn append_blocking(&self, events: Vec<Encoded>) -> Result<(), StoreError> {
+        self.submit_blocking(events)?.wait_blocking()
+    }
+
+    /// Queues `events` (waiting for queue space) and returns without
+    /// waiting for the write. The [`Ack`] reports the outcome; await it
+    /// later or drop it. For records that may lag, such as responses.
+    pub async fn submit(&self, events: Vec<Encoded>) -> Result<Ack, StoreError> {
+        let Some((submission, ack)) = self.prepare(events)? else {
+            return Ok(Ack::done());
+        };
+        let tx = self.shared.sender()?;
+        tx.send_async(submission)
+            .await
+            .map_err(|_| self.shared.gone())?;
+        Ok(ack)
+    }
+
+    /// [`submit`](Self::submit) for threads outside an async runtime.
+    pub fn submit_blocking(&self, events: Vec<Encoded>) -> Result<Ack, StoreError> {
+        let Some((submission, ack)) = self.prepare(events)? else {
+            return Ok(Ack::done());
+        };
+        let tx = self.shared.sender()?;
+        tx.send(submission).map_err(|_| self.shared.gone())?;
+        Ok(ack)
+    }
+
+    /// Validates and inspects the events; `None` when there are none.
+    fn prepare(&self, events: Vec<Encoded>) -> Result<Option<(Submission, Ack)>, StoreError> {
+        if let Some(e) = self.shared.poisoned() {
+            return Err(e);
+        }
+        if events.is_empty() {
+            return Ok(None);
+        }
+        let events = events
+            .into_iter()
+            .map(|enc| inspect(&enc).map(|fact| (enc, fact)))
+            .collect::<Result<Vec<_>, _>>()?;
+        let (tx, rx) = oneshot::channel();
+        Ok(Some((
+            Submission { events, ack: tx },
+            Ack(AckInner::Pending(rx)),
+        )))
+    }
+}
+
+impl std::fmt::Debug for Writer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Writer")
+            .field("poisoned", &self.shared.poisoned.get())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The outcome of a [`Writer::submit`]: resolves to `Ok(())` once the
+/// events are durable per the store's durability mode, or to the error that
+/// kept them out. Dropping it does not cancel the write.
+#[must_use = "an Ack says whether the events were recorded; drop it explicitly to ignore that"]
+#[derive(Debug)]
+pub struct Ack(AckInner);
+
+#[derive(Debug)]
+enum AckInner {
+    Pending(oneshot::Receiver<Result<(), StoreError>>),
+    Done,
+}
+
+impl Ack {
+    fn done() -> Self {
+        Ack(AckInner::Done)
+    }
+
+    /// Waits for the outcome on a thread outside an async runtime.
+    pub fn wait_blocking(self) -> Result<(), StoreError> {
+        match self.0 {
+            AckInner::Pending(rx) => rx.blocking_recv().unwrap_or_else(|_| {
+                Err(StoreError::Poisoned {
+                    cause: writer_died(),
+                })
+            }),
+            AckInner::Done => Ok(()),
+        }
+    }
+}
+
+impl Future for Ack {
+    type Output = Result<(), StoreError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match &mut self.0 {
+            AckInner::Pending(rx) => Pin::new(rx).poll(cx).map(|r| {
+                r.unwrap_or_else(|_| {
+                    Err(StoreError::Poisoned {
+                        cause: writer_died(),
+                    })
+                })
+            }),
+            AckInner::Done => Poll::Ready(Ok(())),
+        }
+    }
+}
