@@ -1,1 +1,54 @@
-fn main() {}
+//! `gatehouse`: the gateway and its command-line tools.
+//!
+//! - `gatehouse serve --config FILE`: run the gateway.
+//! - `gatehouse check-config --config FILE`: validate a config and exit.
+//! - `gatehouse keygen --out DIR`: make a grant signing key pair.
+//! - `gatehouse grant --key FILE …`: mint a grant.
+//!
+//! Logs go to stderr; `GATEHOUSE_LOG` filters them (`info` by default,
+//! `GATEHOUSE_LOG=debug`, `GATEHOUSE_LOG=gatehouse=trace,warn`, …). Errors
+//! are printed with their causes, and the exit code is 1.
+
+use std::process::ExitCode;
+
+use clap::Parser as _;
+
+mod cli;
+mod config;
+mod serve;
+
+fn main() -> ExitCode {
+    let args = cli::Cli::parse();
+    init_logging();
+    match cli::run(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err}");
+            for cause in err.chain().skip(1) {
+                eprintln!("  caused by: {cause}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// tracing to stderr, filtered by `GATEHOUSE_LOG` (default `info`).
+fn init_logging() {
+    use tracing_subscriber::EnvFilter;
+
+    let (filter, bad) = match std::env::var("GATEHOUSE_LOG") {
+        Ok(spec) => match EnvFilter::try_new(&spec) {
+            Ok(filter) => (filter, None),
+            Err(e) => (EnvFilter::new("info"), Some((spec, e))),
+        },
+        Err(_) => (EnvFilter::new("info"), None),
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    if let Some((spec, e)) = bad {
+        tracing::warn!("GATEHOUSE_LOG={spec:?} is not a valid filter ({e}); logging at info");
+    }
+}

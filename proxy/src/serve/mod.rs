@@ -1,1 +1,185 @@
-//! `gatehouse serve`: listeners, sessions and the IO engine.
+//! `gatehouse serve`: the tokio engine.
+//!
+//! One worker thread per core, each with a current-thread tokio runtime and
+//! its own `SO_REUSEPORT` listener, so connections spread over cores with
+//! no shared accept queue. What workers share is only what must be shared:
+//! the store writer, the cancel-key map and the grant ledger.
+//!
+//! The path of a connection: `listener` → `connection` (handshake, TLS,
+//! `authorize`, upstream connect) → relay, with every frame recorded.
+
+mod authorize;
+mod cancel;
+mod connection;
+mod ledger;
+mod listener;
+mod queue;
+mod setup;
+mod stream;
+mod targets;
+mod tls;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use gatehouse_core::pg::{Authorized, Rejection, SessionConfig};
+use gatehouse_store::{Store, Writer};
+use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
+
+use authorize::Authorizer;
+use ledger::GrantLedger;
+use targets::{Target, TargetAddr};
+
+use cancel::CancelMap;
+
+/// What every connection of the gateway shares.
+pub struct Shared {
+    /// Session settings; `backend_key` is filled per connection.
+    pub session: SessionConfig,
+    /// The TLS acceptor, when the listener has a certificate.
+    pub tls: Option<TlsAcceptor>,
+    /// Appends events to the store.
+    pub writer: Writer,
+    /// The grant check.
+    pub authorizer: Authorizer,
+    /// Gateway cancel keys of live sessions.
+    cancels: CancelMap,
+    /// Flips to `true` when the gateway shuts down.
+    pub shutdown: watch::Receiver<bool>,
+}
+
+impl Shared {
+    fn authorize(
+        &self,
+        token: &str,
+        target: &str,
+        now_s: i64,
+    ) -> Result<(Authorized, TargetAddr), Rejection> {
+        self.authorizer.authorize(token, target, now_s)
+    }
+}
+
+/// A gateway ready to serve, built from a validated config.
+pub struct Server {
+    /// Where to listen.
+    pub address: SocketAddr,
+    /// Worker threads (at least one).
+    pub workers: usize,
+    /// The store the gateway owns.
+    pub store: Store,
+    /// Session settings.
+    pub session: SessionConfig,
+    /// The TLS acceptor, if the listener has a certificate.
+    pub tls: Option<TlsAcceptor>,
+    /// The grant check.
+    pub authorizer: Authorizer,
+}
+
+/// Serves `config` until SIGINT or SIGTERM.
+pub fn run(config: crate::config::Config) -> Result<()> {
+    setup::server(config)?.run()
+}
+
+impl Server {
+    /// Serves until SIGINT or SIGTERM, then closes sessions and the store.
+    pub fn run(self) -> Result<()> {
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let shared = Arc::new(Shared {
+            session: self.session,
+            tls: self.tls,
+            writer: self.store.writer(),
+            authorizer: self.authorizer,
+            cancels: CancelMap::default(),
+            shutdown: stop_rx,
+        });
+        let mut handles = Vec::new();
+        for n in 0..self.workers.max(1) {
+            let std_listener = listener::bind(self.address)?;
+            let shared = shared.clone();
+            let handle = std::thread::Builder::new()
+                .name(format!("gatehouse-worker-{n}"))
+                .spawn(move || worker(std_listener, shared))
+                .context("spawning a worker thread")?;
+            handles.push(handle);
+        }
+        tracing::info!(address = %self.address, workers = handles.len(), "gatehouse is serving");
+        wait_for_signal()?;
+        tracing::info!("shutting down");
+        let _ = stop_tx.send(true);
+        for h in handles {
+            let _ = h.join();
+        }
+        drop(shared);
+        self.store.shutdown().context("closing the store")?;
+        tracing::info!("store closed; bye");
+        Ok(())
+    }
+}
+
+/// How long open sessions get to end after a shutdown signal.
+const DRAIN: Duration = Duration::from_secs(10);
+
+fn worker(std_listener: std::net::TcpListener, shared: Arc<Shared>) {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!("worker runtime failed to start: {e}");
+            return;
+        }
+    };
+    rt.block_on(async move {
+        let listener = match tokio::net::TcpListener::from_std(std_listener) {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::error!("worker listener failed: {e}");
+                return;
+            }
+        };
+        let mut stop = shared.shutdown.clone();
+        let mut tasks = tokio::task::JoinSet::new();
+        loop {
+            tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok((tcp, peer)) => {
+                        tasks.spawn(connection::serve(shared.clone(), tcp, peer));
+                    }
+                    Err(e) => {
+                        tracing::warn!("accept failed: {e}");
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
+                },
+                Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+                _ = stop.changed() => break,
+            }
+        }
+        drop(listener);
+        let drain = async { while tasks.join_next().await.is_some() {} };
+        if tokio::time::timeout(DRAIN, drain).await.is_err() {
+            tracing::warn!("sessions still open after {DRAIN:?}; cutting them");
+            tasks.abort_all();
+        }
+    });
+}
+
+fn wait_for_signal() -> Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("signal runtime")?;
+    rt.block_on(async {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate()).context("SIGTERM handler")?;
+        let mut int = signal(SignalKind::interrupt()).context("SIGINT handler")?;
+        tokio::select! {
+            _ = term.recv() => {},
+            _ = int.recv() => {},
+        }
+        Ok(())
+    })
+}

@@ -1,0 +1,123 @@
+//! `gatehouse grant`: mint a grant with the gateway's signing key.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context as _;
+use gatehouse_core::grant::{Claims, Plan, SigningKey, TargetScope, sign};
+
+/// Longer than this and `grant` warns: grants are meant to be short-lived.
+const LONG_TTL: Duration = Duration::from_secs(24 * 3600);
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct GrantArgs {
+    /// The signing key: PKCS#8 PEM, as written by `gatehouse keygen`.
+    #[arg(long, value_name = "FILE")]
+    pub key: PathBuf,
+    /// The agent the grant is for (`sub`).
+    #[arg(long, value_name = "AGENT")]
+    pub sub: String,
+    /// A target the grant allows: the database name the client connects
+    /// to. Repeat for several.
+    #[arg(long = "target", value_name = "NAME", required = true)]
+    pub targets: Vec<String>,
+    /// How long the grant is valid, from its not-before time (`15m`, `2h`).
+    #[arg(long, value_name = "DURATION", default_value = "15m", value_parser = humantime::parse_duration)]
+    pub ttl: Duration,
+    /// How many sessions the grant may open (1 = single use). Unlimited
+    /// until it expires if left out.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub uses: Option<u32>,
+    /// Why the agent needs access; recorded with every session.
+    #[arg(long, value_name = "TEXT")]
+    pub purpose: String,
+    /// A ticket or change-request reference; recorded.
+    #[arg(long, value_name = "ID")]
+    pub ticket: Option<String>,
+    /// The issuer (`iss`); must match `[grants] issuer`.
+    #[arg(long, value_name = "ISSUER", default_value = "gatehouse")]
+    pub iss: String,
+    /// The audience (`aud`); must match `[grants] audience`.
+    #[arg(long, value_name = "AUDIENCE", default_value = "gatehouse")]
+    pub aud: String,
+    /// Make the grant valid only from this long after now.
+    #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = humantime::parse_duration)]
+    pub not_before_in: Duration,
+    /// The key id to put in the header, when the gateway's config
+    /// overrides it (`kid` under [[grants.keys]]); derived from the key
+    /// otherwise.
+    #[arg(long, value_name = "KID")]
+    pub kid: Option<String>,
+}
+
+pub fn run(args: &GrantArgs) -> anyhow::Result<()> {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .context("the system clock is before 1970")?;
+    let now_s = i64::try_from(now.as_secs()).context("the system clock is far in the future")?;
+    let token = mint(args, now_s, uuid::Uuid::now_v7().to_string())?;
+    println!("{token}");
+    Ok(())
+}
+
+/// Signs a grant from `args`: `iat` = `now_s`, `nbf` = `now_s` +
+/// `--not-before-in`, `exp` = `nbf` + `--ttl`, `jti` = `jti`.
+pub fn mint(args: &GrantArgs, now_s: i64, jti: String) -> anyhow::Result<String> {
+    if args.purpose.trim().is_empty() {
+        anyhow::bail!("--purpose must say why the agent needs access; it is recorded");
+    }
+    if args.sub.trim().is_empty() {
+        anyhow::bail!("--sub must name the agent");
+    }
+    if let Some(empty) = args.targets.iter().find(|t| t.is_empty()) {
+        anyhow::bail!("--target {empty:?}: a target name cannot be empty");
+    }
+    if args.ttl.is_zero() {
+        anyhow::bail!("--ttl must be longer than 0s");
+    }
+    if args.ttl > LONG_TTL {
+        tracing::warn!(
+            "--ttl {} is long for a grant; grants are meant to be short-lived",
+            humantime::format_duration(args.ttl)
+        );
+    }
+    let secs = |d: Duration, flag: &str| {
+        i64::try_from(d.as_secs()).with_context(|| format!("{flag} is too long"))
+    };
+    let nbf = now_s
+        .checked_add(secs(args.not_before_in, "--not-before-in")?)
+        .context("--not-before-in is too long")?;
+    let exp = nbf
+        .checked_add(secs(args.ttl, "--ttl")?)
+        .context("--ttl is too long")?;
+
+    let pem = std::fs::read_to_string(&args.key)
+        .with_context(|| format!("--key: cannot read {}", args.key.display()))?;
+    let mut key = SigningKey::from_pkcs8_pem(&pem)
+        .with_context(|| format!("--key {}", args.key.display()))?;
+    if let Some(kid) = &args.kid {
+        key = key.with_kid(kid.clone()).context("--kid")?;
+    }
+
+    let claims = Claims {
+        iss: args.iss.clone(),
+        sub: args.sub.clone(),
+        aud: args.aud.clone(),
+        exp,
+        nbf,
+        iat: now_s,
+        jti,
+        purpose: args.purpose.clone(),
+        ticket: args.ticket.clone(),
+        plan: Plan {
+            targets: args
+                .targets
+                .iter()
+                .map(|t| (t.clone(), TargetScope::default()))
+                .collect::<BTreeMap<_, _>>(),
+            uses: args.uses,
+        },
+    };
+    Ok(sign(&claims, &key)?)
+}

@@ -1,0 +1,67 @@
+//! The command line: one module per subcommand.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::{Config, IoEngine};
+
+mod check_config;
+mod grant;
+mod keygen;
+
+/// Gatehouse: a recording gateway between AI agents and PostgreSQL.
+#[derive(Debug, Parser)]
+#[command(name = "gatehouse", version, about, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the gateway.
+    Serve(ServeArgs),
+    /// Load and validate a config file, print a summary, and exit
+    /// (status 1 if it has mistakes).
+    CheckConfig(check_config::CheckConfigArgs),
+    /// Make an Ed25519 key pair for signing grants: DIR/grant.key (private,
+    /// mode 0600) and DIR/grant.pub (public, for [[grants.keys]]).
+    Keygen(keygen::KeygenArgs),
+    /// Mint a grant and print it (the JWT alone) on stdout.
+    Grant(grant::GrantArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct ServeArgs {
+    /// The config file.
+    #[arg(long, value_name = "FILE", env = "GATEHOUSE_CONFIG")]
+    config: PathBuf,
+    /// The IO engine; overrides `[gateway] io`.
+    #[arg(long, value_enum)]
+    io: Option<IoEngine>,
+}
+
+/// Runs the subcommand `cli` names.
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve(args) => serve(args),
+        Command::CheckConfig(args) => check_config::run(&args),
+        Command::Keygen(args) => keygen::run(&args),
+        Command::Grant(args) => grant::run(&args),
+    }
+}
+
+fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let mut config = Config::load(&args.config)?;
+    if let Some(io) = args.io {
+        io.check_built()
+            .map_err(|e| anyhow::anyhow!("--io {io}: {e}"))?;
+        config.gateway.io = io;
+    }
+    tracing::info!("{}: {}", config.source.display(), config.summary());
+    crate::serve::run(config)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,336 @@
+//! The gateway's configuration: one TOML file (see `examples/gatehouse.toml`),
+//! loaded and validated at start, with secrets from the environment or from
+//! files and never from the file itself.
+//!
+//! [`Config::load`] reads the file, parses it into [`ConfigFile`] (the file
+//! as written, with defaults) and validates that into a [`Config`]: the
+//! resolved values the server uses directly. Relative paths are resolved
+//! against the config file's directory; key, certificate and password files
+//! are read and parsed, so that a config that loads is one the server can
+//! start with. Validation reports every mistake it finds, each prefixed
+//! with the key it concerns (`targets.orders.password_env: …`).
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::num::NonZeroUsize;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use gatehouse_core::grant::{KeySet, Verifier, VerifyingKey};
+use serde::Deserialize;
+
+mod file;
+mod target;
+mod tls;
+mod units;
+mod validate;
+
+#[cfg(test)]
+mod tests;
+
+pub use file::{ConfigFile, Durability};
+
+/// The IO engine (`[gateway] io`, `gatehouse serve --io`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum IoEngine {
+    /// The best engine this host supports. For now that is always tokio.
+    Auto,
+    /// io_uring, thread-per-core. Not built yet: refused by validation.
+    #[serde(alias = "io_uring")]
+    #[value(alias = "io_uring")]
+    Uring,
+    /// tokio, one current-thread runtime per worker.
+    Tokio,
+}
+
+impl IoEngine {
+    /// Refuses engines that are not built yet, so that asking for one fails
+    /// at startup rather than silently running another.
+    pub fn check_built(self) -> Result<(), String> {
+        match self {
+            IoEngine::Auto | IoEngine::Tokio => Ok(()),
+            IoEngine::Uring => Err("the io_uring engine is not built yet; use \"tokio\", or \
+                                    \"auto\" (which picks tokio for now)"
+                .to_owned()),
+        }
+    }
+}
+
+impl fmt::Display for IoEngine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            IoEngine::Auto => "auto",
+            IoEngine::Uring => "uring",
+            IoEngine::Tokio => "tokio",
+        })
+    }
+}
+
+/// A validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file it was loaded from, absolute.
+    pub source: PathBuf,
+    /// `[gateway]`
+    pub gateway: Gateway,
+    /// `[listener]`
+    pub listener: Listener,
+    /// `[tls]`; `None`: the listener answers SSLRequest with `N` and every
+    /// client is plaintext (which validation allows only with
+    /// `allow_plaintext = true`).
+    pub tls: Option<TlsFiles>,
+    /// `[store]`
+    pub store: Store,
+    /// `[grants]`
+    pub grants: GrantsConfig,
+    /// `[targets.NAME]`, by name: the database name a client asks for.
+    /// Never empty.
+    pub targets: BTreeMap<String, Target>,
+    /// Things that are allowed but probably unwise (plaintext on a network
+    /// address, a password file others can read). [`Config::load`] logs
+    /// them; `check-config` prints them.
+    pub warnings: Vec<String>,
+}
+
+/// `[gateway]`, resolved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Gateway {
+    /// The engine asked for; never [`IoEngine::Uring`] while that is not
+    /// built. [`IoEngine::Auto`] means tokio for now.
+    pub io: IoEngine,
+    /// Worker threads; `workers = 0` has been resolved to the number of
+    /// cores.
+    pub workers: NonZeroUsize,
+}
+
+/// `[listener]`, resolved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Listener {
+    /// Where to listen.
+    pub address: SocketAddr,
+    /// Whether a client may go on without TLS. When false, a client that
+    /// does not negotiate TLS is refused (there is always a [`TlsFiles`]
+    /// then).
+    pub allow_plaintext: bool,
+    /// The largest frame a client may send, in bytes (1 KiB ..= 1 GiB).
+    pub max_frame_bytes: usize,
+}
+
+/// `[tls]`: the listener's certificate chain and key, both PEM. Validation
+/// has read and parsed both and checked that they match.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// The certificate chain, leaf first.
+    pub cert: PathBuf,
+    /// The private key.
+    pub key: PathBuf,
+}
+
+impl TlsFiles {
+    /// Reads both files: `(cert_pem, key_pem)`.
+    #[allow(dead_code, reason = "for `serve`, which does not call it yet")]
+    pub fn read(&self) -> anyhow::Result<(Vec<u8>, Vec<u8>)> {
+        let cert = std::fs::read(&self.cert)
+            .with_context(|| format!("tls.cert: cannot read {}", self.cert.display()))?;
+        let key = std::fs::read(&self.key)
+            .with_context(|| format!("tls.key: cannot read {}", self.key.display()))?;
+        Ok((cert, key))
+    }
+}
+
+/// `[store]`, resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Store {
+    /// The store directory (may not exist yet).
+    pub dir: PathBuf,
+    /// How appends are made durable.
+    pub durability: Durability,
+    /// With [`Durability::Os`]: how often to fsync.
+    pub os_sync_interval: Duration,
+}
+
+/// `[grants]`, resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GrantsConfig {
+    /// The `iss` grants must carry.
+    pub issuer: String,
+    /// The `aud` grants must carry.
+    pub audience: String,
+    /// Clock skew tolerated on `exp` and `nbf` (at most 5 minutes).
+    pub leeway: Duration,
+    /// The public keys grants may be signed with; at least one. Validation
+    /// has read and parsed each and checked their key ids differ.
+    pub keys: Vec<GrantKey>,
+}
+
+/// `[[grants.keys]]`, resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GrantKey {
+    /// An Ed25519 public key, SPKI PEM.
+    pub public_key: PathBuf,
+    /// The key id, if the config overrides the derived one.
+    pub kid: Option<String>,
+}
+
+impl GrantKey {
+    /// Reads and parses the key file (`index` is its position, for errors).
+    pub fn load(&self, index: usize) -> anyhow::Result<VerifyingKey> {
+        let at = format!("grants.keys[{index}]");
+        let path = &self.public_key;
+        let pem = std::fs::read_to_string(path)
+            .with_context(|| format!("{at}.public_key: cannot read {}", path.display()))?;
+        let key = VerifyingKey::from_spki_pem(&pem)
+            .with_context(|| format!("{at}.public_key: {}", path.display()))?;
+        match &self.kid {
+            Some(kid) => key
+                .with_kid(kid.clone())
+                .with_context(|| format!("{at}.kid")),
+            None => Ok(key),
+        }
+    }
+}
+
+impl GrantsConfig {
+    /// Reads every key file into a [`KeySet`].
+    pub fn key_set(&self) -> anyhow::Result<KeySet> {
+        let mut set = KeySet::new();
+        for (index, key) in self.keys.iter().enumerate() {
+            let key = key.load(index)?;
+            set.insert(key)
+                .with_context(|| format!("grants.keys[{index}]"))?;
+        }
+        Ok(set)
+    }
+
+    /// The grant verifier: the keys (read from their files now), issuer,
+    /// audience and leeway.
+    #[allow(dead_code, reason = "for `serve`, which does not call it yet")]
+    pub fn verifier(&self) -> anyhow::Result<Verifier> {
+        Ok(Verifier {
+            keys: self.key_set()?,
+            issuer: self.issuer.clone(),
+            audience: self.audience.clone(),
+            leeway_s: self.leeway.as_secs(),
+        })
+    }
+}
+
+/// `[targets.NAME]`, resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    /// The target's name: the database name clients ask for, and what
+    /// grants name in their plan.
+    pub name: String,
+    /// The PostgreSQL server's host name or address.
+    pub host: String,
+    /// Its port.
+    pub port: u16,
+    /// The upstream database.
+    pub database: String,
+    /// The role the gateway logs in as.
+    pub user: String,
+    /// The role's password, read at load time from `password_env` or
+    /// `password_file`; `None` when neither is set (trust, or a server that
+    /// asks for no password).
+    pub password: Option<Secret>,
+    /// How long to wait for the server to accept the connection and login.
+    pub connect_timeout: Duration,
+}
+
+/// A credential. Its `Debug` prints `***`, and it has no `Display`, so that
+/// it cannot end up in a log by accident; [`Secret::expose`] is the one way
+/// to read it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a credential.
+    pub fn new(value: impl Into<String>) -> Secret {
+        Secret(value.into())
+    }
+
+    /// The credential itself.
+    #[allow(dead_code, reason = "for `serve`, which does not call it yet")]
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl Config {
+    /// Reads, parses and validates the config file at `path`. Environment
+    /// variables named by `password_env` are read from this process's
+    /// environment. Warnings are logged.
+    pub fn load(path: &Path) -> anyhow::Result<Config> {
+        let config = Config::load_with_env(path, &|name| std::env::var_os(name))?;
+        for warning in &config.warnings {
+            tracing::warn!("{}: {warning}", config.source.display());
+        }
+        Ok(config)
+    }
+
+    /// [`Config::load`] with the environment given as a lookup function,
+    /// and without logging the warnings.
+    pub fn load_with_env(path: &Path, env: &validate::Env<'_>) -> anyhow::Result<Config> {
+        let source =
+            std::path::absolute(path).with_context(|| format!("config file {}", path.display()))?;
+        let text = std::fs::read_to_string(&source)
+            .with_context(|| format!("cannot read config file {}", source.display()))?;
+        let file = ConfigFile::parse(&text)
+            .with_context(|| format!("invalid config file {}", source.display()))?;
+        file.validate(&source, env)
+            .with_context(|| format!("invalid config file {}", source.display()))
+    }
+
+    /// One line for `check-config` and the startup log: targets, listener,
+    /// engine, store and keys.
+    pub fn summary(&self) -> String {
+        let targets: Vec<&str> = self.targets.keys().map(String::as_str).collect();
+        let tls = match (&self.tls, self.listener.allow_plaintext) {
+            (Some(_), false) => "TLS required",
+            (Some(_), true) => "TLS optional",
+            (None, _) => "plaintext only",
+        };
+        format!(
+            "{} target{} ({}), listener {} ({tls}), engine {} with {} worker{}, \
+             store {} ({}), {} grant key{}",
+            targets.len(),
+            plural(targets.len()),
+            targets.join(", "),
+            self.listener.address,
+            self.gateway.io,
+            self.gateway.workers,
+            plural(self.gateway.workers.get()),
+            self.store.dir.display(),
+            match self.store.durability {
+                Durability::Fsync => "fsync".to_owned(),
+                Durability::Os => format!(
+                    "os, fsync every {}",
+                    units::Human(self.store.os_sync_interval)
+                ),
+            },
+            self.grants.keys.len(),
+            plural(self.grants.keys.len()),
+        )
+    }
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 { "" } else { "s" }
+}
+
+impl ConfigFile {
+    /// Parses config text (TOML). Only types are checked here; see
+    /// [`ConfigFile::validate`].
+    pub fn parse(text: &str) -> anyhow::Result<ConfigFile> {
+        Ok(toml::from_str(text)?)
+    }
+}

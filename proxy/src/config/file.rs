@@ -1,0 +1,196 @@
+//! The config file as written: serde structs with the documented defaults.
+//! Nothing here is checked beyond TOML types; [`ConfigFile::validate`]
+//! (in `validate.rs`) turns it into a [`Config`](super::Config).
+//!
+//! Unknown keys are errors, so that a misspelt `alow_plaintext` does not
+//! silently leave the default in place.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+use super::IoEngine;
+use super::units::ByteSize;
+
+/// The whole file.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    /// `[gateway]`
+    #[serde(default)]
+    pub gateway: GatewaySection,
+    /// `[listener]`
+    #[serde(default)]
+    pub listener: ListenerSection,
+    /// `[tls]`; without it the listener speaks plaintext only.
+    #[serde(default)]
+    pub tls: Option<TlsSection>,
+    /// `[store]`
+    #[serde(default)]
+    pub store: StoreSection,
+    /// `[grants]`
+    #[serde(default)]
+    pub grants: GrantsSection,
+    /// `[targets.NAME]`
+    #[serde(default)]
+    pub targets: BTreeMap<String, TargetSection>,
+}
+
+/// `[gateway]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GatewaySection {
+    /// `io`: the IO engine. Default `auto`.
+    pub io: IoEngine,
+    /// `workers`: worker threads; 0 (the default) is one per core.
+    pub workers: u32,
+}
+
+impl Default for GatewaySection {
+    fn default() -> Self {
+        GatewaySection {
+            io: IoEngine::Auto,
+            workers: 0,
+        }
+    }
+}
+
+/// `[listener]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ListenerSection {
+    /// `address`: `ip:port`. Default `127.0.0.1:15432`.
+    pub address: String,
+    /// `allow_plaintext`: whether clients may connect without TLS.
+    /// Default false.
+    pub allow_plaintext: bool,
+    /// `max_frame_bytes`: the largest client frame. Default 64 MiB.
+    pub max_frame_bytes: ByteSize,
+}
+
+impl Default for ListenerSection {
+    fn default() -> Self {
+        ListenerSection {
+            address: "127.0.0.1:15432".to_owned(),
+            allow_plaintext: false,
+            max_frame_bytes: ByteSize::Text("64MiB".to_owned()),
+        }
+    }
+}
+
+/// `[tls]`
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSection {
+    /// `cert`: PEM certificate chain, leaf first.
+    pub cert: Option<String>,
+    /// `key`: PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: Option<String>,
+}
+
+/// How the store makes appends durable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Durability {
+    /// Fsynced before the command is forwarded (group commit).
+    #[default]
+    Fsync,
+    /// Written to the OS before forwarding, fsynced every
+    /// `os_sync_interval`.
+    Os,
+}
+
+/// `[store]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreSection {
+    /// `dir`: the store directory. Default `data/store`.
+    pub dir: String,
+    /// `durability`: `fsync` (default) or `os`.
+    pub durability: Durability,
+    /// `os_sync_interval`: how often `os` durability fsyncs. Default 5ms.
+    pub os_sync_interval: String,
+}
+
+impl Default for StoreSection {
+    fn default() -> Self {
+        StoreSection {
+            dir: "data/store".to_owned(),
+            durability: Durability::Fsync,
+            os_sync_interval: "5ms".to_owned(),
+        }
+    }
+}
+
+/// `[grants]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GrantsSection {
+    /// `issuer`: the `iss` grants must carry. Default `gatehouse`.
+    pub issuer: String,
+    /// `audience`: the `aud` grants must carry. Default `gatehouse`.
+    pub audience: String,
+    /// `leeway`: clock skew tolerated on `exp`/`nbf`. Default 5s.
+    pub leeway: String,
+    /// `[[grants.keys]]`: the public keys grants may be signed with.
+    pub keys: Vec<GrantKeySection>,
+}
+
+impl Default for GrantsSection {
+    fn default() -> Self {
+        GrantsSection {
+            issuer: "gatehouse".to_owned(),
+            audience: "gatehouse".to_owned(),
+            leeway: "5s".to_owned(),
+            keys: Vec::new(),
+        }
+    }
+}
+
+/// `[[grants.keys]]`
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GrantKeySection {
+    /// `public_key`: an Ed25519 public key, SPKI PEM.
+    pub public_key: Option<String>,
+    /// `kid`: overrides the key id derived from the key.
+    pub kid: Option<String>,
+}
+
+/// `[targets.NAME]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TargetSection {
+    /// `host`: name or address of the PostgreSQL server.
+    pub host: Option<String>,
+    /// `port`. Default 5432.
+    pub port: u16,
+    /// `database`: the upstream database. Default: the target's name.
+    pub database: Option<String>,
+    /// `user`: the role the gateway logs in as.
+    pub user: Option<String>,
+    /// `password_env`: environment variable holding the password.
+    pub password_env: Option<String>,
+    /// `password_file`: file holding the password.
+    pub password_file: Option<String>,
+    /// `password`: never allowed; present only so that the error can say
+    /// what to do instead.
+    pub password: Option<toml::Value>,
+    /// `connect_timeout`. Default 5s.
+    pub connect_timeout: String,
+}
+
+impl Default for TargetSection {
+    fn default() -> Self {
+        TargetSection {
+            host: None,
+            port: 5432,
+            database: None,
+            user: None,
+            password_env: None,
+            password_file: None,
+            password: None,
+            connect_timeout: "5s".to_owned(),
+        }
+    }
+}

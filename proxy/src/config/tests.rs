@@ -1,0 +1,629 @@
+use std::ffi::OsString;
+use std::path::Path;
+use std::time::Duration;
+
+use ed25519_dalek::pkcs8::spki::EncodePublicKey as _;
+use ed25519_dalek::pkcs8::spki::der::pem::LineEnding;
+use gatehouse_core::grant::{Claims, Plan, SigningKey, TargetScope, sign};
+
+use super::*;
+
+const EXAMPLE: &str = include_str!("../../../examples/gatehouse.toml");
+
+/// A small config that validates against [`Fixture`].
+const GOOD: &str = r#"
+[gateway]
+io = "tokio"
+workers = 2
+
+[listener]
+address = "127.0.0.1:15432"
+
+[tls]
+cert = "certs/gatehouse.crt"
+key = "certs/gatehouse.key"
+
+[store]
+dir = "data/store"
+
+[grants]
+leeway = "5s"
+
+[[grants.keys]]
+public_key = "keys/grant.pub"
+
+[targets.orders]
+host = "127.0.0.1"
+user = "app"
+password_env = "GATEHOUSE_ORDERS_PASSWORD"
+"#;
+
+/// A directory with everything a config refers to: a grant key pair, a TLS
+/// certificate and key, a second unrelated TLS key, and password files.
+struct Fixture {
+    dir: tempfile::TempDir,
+    signing: SigningKey,
+}
+
+fn write(path: &Path, contents: &str, mode: u32) {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, contents).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+impl Fixture {
+    fn new() -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+
+        let seed = [7u8; 32];
+        let dalek = ed25519_dalek::SigningKey::from_bytes(&seed);
+        let public_pem = dalek
+            .verifying_key()
+            .to_public_key_pem(LineEnding::LF)
+            .unwrap();
+        write(&root.join("keys/grant.pub"), &public_pem, 0o644);
+        let other = ed25519_dalek::SigningKey::from_bytes(&[8u8; 32]);
+        let other_pem = other
+            .verifying_key()
+            .to_public_key_pem(LineEnding::LF)
+            .unwrap();
+        write(&root.join("keys/other.pub"), &other_pem, 0o644);
+
+        let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+        write(&root.join("certs/gatehouse.crt"), &cert.cert.pem(), 0o644);
+        write(
+            &root.join("certs/gatehouse.key"),
+            &cert.key_pair.serialize_pem(),
+            0o600,
+        );
+        let unrelated = rcgen::KeyPair::generate().unwrap();
+        write(
+            &root.join("certs/unrelated.key"),
+            &unrelated.serialize_pem(),
+            0o600,
+        );
+
+        write(&root.join("secrets/orders.password"), "s3cret\n", 0o600);
+        write(&root.join("secrets/open.password"), "s3cret\n", 0o644);
+        write(&root.join("secrets/empty.password"), "\n", 0o600);
+
+        Fixture {
+            dir,
+            signing: SigningKey::from_secret_bytes(&seed).unwrap(),
+        }
+    }
+
+    fn root(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Writes `text` as `gatehouse.toml` and loads it with `env`.
+    fn load_env(&self, text: &str, env: &[(&str, &str)]) -> anyhow::Result<Config> {
+        let path = self.root().join("gatehouse.toml");
+        std::fs::write(&path, text).unwrap();
+        let env: Vec<(String, OsString)> = env
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), OsString::from(v)))
+            .collect();
+        Config::load_with_env(&path, &|name| {
+            env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
+        })
+    }
+
+    /// [`Self::load_env`] with `GATEHOUSE_ORDERS_PASSWORD` set.
+    fn load(&self, text: &str) -> anyhow::Result<Config> {
+        self.load_env(text, &[("GATEHOUSE_ORDERS_PASSWORD", "pw-from-env")])
+    }
+}
+
+#[test]
+fn the_example_config_is_valid() {
+    let fx = Fixture::new();
+    let config = fx.load(EXAMPLE).unwrap();
+    assert_eq!(config.targets.len(), 1);
+    let orders = &config.targets["orders"];
+    assert_eq!(orders.host, "127.0.0.1");
+    assert_eq!(orders.port, 5432);
+    assert_eq!(orders.database, "orders");
+    assert_eq!(orders.user, "app");
+    assert_eq!(
+        orders.password.as_ref().map(Secret::expose),
+        Some("pw-from-env")
+    );
+    assert_eq!(orders.connect_timeout, Duration::from_secs(5));
+    assert_eq!(config.gateway.io, IoEngine::Tokio);
+    assert_eq!(config.listener.max_frame_bytes, 64 << 20);
+    assert!(!config.listener.allow_plaintext);
+    assert_eq!(config.store.durability, Durability::Fsync);
+    assert_eq!(config.store.os_sync_interval, Duration::from_millis(5));
+    assert!(config.warnings.is_empty(), "{:?}", config.warnings);
+}
+
+#[test]
+fn good_config_resolves_paths_against_the_config_directory() {
+    let fx = Fixture::new();
+    let config = fx.load(GOOD).unwrap();
+    let root = std::path::absolute(fx.root()).unwrap();
+    assert_eq!(config.source, root.join("gatehouse.toml"));
+    let tls = config.tls.as_ref().unwrap();
+    assert_eq!(tls.cert, root.join("certs/gatehouse.crt"));
+    assert_eq!(tls.key, root.join("certs/gatehouse.key"));
+    assert_eq!(config.store.dir, root.join("data/store"));
+    assert_eq!(
+        config.grants.keys[0].public_key,
+        root.join("keys/grant.pub")
+    );
+    assert_eq!(config.gateway.workers.get(), 2);
+    let (cert, key) = tls.read().unwrap();
+    assert!(!cert.is_empty() && !key.is_empty());
+}
+
+#[test]
+fn defaults() {
+    let fx = Fixture::new();
+    let text = r#"
+        [listener]
+        allow_plaintext = true
+        [[grants.keys]]
+        public_key = "keys/grant.pub"
+        [targets.orders]
+        host = "db"
+        user = "app"
+    "#;
+    let config = fx.load(text).unwrap();
+    assert_eq!(config.gateway.io, IoEngine::Auto);
+    assert!(config.gateway.workers.get() >= 1);
+    assert_eq!(
+        config.listener.address,
+        SocketAddr::from(([127, 0, 0, 1], 15432))
+    );
+    assert_eq!(config.listener.max_frame_bytes, 64 << 20);
+    assert!(config.tls.is_none());
+    assert_eq!(
+        config.store.dir,
+        std::path::absolute(fx.root().join("data/store")).unwrap()
+    );
+    assert_eq!(config.store.durability, Durability::Fsync);
+    assert_eq!(config.grants.issuer, "gatehouse");
+    assert_eq!(config.grants.audience, "gatehouse");
+    assert_eq!(config.grants.leeway, Duration::from_secs(5));
+    let orders = &config.targets["orders"];
+    assert_eq!(orders.port, 5432);
+    assert_eq!(
+        orders.database, "orders",
+        "database defaults to the target name"
+    );
+    assert_eq!(orders.password, None, "neither env nor file: no password");
+    assert_eq!(orders.connect_timeout, Duration::from_secs(5));
+    // Plaintext on loopback is not worth a warning.
+    assert!(config.warnings.is_empty(), "{:?}", config.warnings);
+}
+
+#[test]
+fn password_file_is_read_and_trimmed_and_never_printed() {
+    let fx = Fixture::new();
+    let text = GOOD.replace(
+        r#"password_env = "GATEHOUSE_ORDERS_PASSWORD""#,
+        r#"password_file = "secrets/orders.password""#,
+    );
+    let config = fx.load(&text).unwrap();
+    let password = config.targets["orders"].password.as_ref().unwrap();
+    assert_eq!(password.expose(), "s3cret");
+    let debug = format!("{config:?}");
+    assert!(!debug.contains("s3cret"), "{debug}");
+    assert!(debug.contains("***"));
+}
+
+#[test]
+fn verifier_from_config_accepts_a_grant_signed_with_the_key() {
+    let fx = Fixture::new();
+    let config = fx.load(GOOD).unwrap();
+    let verifier = config.grants.verifier().unwrap();
+    assert_eq!(verifier.leeway_s, 5);
+    assert_eq!(verifier.issuer, "gatehouse");
+    let claims = Claims {
+        iss: "gatehouse".to_owned(),
+        sub: "agent-7".to_owned(),
+        aud: "gatehouse".to_owned(),
+        exp: 2_000,
+        nbf: 1_000,
+        iat: 1_000,
+        jti: "j".to_owned(),
+        purpose: "test".to_owned(),
+        ticket: None,
+        plan: Plan {
+            targets: [("orders".to_owned(), TargetScope::default())].into(),
+            uses: None,
+        },
+    };
+    let token = sign(&claims, &fx.signing).unwrap();
+    assert_eq!(verifier.verify(&token, 1_500).unwrap(), claims);
+}
+
+#[test]
+fn kid_override_applies() {
+    let fx = Fixture::new();
+    let text = GOOD.replace(
+        r#"public_key = "keys/grant.pub""#,
+        "public_key = \"keys/grant.pub\"\nkid = \"planner-1\"",
+    );
+    let keys = fx.load(&text).unwrap().grants.key_set().unwrap();
+    let kids: Vec<&str> = keys.iter().map(|k| k.kid()).collect();
+    assert_eq!(kids, ["planner-1"]);
+}
+
+#[test]
+fn warnings() {
+    let fx = Fixture::new();
+    let text = GOOD
+        .replace("127.0.0.1:15432", "0.0.0.0:15432")
+        .replace("[tls]", "[tls]\n# tls kept")
+        .replace(r#"[listener]"#, "[listener]\nallow_plaintext = true")
+        .replace(
+            r#"password_env = "GATEHOUSE_ORDERS_PASSWORD""#,
+            r#"password_file = "secrets/open.password""#,
+        );
+    let config = fx.load(&text).unwrap();
+    let all = config.warnings.join("\n");
+    assert!(
+        all.contains("listener.allow_plaintext: plaintext is allowed on 0.0.0.0:15432"),
+        "{all}"
+    );
+    assert!(
+        all.contains("targets.orders.password_file: ") && all.contains("mode 644"),
+        "{all}"
+    );
+}
+
+/// Each mistake, and the words its error must contain.
+#[test]
+fn mistakes_name_the_key() {
+    let fx = Fixture::new();
+    let root = std::path::absolute(fx.root()).unwrap();
+    let env_line = r#"password_env = "GATEHOUSE_ORDERS_PASSWORD""#;
+    let key_line = r#"public_key = "keys/grant.pub""#;
+    let tls_section = "[tls]\ncert = \"certs/gatehouse.crt\"\nkey = \"certs/gatehouse.key\"\n";
+    let targets_section = "[targets.orders]\nhost = \"127.0.0.1\"\nuser = \"app\"\n";
+
+    let r = |from: &str, to: &str| GOOD.replace(from, to);
+    let cases: Vec<(&str, String, Vec<&str>, Vec<String>)> = vec![
+        (
+            "password in the config",
+            r(env_line, r#"password = "hunter2""#),
+            vec![],
+            vec![
+                "targets.orders.password: passwords must not be written in the config file"
+                    .to_owned(),
+            ],
+        ),
+        (
+            "env var not set",
+            GOOD.to_owned(),
+            vec!["unset"],
+            vec![
+                "targets.orders.password_env: environment variable GATEHOUSE_ORDERS_PASSWORD is not set"
+                    .to_owned(),
+            ],
+        ),
+        (
+            "env var empty",
+            GOOD.to_owned(),
+            vec!["empty"],
+            vec!["environment variable GATEHOUSE_ORDERS_PASSWORD is set but empty".to_owned()],
+        ),
+        (
+            "env and file",
+            r(env_line, &format!("{env_line}\npassword_file = \"secrets/orders.password\"")),
+            vec![],
+            vec!["targets.orders: set password_env or password_file, not both".to_owned()],
+        ),
+        (
+            "password file missing",
+            r(env_line, r#"password_file = "secrets/nope.password""#),
+            vec![],
+            vec![format!(
+                "targets.orders.password_file: cannot read {}",
+                root.join("secrets/nope.password").display()
+            )],
+        ),
+        (
+            "password file empty",
+            r(env_line, r#"password_file = "secrets/empty.password""#),
+            vec![],
+            vec!["targets.orders.password_file: ".to_owned(), "is empty".to_owned()],
+        ),
+        (
+            "no targets",
+            r(targets_section, "").replace(env_line, ""),
+            vec![],
+            vec!["targets: no targets".to_owned()],
+        ),
+        (
+            "target without user",
+            r("user = \"app\"\n", ""),
+            vec![],
+            vec!["targets.orders.user: is missing".to_owned()],
+        ),
+        (
+            "target without host",
+            r("host = \"127.0.0.1\"\n", ""),
+            vec![],
+            vec!["targets.orders.host: is missing".to_owned()],
+        ),
+        (
+            "quoted target name",
+            r("[targets.orders]", "[targets.\"my.db\"]").replace(env_line, ""),
+            vec![],
+            vec![], // valid: checked below that it loads
+        ),
+        (
+            "key file missing",
+            r(key_line, r#"public_key = "keys/missing.pub""#),
+            vec![],
+            vec![format!(
+                "grants.keys[0].public_key: cannot read {}",
+                root.join("keys/missing.pub").display()
+            )],
+        ),
+        (
+            "key file is not a public key",
+            r(key_line, r#"public_key = "certs/gatehouse.crt""#),
+            vec![],
+            vec![
+                "grants.keys[0].public_key: ".to_owned(),
+                "not an Ed25519 public key".to_owned(),
+            ],
+        ),
+        (
+            "no keys",
+            r(&format!("[[grants.keys]]\n{key_line}\n"), ""),
+            vec![],
+            vec!["grants.keys: no grant keys".to_owned()],
+        ),
+        (
+            "duplicate keys",
+            r(key_line, &format!("{key_line}\n[[grants.keys]]\n{key_line}")),
+            vec![],
+            vec!["grants.keys[1]: key id".to_owned()],
+        ),
+        (
+            "two keys are fine",
+            r(key_line, &format!("{key_line}\n[[grants.keys]]\npublic_key = \"keys/other.pub\"")),
+            vec![],
+            vec![],
+        ),
+        (
+            "bad kid",
+            r(key_line, &format!("{key_line}\nkid = \"has space\"")),
+            vec![],
+            vec!["grants.keys[0].kid: key id \"has space\"".to_owned()],
+        ),
+        (
+            "bad leeway",
+            r(r#"leeway = "5s""#, r#"leeway = "5 parsecs""#),
+            vec![],
+            vec!["grants.leeway: \"5 parsecs\" is not a duration".to_owned()],
+        ),
+        (
+            "leeway too long",
+            r(r#"leeway = "5s""#, r#"leeway = "1h""#),
+            vec![],
+            vec!["grants.leeway: 1h is longer than the maximum 5m".to_owned()],
+        ),
+        (
+            "empty issuer",
+            r("[grants]", "[grants]\nissuer = \"\""),
+            vec![],
+            vec!["grants.issuer: is empty".to_owned()],
+        ),
+        (
+            "address without port",
+            r("127.0.0.1:15432", "127.0.0.1"),
+            vec![],
+            vec!["listener.address: \"127.0.0.1\" is not an IP address with a port".to_owned()],
+        ),
+        (
+            "host name as address",
+            r("127.0.0.1:15432", "localhost:15432"),
+            vec![],
+            vec!["listener.address: \"localhost:15432\"".to_owned()],
+        ),
+        (
+            "no tls and no plaintext",
+            r(tls_section, ""),
+            vec![],
+            vec!["listener.allow_plaintext: there is no [tls] section".to_owned()],
+        ),
+        (
+            "no tls with plaintext is fine",
+            r(tls_section, "").replace("[listener]", "[listener]\nallow_plaintext = true"),
+            vec![],
+            vec![],
+        ),
+        (
+            "tls cert missing",
+            r("certs/gatehouse.crt", "certs/nope.crt"),
+            vec![],
+            vec![format!("tls.cert: cannot read {}", root.join("certs/nope.crt").display())],
+        ),
+        (
+            "tls cert is not a certificate",
+            r("certs/gatehouse.crt", "keys/grant.pub"),
+            vec![],
+            vec!["tls.cert: ".to_owned(), "holds no PEM certificate".to_owned()],
+        ),
+        (
+            "tls key is not a key",
+            r("certs/gatehouse.key", "certs/gatehouse.crt"),
+            vec![],
+            vec!["tls.key: ".to_owned(), "holds no PEM private key".to_owned()],
+        ),
+        (
+            "tls key does not match",
+            r("certs/gatehouse.key", "certs/unrelated.key"),
+            vec![],
+            vec!["tls: the key ".to_owned(), "cannot serve the certificate".to_owned()],
+        ),
+        (
+            "tls without key",
+            r("key = \"certs/gatehouse.key\"\n", ""),
+            vec![],
+            vec!["tls.key: is missing".to_owned()],
+        ),
+        (
+            "uring",
+            r(r#"io = "tokio""#, r#"io = "uring""#),
+            vec![],
+            vec!["gateway.io: the io_uring engine is not built yet".to_owned()],
+        ),
+        (
+            "io_uring alias",
+            r(r#"io = "tokio""#, r#"io = "io_uring""#),
+            vec![],
+            vec!["gateway.io: the io_uring engine is not built yet".to_owned()],
+        ),
+        (
+            "unknown engine",
+            r(r#"io = "tokio""#, r#"io = "threads""#),
+            vec![],
+            vec!["unknown variant `threads`".to_owned()],
+        ),
+        (
+            "too many workers",
+            r("workers = 2", "workers = 100000"),
+            vec![],
+            vec!["gateway.workers: 100000 is more than 1024".to_owned()],
+        ),
+        (
+            "misspelt key",
+            r("[listener]", "[listener]\nalow_plaintext = true"),
+            vec![],
+            vec!["unknown field `alow_plaintext`".to_owned()],
+        ),
+        (
+            "unknown section",
+            format!("{GOOD}\n[listner]\naddress = \"127.0.0.1:1\"\n"),
+            vec![],
+            vec!["unknown field `listner`".to_owned()],
+        ),
+        (
+            "frame size not a size",
+            r("[listener]", "[listener]\nmax_frame_bytes = \"64 parsecs\""),
+            vec![],
+            vec!["listener.max_frame_bytes: \"64 parsecs\" is not a size".to_owned()],
+        ),
+        (
+            "frame size too small",
+            r("[listener]", "[listener]\nmax_frame_bytes = 10"),
+            vec![],
+            vec!["listener.max_frame_bytes: 10B is outside 1KiB..=1GiB".to_owned()],
+        ),
+        (
+            "frame size as integer",
+            r("[listener]", "[listener]\nmax_frame_bytes = 65536"),
+            vec![],
+            vec![],
+        ),
+        (
+            "os sync interval zero",
+            r("[store]", "[store]\nos_sync_interval = \"0ms\""),
+            vec![],
+            vec!["store.os_sync_interval: 0s is shorter than the minimum 1ms".to_owned()],
+        ),
+        (
+            "durability unknown",
+            r("[store]", "[store]\ndurability = \"sometimes\""),
+            vec![],
+            vec!["unknown variant `sometimes`".to_owned()],
+        ),
+        (
+            "store dir is a file",
+            r("dir = \"data/store\"", "dir = \"keys/grant.pub\""),
+            vec![],
+            vec!["store.dir: ".to_owned(), "exists and is not a directory".to_owned()],
+        ),
+        (
+            "connect timeout",
+            r(env_line, &format!("{env_line}\nconnect_timeout = \"soon\"")),
+            vec![],
+            vec!["targets.orders.connect_timeout: \"soon\" is not a duration".to_owned()],
+        ),
+        (
+            "port out of range",
+            r("user = \"app\"", "user = \"app\"\nport = 70000"),
+            vec![],
+            vec!["invalid value: integer `70000`".to_owned()],
+        ),
+        (
+            "not TOML",
+            "[gateway\n".to_owned(),
+            vec![],
+            vec!["TOML parse error".to_owned()],
+        ),
+        (
+            "several problems at once",
+            r(r#"leeway = "5s""#, r#"leeway = "1h""#).replace(env_line, r#"password = "x""#),
+            vec![],
+            vec![
+                "2 problems:".to_owned(),
+                "  - grants.leeway: ".to_owned(),
+                "  - targets.orders.password: ".to_owned(),
+            ],
+        ),
+    ];
+
+    for (name, text, env_mode, expected) in cases {
+        let env: Vec<(&str, &str)> = match env_mode.first().copied() {
+            Some("unset") => vec![],
+            Some("empty") => vec![("GATEHOUSE_ORDERS_PASSWORD", "")],
+            _ => vec![("GATEHOUSE_ORDERS_PASSWORD", "pw-from-env")],
+        };
+        let result = fx.load_env(&text, &env);
+        if expected.is_empty() {
+            if let Err(e) = result {
+                panic!("case {name:?} should load: {e:#}");
+            }
+            continue;
+        }
+        let err = match result {
+            Ok(_) => panic!("case {name:?} should fail"),
+            Err(e) => format!("{e:#}"),
+        };
+        assert!(
+            err.contains(&format!(
+                "config file {}",
+                root.join("gatehouse.toml").display()
+            )),
+            "case {name:?}: the error names the file: {err}"
+        );
+        for words in &expected {
+            assert!(
+                err.contains(words.as_str()),
+                "case {name:?}: {words:?} not in:\n{err}"
+            );
+        }
+        assert!(
+            !err.contains("hunter2"),
+            "case {name:?}: the error repeats a password: {err}"
+        );
+    }
+}
+
+#[test]
+fn missing_config_file() {
+    let err =
+        Config::load_with_env(Path::new("/nonexistent/gatehouse.toml"), &|_| None).unwrap_err();
+    assert!(
+        format!("{err:#}").starts_with("cannot read config file /nonexistent/gatehouse.toml"),
+        "{err:#}"
+    );
+}
+
+#[test]
+fn io_engine_check() {
+    assert!(IoEngine::Auto.check_built().is_ok());
+    assert!(IoEngine::Tokio.check_built().is_ok());
+    assert!(IoEngine::Uring.check_built().is_err());
+}

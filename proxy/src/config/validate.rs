@@ -1,0 +1,316 @@
+//! [`ConfigFile::validate`]: from the file as written to a [`Config`] the
+//! server can start with.
+
+use std::ffi::OsString;
+use std::fmt::Display;
+use std::net::SocketAddr;
+use std::num::NonZeroUsize;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use gatehouse_core::grant::KeySet;
+
+use super::file::{
+    ConfigFile, GatewaySection, GrantsSection, ListenerSection, StoreSection, TargetSection,
+    TlsSection,
+};
+use super::units::{self, Human, Size};
+use super::{Config, Gateway, GrantKey, GrantsConfig, Listener, Secret, Store, Target, TlsFiles};
+
+/// Looks up an environment variable (`std::env::var_os` outside tests).
+pub type Env<'a> = dyn Fn(&str) -> Option<OsString> + 'a;
+
+/// The most worker threads a config may ask for.
+const MAX_WORKERS: u32 = 1024;
+/// Bounds of `listener.max_frame_bytes`. PostgreSQL itself refuses
+/// messages over 1 GiB.
+const MIN_FRAME_BYTES: u64 = 1 << 10;
+const MAX_FRAME_BYTES: u64 = 1 << 30;
+/// The most clock skew `grants.leeway` may forgive.
+const MAX_LEEWAY: Duration = Duration::from_secs(300);
+/// Bounds of `store.os_sync_interval`.
+const MIN_OS_SYNC: Duration = Duration::from_millis(1);
+const MAX_OS_SYNC: Duration = Duration::from_secs(10);
+
+/// What validation found wrong, and what it found unwise.
+#[derive(Default)]
+pub(super) struct Findings {
+    problems: Vec<String>,
+    warnings: Vec<String>,
+}
+
+impl Findings {
+    pub(super) fn problem(&mut self, key: &str, message: impl Display) {
+        self.problems.push(format!("{key}: {message}"));
+    }
+
+    pub(super) fn warning(&mut self, key: &str, message: impl Display) {
+        self.warnings.push(format!("{key}: {message}"));
+    }
+
+    /// A duration at `key`, within `min..=max`.
+    pub(super) fn duration(&mut self, key: &str, text: &str, min: Duration, max: Duration) -> Duration {
+        match units::duration(text) {
+            Ok(d) if d < min => {
+                self.problem(
+                    key,
+                    format!("{} is shorter than the minimum {}", Human(d), Human(min)),
+                );
+                min
+            }
+            Ok(d) if d > max => {
+                self.problem(
+                    key,
+                    format!("{} is longer than the maximum {}", Human(d), Human(max)),
+                );
+                max
+            }
+            Ok(d) => d,
+            Err(e) => {
+                self.problem(key, e);
+                min
+            }
+        }
+    }
+
+    /// A required, non-empty string at `key`.
+    pub(super) fn required(&mut self, key: &str, value: Option<String>, what: &str) -> String {
+        match value {
+            Some(v) if !v.trim().is_empty() => v,
+            Some(_) => {
+                self.problem(key, format!("is empty; {what}"));
+                String::new()
+            }
+            None => {
+                self.problem(key, format!("is missing; {what}"));
+                String::new()
+            }
+        }
+    }
+}
+
+impl ConfigFile {
+    /// Checks everything and resolves it into a [`Config`]: parses
+    /// addresses, sizes and durations; resolves paths against the directory
+    /// of `source` (the config file's path); reads and parses grant keys and
+    /// TLS files; reads target passwords from `env` or their files.
+    ///
+    /// Every problem found is reported, one per line, each starting with
+    /// the key it concerns.
+    pub fn validate(self, source: &Path, env: &Env<'_>) -> anyhow::Result<Config> {
+        let base = source.parent().unwrap_or(Path::new("/"));
+        let mut f = Findings::default();
+
+        let gateway = gateway(&mut f, self.gateway);
+        let tls = self.tls.map(|tls| super::tls::tls_files(&mut f, tls, base));
+        let listener = listener(&mut f, self.listener, tls.is_some());
+        let store = store(&mut f, self.store, base);
+        let grants = grants(&mut f, self.grants, base);
+        if self.targets.is_empty() {
+            f.problem(
+                "targets",
+                "no targets; add a [targets.NAME] section for each database agents may reach \
+                 (NAME is the database name clients connect to)",
+            );
+        }
+        let targets = self
+            .targets
+            .into_iter()
+            .map(|(name, section)| {
+                let target = super::target::target(&mut f, &name, section, base, env);
+                (name, target)
+            })
+            .collect();
+
+        let Findings { problems, warnings } = f;
+        match problems.as_slice() {
+            [] => {}
+            [one] => anyhow::bail!("{one}"),
+            many => anyhow::bail!("{} problems:\n  - {}", many.len(), many.join("\n  - ")),
+        }
+        Ok(Config {
+            source: source.to_owned(),
+            gateway,
+            // `None` only with a problem reported above.
+            listener: listener.ok_or_else(|| anyhow::anyhow!("listener: invalid"))?,
+            tls,
+            store,
+            grants,
+            targets,
+            warnings,
+        })
+    }
+}
+
+/// `text` as a path: relative to `base` (the config file's directory)
+/// unless absolute.
+pub(super) fn path(base: &Path, text: &str) -> PathBuf {
+    base.join(text)
+}
+
+fn gateway(f: &mut Findings, s: GatewaySection) -> Gateway {
+    if let Err(e) = s.io.check_built() {
+        f.problem("gateway.io", e);
+    }
+    let workers = if s.workers == 0 {
+        std::thread::available_parallelism().unwrap_or(NonZeroUsize::MIN)
+    } else if s.workers > MAX_WORKERS {
+        f.problem(
+            "gateway.workers",
+            format!(
+                "{} is more than {MAX_WORKERS}; 0 means one per core",
+                s.workers
+            ),
+        );
+        NonZeroUsize::MIN
+    } else {
+        usize::try_from(s.workers)
+            .ok()
+            .and_then(NonZeroUsize::new)
+            .unwrap_or(NonZeroUsize::MIN)
+    };
+    Gateway { io: s.io, workers }
+}
+
+fn listener(f: &mut Findings, s: ListenerSection, has_tls: bool) -> Option<Listener> {
+    let address = match s.address.trim().parse::<SocketAddr>() {
+        Ok(a) => Some(a),
+        Err(_) => {
+            f.problem(
+                "listener.address",
+                format!(
+                    "{:?} is not an IP address with a port, e.g. \"127.0.0.1:15432\" or \
+                     \"[::]:15432\"",
+                    s.address
+                ),
+            );
+            None
+        }
+    };
+    let max_frame_bytes = match s.max_frame_bytes.bytes() {
+        Ok(n) if (MIN_FRAME_BYTES..=MAX_FRAME_BYTES).contains(&n) => usize::try_from(n).ok(),
+        Ok(n) => {
+            f.problem(
+                "listener.max_frame_bytes",
+                format!(
+                    "{} is outside {}..={}",
+                    Size(n),
+                    Size(MIN_FRAME_BYTES),
+                    Size(MAX_FRAME_BYTES)
+                ),
+            );
+            None
+        }
+        Err(e) => {
+            f.problem("listener.max_frame_bytes", e);
+            None
+        }
+    };
+    if !has_tls && !s.allow_plaintext {
+        f.problem(
+            "listener.allow_plaintext",
+            "there is no [tls] section, so clients could only connect without TLS, which \
+             allow_plaintext = false forbids; add [tls] with cert and key, or set \
+             allow_plaintext = true (grants then cross the network in clear text)",
+        );
+    }
+    if let Some(address) = address
+        && s.allow_plaintext
+        && !address.ip().is_loopback()
+    {
+        f.warning(
+            "listener.allow_plaintext",
+            format!(
+                "plaintext is allowed on {address}, which is not a loopback address: grants and \
+                 data cross the network unencrypted"
+            ),
+        );
+    }
+    Some(Listener {
+        address: address?,
+        allow_plaintext: s.allow_plaintext,
+        max_frame_bytes: max_frame_bytes?,
+    })
+}
+
+fn store(f: &mut Findings, s: StoreSection, base: &Path) -> Store {
+    let dir = f.required("store.dir", Some(s.dir), "give the store directory");
+    let dir = path(base, &dir);
+    if dir.exists() && !dir.is_dir() {
+        f.problem(
+            "store.dir",
+            format!("{} exists and is not a directory", dir.display()),
+        );
+    }
+    Store {
+        dir,
+        durability: s.durability,
+        os_sync_interval: f.duration(
+            "store.os_sync_interval",
+            &s.os_sync_interval,
+            MIN_OS_SYNC,
+            MAX_OS_SYNC,
+        ),
+    }
+}
+
+fn grants(f: &mut Findings, s: GrantsSection, base: &Path) -> GrantsConfig {
+    let issuer = f.required(
+        "grants.issuer",
+        Some(s.issuer),
+        "give the `iss` grants must carry",
+    );
+    let audience = f.required(
+        "grants.audience",
+        Some(s.audience),
+        "give the `aud` grants must carry",
+    );
+    let leeway = f.duration("grants.leeway", &s.leeway, Duration::ZERO, MAX_LEEWAY);
+    if s.keys.is_empty() {
+        f.problem(
+            "grants.keys",
+            "no grant keys; add a [[grants.keys]] section with public_key = \"keys/grant.pub\" \
+             (`gatehouse keygen --out keys` makes a key pair)",
+        );
+    }
+    let mut set = KeySet::new();
+    let mut keys = Vec::with_capacity(s.keys.len());
+    for (index, k) in s.keys.into_iter().enumerate() {
+        let at = format!("grants.keys[{index}].public_key");
+        let public_key = f.required(
+            &at,
+            k.public_key,
+            "give an Ed25519 public key file (SPKI PEM)",
+        );
+        let key = GrantKey {
+            public_key: path(base, &public_key),
+            kid: k.kid,
+        };
+        if !public_key.is_empty() {
+            match key.load(index) {
+                Ok(loaded) => {
+                    let kid = loaded.kid().to_owned();
+                    if set.insert(loaded).is_err() {
+                        f.problem(
+                            &format!("grants.keys[{index}]"),
+                            format!(
+                                "key id {kid:?} is also the key id of an earlier key; list each \
+                                 key once, or give one a different kid"
+                            ),
+                        );
+                    }
+                }
+                Err(e) => f.problems.push(format!("{e:#}")),
+            }
+        }
+        keys.push(key);
+    }
+    GrantsConfig {
+        issuer,
+        audience,
+        leeway,
+        keys,
+    }
+}
+

@@ -1,0 +1,407 @@
+//! The tokio driver of one client connection.
+//!
+//! Thin by design: it reads, hands bytes to the sans-IO
+//! [`Session`](gatehouse_core::pg::Session), writes what the session says,
+//! records what it says, and carries out its actions (TLS, grant check,
+//! upstream connect, cancel). Protocol logic lives in `core`.
+//!
+//! Two stages: the *handshake* owns the client's TCP stream until the
+//! client has settled on TLS or not; then the stream is split and each
+//! direction gets a writer task ([`OutQueue`]).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::{Bytes, BytesMut};
+use gatehouse_core::event::{SessionId, TlsInfo};
+use gatehouse_core::pg::{Action, Session, Transmit};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf};
+use tokio::net::TcpStream;
+use tracing::Instrument;
+
+use super::Shared;
+use super::cancel::CancelTarget;
+use super::queue::{Ended, OutQueue};
+use super::stream::{Io, Rewind};
+use super::targets::TargetAddr;
+
+/// A client that has not finished startup by then is disconnected.
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
+/// Bytes read per call.
+const READ_CHUNK: usize = 64 * 1024;
+
+/// Microseconds since the Unix epoch.
+pub fn now_us() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as i64)
+        .unwrap_or(0)
+}
+
+/// Serves one accepted connection to its end.
+pub async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr) {
+    let _ = tcp.set_nodelay(true);
+    let key = shared.cancels.issue();
+    let id = SessionId(*uuid::Uuid::now_v7().as_bytes());
+    let mut cfg = shared.session.clone();
+    cfg.backend_key = key;
+    let session = Session::new(id, cfg, peer.to_string(), now_us());
+    let span = tracing::info_span!("session", %id, client = %peer);
+    let mut conn = Conn {
+        shared: shared.clone(),
+        session,
+        key,
+        target: None,
+        client_out: None,
+        upstream_out: None,
+        upstream_in: None,
+        upstream_addr: None,
+        pending_ack: None,
+    };
+    async {
+        let started = tokio::time::timeout(STARTUP_TIMEOUT, conn.handshake(tcp)).await;
+        match started {
+            Ok(Some((io, buf))) => conn.relay(io, buf).await,
+            Ok(None) => {}
+            Err(_) => tracing::info!("client did not complete startup in time"),
+        }
+        conn.finish().await;
+    }
+    .instrument(span)
+    .await;
+    shared.cancels.release(key);
+}
+
+struct Conn {
+    shared: Arc<Shared>,
+    session: Session,
+    key: (i32, i32),
+    target: Option<TargetAddr>,
+    client_out: Option<OutQueue>,
+    upstream_out: Option<OutQueue>,
+    upstream_in: Option<ReadHalf<TcpStream>>,
+    upstream_addr: Option<SocketAddr>,
+    /// The store's acknowledgement that upstream-bound bytes must wait for.
+    pending_ack: Option<gatehouse_store::Ack>,
+}
+
+enum Client {
+    Plain(TcpStream),
+    Tls(Box<dyn Io>),
+}
+
+impl Client {
+    async fn write_all(&mut self, b: &[u8]) -> std::io::Result<()> {
+        match self {
+            Client::Plain(s) => s.write_all(b).await,
+            Client::Tls(s) => {
+                s.write_all(b).await?;
+                s.flush().await
+            }
+        }
+    }
+
+    async fn read_buf(&mut self, buf: &mut BytesMut) -> std::io::Result<usize> {
+        buf.reserve(READ_CHUNK);
+        match self {
+            Client::Plain(s) => s.read_buf(buf).await,
+            Client::Tls(s) => s.read_buf(buf).await,
+        }
+    }
+}
+
+impl Conn {
+    /// Startup until the client is settled on (or refused) TLS. Returns the
+    /// client stream and any bytes read past startup.
+    async fn handshake(&mut self, tcp: TcpStream) -> Option<(Box<dyn Io>, BytesMut)> {
+        let mut client = Client::Plain(tcp);
+        let mut buf = BytesMut::with_capacity(1024);
+        loop {
+            while let Some(t) = self.session.poll_transmit() {
+                if let Transmit::Client(b) = t
+                    && client.write_all(&b).await.is_err()
+                {
+                    self.session.io_failed(now_us());
+                }
+            }
+            self.record_without_waiting().await;
+            while let Some(action) = self.session.poll_action() {
+                match action {
+                    Action::StartTls { direct } => {
+                        let Client::Plain(tcp) = client else {
+                            return None;
+                        };
+                        let prefix = if direct {
+                            buf.split().freeze()
+                        } else {
+                            Bytes::new()
+                        };
+                        client = self.start_tls(tcp, prefix, direct).await?;
+                    }
+                    Action::ForwardCancel { pid, secret } => {
+                        self.shared.cancels.cancel((pid, secret)).await
+                    }
+                    Action::Authorize { token, target } => {
+                        self.authorize(&token, &target).await;
+                        let io: Box<dyn Io> = match client {
+                            Client::Plain(tcp) => Box::new(Rewind::new(Bytes::new(), tcp)),
+                            Client::Tls(io) => io,
+                        };
+                        return Some((io, buf));
+                    }
+                    Action::Close => return None,
+                    other => tracing::warn!(?other, "unexpected action during startup"),
+                }
+            }
+            if self.session.is_closed() {
+                return None;
+            }
+            match client.read_buf(&mut buf).await {
+                Ok(0) | Err(_) => {
+                    self.session.client_closed(now_us());
+                    self.record_without_waiting().await;
+                    return None;
+                }
+                Ok(_) => self.session.handle_client_data(&mut buf, now_us()),
+            }
+        }
+    }
+
+    async fn start_tls(&mut self, tcp: TcpStream, prefix: Bytes, direct: bool) -> Option<Client> {
+        let acceptor = self.shared.tls.clone()?;
+        match acceptor.accept(Rewind::new(prefix, tcp)).await {
+            Ok(tls) => {
+                let (_, conn) = tls.get_ref();
+                if direct && conn.alpn_protocol() != Some(b"postgresql") {
+                    tracing::info!("direct TLS without ALPN postgresql: closing");
+                    return None;
+                }
+                let info = TlsInfo {
+                    version: conn
+                        .protocol_version()
+                        .and_then(|v| v.as_str())
+                        .unwrap_or("TLS")
+                        .to_owned(),
+                    cipher: conn
+                        .negotiated_cipher_suite()
+                        .and_then(|c| c.suite().as_str())
+                        .unwrap_or("")
+                        .to_owned(),
+                    direct,
+                };
+                self.session.tls_established(info);
+                Some(Client::Tls(Box::new(tls)))
+            }
+            Err(e) => {
+                tracing::info!("TLS handshake failed: {e}");
+                None
+            }
+        }
+    }
+
+    async fn authorize(&mut self, token: &str, target: &str) {
+        let now = now_us();
+        match self.shared.authorize(token, target, now / 1_000_000) {
+            Ok((auth, addr)) => {
+                tracing::info!(subject = %auth.subject, jti = %auth.jti, target, "grant accepted");
+                self.target = Some(addr);
+                self.session.authorized(auth, now);
+            }
+            Err(rejection) => {
+                tracing::info!(reason = ?rejection.reason, target, "grant refused");
+                self.session.refuse(rejection, now);
+            }
+        }
+    }
+
+    /// Relays until the session closes.
+    async fn relay(&mut self, io: Box<dyn Io>, mut cbuf: BytesMut) {
+        let (mut client_in, client_w) = tokio::io::split(io);
+        self.client_out = Some(OutQueue::spawn(client_w));
+        let mut ubuf = BytesMut::with_capacity(READ_CHUNK);
+        let mut shutdown = self.shared.shutdown.clone();
+        loop {
+            self.process().await;
+            if self.session.is_closed() {
+                return;
+            }
+            let client_room = self.client_out.as_ref().is_none_or(OutQueue::has_room);
+            let upstream_room = self.upstream_out.as_ref().is_none_or(OutQueue::has_room);
+            let read_client = self.session.wants_client_data() && upstream_room;
+            let read_upstream = self.upstream_in.is_some() && client_room;
+            cbuf.reserve(READ_CHUNK);
+            ubuf.reserve(READ_CHUNK);
+            tokio::select! {
+                r = client_in.read_buf(&mut cbuf), if read_client => match r {
+                    Ok(0) | Err(_) => self.session.client_closed(now_us()),
+                    Ok(_) => self.session.handle_client_data(&mut cbuf, now_us()),
+                },
+                r = read_opt(&mut self.upstream_in, &mut ubuf), if read_upstream => match r {
+                    Ok(0) | Err(_) => {
+                        self.upstream_in = None;
+                        self.session.upstream_closed(now_us());
+                    }
+                    Ok(_) => self.session.handle_upstream_data(&mut ubuf, now_us()),
+                },
+                _ = changed(&self.client_out) => self.check_writers(),
+                _ = changed(&self.upstream_out) => self.check_writers(),
+                _ = shutdown.changed() => self.session.shutdown(now_us()),
+            }
+        }
+    }
+
+    fn check_writers(&mut self) {
+        let failed = |q: &Option<OutQueue>| q.as_ref().is_some_and(OutQueue::failed);
+        if failed(&self.client_out) || failed(&self.upstream_out) {
+            // Which one failed, and why, is known once the writers finish.
+            self.session.io_failed(now_us());
+        }
+    }
+
+    /// Carries out everything the session asked for.
+    async fn process(&mut self) {
+        loop {
+            self.queue_transmits().await;
+            let Some(action) = self.session.poll_action() else {
+                break;
+            };
+            match action {
+                Action::ConnectUpstream => self.connect_upstream().await,
+                Action::RegisterCancel { pid, secret } => {
+                    if let Some(addr) = self.upstream_addr {
+                        let target = CancelTarget { addr, pid, secret };
+                        self.shared.cancels.register(self.key, target);
+                    }
+                }
+                Action::ForwardCancel { pid, secret } => {
+                    self.shared.cancels.cancel((pid, secret)).await
+                }
+                Action::Close => {
+                    self.queue_transmits().await;
+                    break;
+                }
+                Action::StartTls { .. } | Action::Authorize { .. } => {
+                    tracing::warn!(?action, "unexpected action after startup")
+                }
+            }
+        }
+    }
+
+    /// Records the session's events and queues its transmits. Bytes for the
+    /// target wait for the store's acknowledgement of every event before
+    /// them; bytes for the client do not wait.
+    async fn queue_transmits(&mut self) {
+        if self.session.has_events() {
+            let events = self.session.take_events();
+            match self.shared.writer.submit(events).await {
+                Ok(ack) => self.pending_ack = Some(ack),
+                Err(e) => {
+                    tracing::error!("store refused events: {e}");
+                    self.session.store_failed(now_us());
+                    // The failure itself cannot be recorded; drop what the
+                    // session recorded about it.
+                    drop(self.session.take_events());
+                }
+            }
+        }
+        while let Some(t) = self.session.poll_transmit() {
+            match t {
+                Transmit::Client(b) => {
+                    if let Some(q) = &self.client_out {
+                        q.push(b, None);
+                    }
+                }
+                Transmit::Upstream(b) => {
+                    if let Some(q) = &self.upstream_out {
+                        q.push(b, self.pending_ack.take());
+                    }
+                }
+            }
+        }
+    }
+
+    /// Submits events and lets their acknowledgement go: for refusals and
+    /// startup, where nothing is forwarded to a target.
+    async fn record_without_waiting(&mut self) {
+        if self.session.has_events()
+            && let Err(e) = self.shared.writer.submit(self.session.take_events()).await
+        {
+            tracing::error!("store refused events: {e}");
+        }
+    }
+
+    async fn connect_upstream(&mut self) {
+        // The session's Opened event (and so the grant's use) must be
+        // durable before the target is touched.
+        let events = self.session.take_events();
+        if let Err(e) = self.shared.writer.append(events).await {
+            tracing::error!("store refused the session: {e}");
+            self.session.store_failed(now_us());
+            drop(self.session.take_events());
+            return;
+        }
+        self.pending_ack = None;
+        let Some(target) = self.target.clone() else {
+            self.session.upstream_failed("no target address", now_us());
+            return;
+        };
+        let connect = TcpStream::connect((target.host.as_str(), target.port));
+        match tokio::time::timeout(target.connect_timeout, connect).await {
+            Ok(Ok(stream)) => {
+                let _ = stream.set_nodelay(true);
+                self.upstream_addr = stream.peer_addr().ok();
+                let (r, w) = tokio::io::split(stream);
+                self.upstream_in = Some(r);
+                self.upstream_out = Some(OutQueue::spawn(w));
+                self.session.upstream_connected(now_us());
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(host = %target.host, port = target.port, "upstream connect failed: {e}");
+                let why = format!("connecting to {}:{} failed: {e}", target.host, target.port);
+                self.session.upstream_failed(&why, now_us());
+            }
+            Err(_) => {
+                let why = format!(
+                    "connecting to {}:{} timed out after {:?}",
+                    target.host, target.port, target.connect_timeout
+                );
+                self.session.upstream_failed(&why, now_us());
+            }
+        }
+    }
+
+    /// Flushes what is queued and closes both sides.
+    async fn finish(&mut self) {
+        self.queue_transmits().await;
+        // Whatever is left was recorded by the session on its way out.
+        self.record_without_waiting().await;
+        let mut store_failed = false;
+        if let Some(q) = self.upstream_out.take() {
+            store_failed |= q.finish().await == Ended::Store;
+        }
+        if let Some(q) = self.client_out.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(5), q.finish()).await;
+        }
+        if store_failed {
+            tracing::error!("session ended: the store did not acknowledge a command");
+        }
+    }
+}
+
+async fn read_opt(
+    r: &mut Option<ReadHalf<TcpStream>>,
+    buf: &mut BytesMut,
+) -> std::io::Result<usize> {
+    match r {
+        Some(r) => r.read_buf(buf).await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn changed(q: &Option<OutQueue>) {
+    match q {
+        Some(q) => q.changed().await,
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,80 @@
+//! From a validated [`Config`] to a running [`Server`].
+
+use std::collections::BTreeMap;
+
+use anyhow::{Context, Result};
+use gatehouse_core::pg::{SessionConfig, UpstreamLogin};
+use gatehouse_store::{Durability, Store, StoreOptions};
+
+use super::{Authorizer, GrantLedger, Server, Target, TargetAddr};
+use crate::config::{self, Config};
+
+/// Cap on one frame from a target. Targets are trusted more than clients,
+/// but a single value larger than this is refused rather than buffered.
+const MAX_UPSTREAM_FRAME: usize = 1 << 30;
+
+/// Opens the store and builds everything a server needs.
+pub fn server(config: Config) -> Result<Server> {
+    let durability = match config.store.durability {
+        config::Durability::Fsync => Durability::Fsync,
+        config::Durability::Os => Durability::Os {
+            sync_interval: config.store.os_sync_interval,
+        },
+    };
+    let options = StoreOptions {
+        durability,
+        ..StoreOptions::default()
+    };
+    let store = Store::open(&config.store.dir, options)
+        .with_context(|| format!("opening the store at {}", config.store.dir.display()))?;
+    let recorded = store
+        .reader()
+        .grant_uses()
+        .context("loading grant use counts from the store")?;
+    let tls = match &config.tls {
+        Some(files) => {
+            let (cert, key) = files.read()?;
+            Some(super::tls::acceptor(&cert, &key)?)
+        }
+        None => None,
+    };
+    let targets: BTreeMap<String, Target> = config
+        .targets
+        .values()
+        .map(|t| {
+            let target = Target {
+                addr: TargetAddr {
+                    host: t.host.clone(),
+                    port: t.port,
+                    connect_timeout: t.connect_timeout,
+                },
+                login: UpstreamLogin {
+                    database: t.database.clone(),
+                    user: t.user.clone(),
+                    password: t.password.as_ref().map(|s| s.expose().to_owned()),
+                },
+            };
+            (t.name.clone(), target)
+        })
+        .collect();
+    let authorizer = Authorizer {
+        verifier: config.grants.verifier()?,
+        targets,
+        ledger: GrantLedger::from_recorded(recorded),
+    };
+    let session = SessionConfig {
+        tls_available: tls.is_some(),
+        plaintext_allowed: config.listener.allow_plaintext,
+        max_client_frame: config.listener.max_frame_bytes,
+        max_upstream_frame: MAX_UPSTREAM_FRAME,
+        backend_key: (0, 0),
+    };
+    Ok(Server {
+        address: config.listener.address,
+        workers: config.gateway.workers.get(),
+        store,
+        session,
+        tls,
+        authorizer,
+    })
+}

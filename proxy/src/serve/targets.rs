@@ -1,0 +1,25 @@
+//! Where each target lives and how to log in to it.
+
+use std::time::Duration;
+
+use gatehouse_core::pg::UpstreamLogin;
+
+/// The network address of a target.
+#[derive(Debug, Clone)]
+pub struct TargetAddr {
+    /// Host name or IP.
+    pub host: String,
+    /// TCP port.
+    pub port: u16,
+    /// How long a connect may take.
+    pub connect_timeout: Duration,
+}
+
+/// A configured target, resolved for serving.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// Where it is.
+    pub addr: TargetAddr,
+    /// Who the gateway logs in as.
+    pub login: UpstreamLogin,
+}
