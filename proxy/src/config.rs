@@ -31,6 +31,7 @@ mod validate;
 mod tests;
 
 pub use file::{ConfigFile, Durability};
+pub use validate::Env;
 
 /// The IO engine (`[gateway] io`, `gatehouse serve --io`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
@@ -131,7 +132,6 @@ pub struct TlsFiles {
 
 impl TlsFiles {
     /// Reads both files: `(cert_pem, key_pem)`.
-    #[allow(dead_code, reason = "for `serve`, which does not call it yet")]
     pub fn read(&self) -> anyhow::Result<(Vec<u8>, Vec<u8>)> {
         let cert = std::fs::read(&self.cert)
             .with_context(|| format!("tls.cert: cannot read {}", self.cert.display()))?;
@@ -207,7 +207,6 @@ impl GrantsConfig {
 
     /// The grant verifier: the keys (read from their files now), issuer,
     /// audience and leeway.
-    #[allow(dead_code, reason = "for `serve`, which does not call it yet")]
     pub fn verifier(&self) -> anyhow::Result<Verifier> {
         Ok(Verifier {
             keys: self.key_set()?,
@@ -253,7 +252,6 @@ impl Secret {
     }
 
     /// The credential itself.
-    #[allow(dead_code, reason = "for `serve`, which does not call it yet")]
     pub fn expose(&self) -> &str {
         &self.0
     }
@@ -279,7 +277,7 @@ impl Config {
 
     /// [`Config::load`] with the environment given as a lookup function,
     /// and without logging the warnings.
-    pub fn load_with_env(path: &Path, env: &validate::Env<'_>) -> anyhow::Result<Config> {
+    pub fn load_with_env(path: &Path, env: &Env<'_>) -> anyhow::Result<Config> {
         let source =
             std::path::absolute(path).with_context(|| format!("config file {}", path.display()))?;
         let text = std::fs::read_to_string(&source)

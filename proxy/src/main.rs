@@ -32,16 +32,20 @@ fn main() -> ExitCode {
     }
 }
 
-/// tracing to stderr, filtered by `GATEHOUSE_LOG` (default `info`).
+/// The log filter without `GATEHOUSE_LOG`: our own info, the storage
+/// engine's warnings only.
+const DEFAULT_LOG: &str = "info,fjall=warn,lsm_tree=warn";
+
+/// tracing to stderr, filtered by `GATEHOUSE_LOG` (default [`DEFAULT_LOG`]).
 fn init_logging() {
     use tracing_subscriber::EnvFilter;
 
     let (filter, bad) = match std::env::var("GATEHOUSE_LOG") {
         Ok(spec) => match EnvFilter::try_new(&spec) {
             Ok(filter) => (filter, None),
-            Err(e) => (EnvFilter::new("info"), Some((spec, e))),
+            Err(e) => (EnvFilter::new(DEFAULT_LOG), Some((spec, e))),
         },
-        Err(_) => (EnvFilter::new("info"), None),
+        Err(_) => (EnvFilter::new(DEFAULT_LOG), None),
     };
     tracing_subscriber::fmt()
         .with_env_filter(filter)

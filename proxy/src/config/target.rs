@@ -22,7 +22,13 @@ fn target_key(name: &str) -> String {
     }
 }
 
-fn target(f: &mut Findings, name: &str, s: TargetSection, base: &Path, env: &Env<'_>) -> Target {
+pub(super) fn target(
+    f: &mut Findings,
+    name: &str,
+    s: TargetSection,
+    base: &Path,
+    env: &Env<'_>,
+) -> Target {
     let at = target_key(name);
     if name.is_empty() || name.chars().any(char::is_control) {
         f.problem(

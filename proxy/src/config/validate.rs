@@ -6,17 +6,13 @@ use std::fmt::Display;
 use std::net::SocketAddr;
 use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
 use gatehouse_core::grant::KeySet;
 
-use super::file::{
-    ConfigFile, GatewaySection, GrantsSection, ListenerSection, StoreSection, TargetSection,
-    TlsSection,
-};
+use super::file::{ConfigFile, GatewaySection, GrantsSection, ListenerSection, StoreSection};
 use super::units::{self, Human, Size};
-use super::{Config, Gateway, GrantKey, GrantsConfig, Listener, Secret, Store, Target, TlsFiles};
+use super::{Config, Gateway, GrantKey, GrantsConfig, Listener, Store};
 
 /// Looks up an environment variable (`std::env::var_os` outside tests).
 pub type Env<'a> = dyn Fn(&str) -> Option<OsString> + 'a;
@@ -50,7 +46,13 @@ impl Findings {
     }
 
     /// A duration at `key`, within `min..=max`.
-    pub(super) fn duration(&mut self, key: &str, text: &str, min: Duration, max: Duration) -> Duration {
+    pub(super) fn duration(
+        &mut self,
+        key: &str,
+        text: &str,
+        min: Duration,
+        max: Duration,
+    ) -> Duration {
         match units::duration(text) {
             Ok(d) if d < min => {
                 self.problem(
@@ -313,4 +315,3 @@ fn grants(f: &mut Findings, s: GrantsSection, base: &Path) -> GrantsConfig {
         keys,
     }
 }
-
