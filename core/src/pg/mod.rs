@@ -19,3 +19,6 @@ pub use upstream::UpstreamLogin;
 
 #[cfg(test)]
 mod session_tests;
+
+#[cfg(test)]
+mod robustness_tests;
