@@ -253,7 +253,14 @@ impl Conn {
 
     fn check_writers(&mut self) {
         let failed = |q: &Option<OutQueue>| q.as_ref().is_some_and(OutQueue::failed);
-        if failed(&self.client_out) || failed(&self.upstream_out) {
+        if self
+            .upstream_out
+            .as_ref()
+            .is_some_and(OutQueue::store_failed)
+        {
+            tracing::error!("the store did not acknowledge a command; ending the session");
+            self.session.store_failed(now_us());
+        } else if failed(&self.client_out) || failed(&self.upstream_out) {
             // Which one failed, and why, is known once the writers finish.
             self.session.io_failed(now_us());
         }

@@ -45,6 +45,7 @@ struct Item {
 struct State {
     pending: AtomicUsize,
     failed: AtomicBool,
+    store_failed: AtomicBool,
     changed: Notify,
 }
 
@@ -87,6 +88,12 @@ impl OutQueue {
         self.state.failed.load(Ordering::Acquire)
     }
 
+    /// Whether the writer stopped because the store did not acknowledge
+    /// what had to be recorded before the bytes it held.
+    pub fn store_failed(&self) -> bool {
+        self.state.store_failed.load(Ordering::Acquire)
+    }
+
     /// Resolves when the writer made progress or failed.
     pub async fn changed(&self) {
         self.state.changed.notified().await
@@ -122,6 +129,9 @@ async fn write_loop<W: AsyncWrite + Unpin>(
         state.pending.fetch_sub(item.bytes.len(), Ordering::AcqRel);
         state.changed.notify_one();
     };
+    if ended == Ended::Store {
+        state.store_failed.store(true, Ordering::Release);
+    }
     if ended != Ended::Done {
         state.failed.store(true, Ordering::Release);
         state.changed.notify_one();
