@@ -1,1 +1,62 @@
-//! x
+//! Offline readers of a Gatehouse store.
+//!
+//! - [`transcript`]: a session rebuilt from its recorded protocol frames —
+//!   statements, parameters, result rows, errors, notices, notifications,
+//!   COPY data and timings — as a model ([`Transcript`]).
+//! - [`render`]: a transcript as psql-like text; [`list`]: the session list.
+//! - [`verify`]: hash-chain verification of the recorded events.
+//! - [`cli`]: opening a store and resolving session ids for the binaries
+//!   `gatehouse-replay` (`list`, `show`) and `gatehouse-audit` (`verify`).
+//!
+//! What this crate is not: it never writes to a store, and it does not talk
+//! to a running gateway. fjall allows one process per store, so these tools
+//! read a store no gateway holds (a stopped gateway's, or an exported
+//! copy). Reading a live gateway through its admin API is planned.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+#![cfg_attr(
+    test,
+    allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)
+)]
+
+pub mod cli;
+pub mod list;
+pub mod render;
+pub mod text;
+pub mod transcript;
+pub mod verify;
+
+pub use transcript::{Transcript, TranscriptBuilder, TranscriptOptions};
+
+use gatehouse_core::event::SessionId;
+use gatehouse_store::{Reader, StoreError};
+
+/// Rebuilds session `id`'s transcript from the store. Events that cannot
+/// be read become [`transcript::ItemKind::Unreadable`] items; only a
+/// failure of the store itself is an error. `None` if the session has no
+/// events and no summary.
+pub fn load_transcript(
+    reader: &Reader,
+    id: SessionId,
+    opts: TranscriptOptions,
+) -> Result<Option<Transcript>, StoreError> {
+    let mut builder = TranscriptBuilder::new(id, opts);
+    let mut any = false;
+    for event in reader.events(id) {
+        any = true;
+        match event {
+            Ok(event) => builder.push(&event),
+            Err(e @ StoreError::Corrupt { .. }) => builder.unreadable(e.to_string()),
+            Err(e) => return Err(e),
+        }
+    }
+    if !any {
+        // Nothing to rebuild; the summary still says who and when.
+        let Some(summary) = reader.session(id)? else {
+            return Ok(None);
+        };
+        builder.summary_only(&summary);
+    }
+    Ok(Some(builder.finish()))
+}

@@ -1,0 +1,431 @@
+//! A transcript as psql-like text.
+//!
+//! ```text
+//! session 0193a5e2-…  agent:reconciler → orders   purpose: reconcile invoices, OPS-1234
+//!   grant jti=…  client 127.0.0.1:51234  TLSv1.3  started 2026-11-25T18:40:01.123Z  duration 1.204s  closed: client terminated
+//!
+//! [+0.003s] SELECT id, total FROM invoices WHERE id = $1
+//!           $1 = '42'
+//!            id | total
+//!           ----+-------
+//!            42 | 10.00
+//!           (1 row)   SELECT 1   1.2 ms
+//! ```
+//!
+//! Every recorded string passes through [`sanitize`] first: a transcript
+//! shows what an agent and a target sent, and that must not be able to
+//! drive the auditor's terminal. NULL shows as an empty cell, as in psql;
+//! the JSON form tells NULL from an empty string.
+
+use std::io::{self, Write};
+
+use crate::text::{
+    duration_us, ellipsize, grouped, offset_us, plural, rfc3339_us, sanitize, sanitize_copy_line,
+    session_duration_us, width,
+};
+use crate::transcript::{
+    Diagnostic, Entry, Header, ItemKind, Request, ResultBlock, SessionStatus, Transcript, Value,
+};
+
+/// Columns before a statement's text: `[+0.003s] `.
+const INDENT: usize = 10;
+
+/// Writes `t` as text.
+pub fn render(t: &Transcript, out: &mut dyn Write) -> io::Result<()> {
+    header(&t.header, out)?;
+    for item in &t.items {
+        writeln!(out)?;
+        let at = offset_us(item.at_us.saturating_sub(t.header.started_us));
+        let mut w = Lines {
+            out: &mut *out,
+            first: Some(at),
+            indent: INDENT.max(width(&offset_us(0)) + 1),
+        };
+        match &item.kind {
+            ItemKind::Statement(entry) => statement(&mut w, entry, item.at_us)?,
+            ItemKind::Notification(n) => w.line(&format!(
+                "notification on \"{}\": \"{}\" (from backend pid {})",
+                sanitize(&n.channel, false),
+                sanitize(&n.payload, false),
+                n.pid
+            ))?,
+            ItemKind::Notice(d) | ItemKind::Error(d) => diagnostic(&mut w, d, None)?,
+            ItemKind::Parameter { name, value } => w.line(&format!(
+                "parameter {} = '{}'",
+                sanitize(name, false),
+                sanitize(value, false)
+            ))?,
+            ItemKind::Malformed { direction, detail } => w.line(&format!(
+                "<malformed frame> {}: {}",
+                direction.replace('_', " "),
+                sanitize(detail, false)
+            ))?,
+            ItemKind::Unreadable { detail } => {
+                w.line(&format!("<unreadable event> {}", sanitize(detail, false)))?
+            }
+        }
+    }
+    Ok(())
+}
+
+/// [`render`] into a string.
+pub fn render_to_string(t: &Transcript) -> String {
+    let mut buf = Vec::new();
+    // Writing to a Vec cannot fail.
+    let _ = render(t, &mut buf);
+    String::from_utf8_lossy(&buf).into_owned()
+}
+
+/// Writes the lines of one item: the first after its time offset, the
+/// rest indented under it.
+struct Lines<'a> {
+    out: &'a mut dyn Write,
+    first: Option<String>,
+    indent: usize,
+}
+
+impl Lines<'_> {
+    fn line(&mut self, text: &str) -> io::Result<()> {
+        match self.first.take() {
+            Some(prefix) => {
+                let pad = self.indent.saturating_sub(width(&prefix));
+                write!(self.out, "{prefix}{:pad$}", "")?;
+            }
+            None => write!(self.out, "{:1$}", "", self.indent)?,
+        }
+        writeln!(self.out, "{}", text.trim_end())
+    }
+
+    /// Several lines of (already sanitized) text.
+    fn text(&mut self, text: &str) -> io::Result<()> {
+        for line in text.split('\n') {
+            self.line(line)?;
+        }
+        Ok(())
+    }
+}
+
+fn header(h: &Header, out: &mut dyn Write) -> io::Result<()> {
+    let mut first = format!("session {}", h.session);
+    let who = h.subject.as_deref().map(|s| sanitize(s, false));
+    let target = h.target.as_deref().map(|s| sanitize(s, false));
+    match (who, target) {
+        (Some(who), Some(target)) => first.push_str(&format!("  {who} → {target}")),
+        (Some(who), None) => first.push_str(&format!("  {who}")),
+        (None, Some(target)) => first.push_str(&format!("  ? → {target}")),
+        (None, None) => {}
+    }
+    if let Some(purpose) = &h.purpose {
+        first.push_str(&format!("   purpose: {}", sanitize(purpose, false)));
+        if let Some(ticket) = &h.ticket {
+            first.push_str(&format!(", {}", sanitize(ticket, false)));
+        }
+    }
+    writeln!(out, "{first}")?;
+
+    let mut parts = Vec::new();
+    if let Some(jti) = &h.jti {
+        parts.push(format!("grant jti={}", sanitize(jti, false)));
+    }
+    if let Some(n) = h.use_number {
+        parts.push(match h.max_uses {
+            Some(max) => format!("use {n}/{max}"),
+            None => format!("use {n}"),
+        });
+    }
+    if let Some(addr) = &h.client_addr {
+        parts.push(format!("client {}", sanitize(addr, false)));
+    }
+    match &h.tls {
+        Some(tls) if tls.direct => {
+            parts.push(format!("{} (direct)", sanitize(&tls.version, false)))
+        }
+        Some(tls) => parts.push(sanitize(&tls.version, false)),
+        // Only an opened session records its TLS state.
+        None if h.use_number.is_some() => parts.push("no TLS".into()),
+        None => {}
+    }
+    parts.push(format!("started {}", rfc3339_us(h.started_us)));
+    parts.push(format!("duration {}", session_duration_us(h.duration_us)));
+    parts.push(h.status.describe());
+    writeln!(out, "  {}", parts.join("  "))?;
+
+    let mut client = Vec::new();
+    if let Some(user) = &h.client_user {
+        client.push(format!("user {}", sanitize(user, false)));
+    }
+    if let Some(app) = &h.application_name {
+        client.push(format!("application {}", sanitize(app, false)));
+    }
+    if !client.is_empty() {
+        writeln!(out, "  {}", client.join("  "))?;
+    }
+    if let SessionStatus::Refused { message, .. } = &h.status {
+        writeln!(out, "  the client was told: {}", sanitize(message, false))?;
+    }
+    Ok(())
+}
+
+fn statement(w: &mut Lines<'_>, e: &Entry, at_us: i64) -> io::Result<()> {
+    match &e.request {
+        Request::Simple { text } => w.text(&sanitize(text, true))?,
+        Request::Extended {
+            text,
+            statement,
+            portal,
+            params,
+            max_rows,
+            continued,
+        } => {
+            match text {
+                Some(text) => w.text(&sanitize(text, true))?,
+                None => w.line(&format!(
+                    "<statement {} not recorded>",
+                    name_or_unnamed(statement)
+                ))?,
+            }
+            let mut notes = Vec::new();
+            if !statement.is_empty() {
+                notes.push(format!("statement \"{}\"", sanitize(statement, false)));
+            }
+            if !portal.is_empty() {
+                notes.push(format!("portal \"{}\"", sanitize(portal, false)));
+            }
+            if *max_rows > 0 {
+                notes.push(format!("fetch {max_rows}"));
+            }
+            if *continued {
+                notes.push("continued".into());
+            }
+            if !notes.is_empty() {
+                w.line(&format!("({})", notes.join(", ")))?;
+            }
+            for (i, p) in params.iter().enumerate() {
+                w.line(&format!("${} = {}", i + 1, sanitize(&p.literal(), false)))?;
+            }
+        }
+        Request::Prepare { text, statement } => {
+            match text {
+                Some(text) => w.text(&sanitize(text, true))?,
+                None => w.line(&format!(
+                    "<statement {} not recorded>",
+                    name_or_unnamed(statement)
+                ))?,
+            }
+            w.line(&format!("(prepare {})", name_or_unnamed(statement)))?;
+        }
+        Request::FunctionCall => w.line("<function call>")?,
+    }
+    if e.skipped {
+        w.line("(skipped: an earlier message in its pipeline failed)")?;
+    }
+    let mut since = at_us;
+    for block in &e.results {
+        result(w, block, since)?;
+        if let Some(done) = block.done_us {
+            since = done;
+        }
+    }
+    for (name, value) in &e.parameters {
+        w.line(&format!(
+            "parameter {} = '{}'",
+            sanitize(name, false),
+            sanitize(value, false)
+        ))?;
+    }
+    if e.results.is_empty() && !e.skipped {
+        match e.duration_us {
+            Some(d) => w.line(&format!("(no result)   {}", duration_us(d)))?,
+            None => w.line("(no response recorded)")?,
+        }
+    }
+    Ok(())
+}
+
+fn name_or_unnamed(name: &str) -> String {
+    if name.is_empty() {
+        "(unnamed)".into()
+    } else {
+        format!("\"{}\"", sanitize(name, false))
+    }
+}
+
+fn result(w: &mut Lines<'_>, b: &ResultBlock, since: i64) -> io::Result<()> {
+    for notice in &b.notices {
+        diagnostic(w, notice, None)?;
+    }
+    if !b.columns.is_empty() || !b.rows.is_empty() {
+        table(w, b)?;
+    }
+    let mut parts = Vec::new();
+    if let Some(copy) = &b.copy {
+        w.line(&format!("COPY {}, {} format", copy.direction, copy.format))?;
+        for line in &copy.lines {
+            w.line(&sanitize_copy_line(line))?;
+        }
+        let more = copy.lines_received.saturating_sub(copy.lines.len() as u64);
+        if more > 0 {
+            w.line(&format!(
+                "… {} more (--all-rows shows them)",
+                plural(more, "line", "lines")
+            ))?;
+        }
+        let unit = if copy.format == "binary" {
+            ("message", "messages")
+        } else {
+            ("line", "lines")
+        };
+        parts.push(format!(
+            "({}, {})",
+            plural(copy.lines_received, unit.0, unit.1),
+            crate::text::bytes(copy.bytes)
+        ));
+        if let Some(msg) = &copy.failed {
+            parts.push(format!("client aborted the COPY: {}", sanitize(msg, false)));
+        }
+    }
+    let time = b.done_us.map(|done| duration_us(done - since));
+    if let Some(err) = &b.error {
+        if !parts.is_empty() {
+            w.line(&parts.join("   "))?;
+        }
+        diagnostic(w, err, time.as_deref())?;
+    } else {
+        if !b.columns.is_empty() || b.rows_received > 0 {
+            parts.push(format!("({})", plural(b.rows_received, "row", "rows")));
+        }
+        if b.empty_query {
+            parts.push("(empty query)".into());
+        }
+        if b.suspended {
+            parts.push("(portal suspended: more rows to fetch)".into());
+        }
+        if let Some(tag) = &b.tag {
+            parts.push(sanitize(tag, false));
+        }
+        if b.done_us.is_none() {
+            parts.push("(no completion recorded)".into());
+        }
+        parts.extend(time);
+        w.line(&parts.join("   "))?;
+    }
+    for n in &b.notifications {
+        w.line(&format!(
+            "notification on \"{}\": \"{}\" (from backend pid {})",
+            sanitize(&n.channel, false),
+            sanitize(&n.payload, false),
+            n.pid
+        ))?;
+    }
+    Ok(())
+}
+
+fn diagnostic(w: &mut Lines<'_>, d: &Diagnostic, time: Option<&str>) -> io::Result<()> {
+    let mut first = format!(
+        "{} {}: {}",
+        sanitize(&d.severity, false),
+        sanitize(&d.code, false),
+        sanitize(&d.message, false)
+    );
+    if let Some(time) = time {
+        first.push_str("   ");
+        first.push_str(time);
+    }
+    w.line(&first)?;
+    for (label, value) in [
+        ("DETAIL", &d.detail),
+        ("HINT", &d.hint),
+        ("CONTEXT", &d.context),
+    ] {
+        if let Some(value) = value {
+            w.text(&format!("{label}:  {}", sanitize(value, true)))?;
+        }
+    }
+    if let Some(pos) = &d.position {
+        w.line(&format!("(at character {})", sanitize(pos, false)))?;
+    }
+    Ok(())
+}
+
+/// Type OIDs psql right-aligns.
+fn is_numeric(type_oid: u32) -> bool {
+    matches!(type_oid, 20 | 21 | 23 | 26 | 700 | 701 | 790 | 1700)
+}
+
+fn table(w: &mut Lines<'_>, b: &ResultBlock) -> io::Result<()> {
+    let ncols = b
+        .columns
+        .len()
+        .max(b.rows.iter().map(Vec::len).max().unwrap_or(0));
+    let names: Vec<String> = (0..ncols)
+        .map(|i| {
+            b.columns.get(i).map_or_else(
+                || format!("?column{}?", i + 1),
+                |c| sanitize(&c.name, false),
+            )
+        })
+        .collect();
+    let right: Vec<bool> = (0..ncols)
+        .map(|i| {
+            b.columns
+                .get(i)
+                .is_some_and(|c| c.format == 0 && is_numeric(c.type_oid))
+        })
+        .collect();
+    let cells: Vec<Vec<String>> = b
+        .rows
+        .iter()
+        .map(|row| {
+            (0..ncols)
+                .map(|i| row.get(i).map_or(String::new(), cell))
+                .collect()
+        })
+        .collect();
+    let mut widths: Vec<usize> = names.iter().map(|n| width(n)).collect();
+    for row in &cells {
+        for (wd, c) in widths.iter_mut().zip(row) {
+            *wd = (*wd).max(width(c));
+        }
+    }
+    let header: Vec<String> = names
+        .iter()
+        .zip(&widths)
+        .map(|(n, wd)| {
+            let space = wd - width(n);
+            let left = space / 2;
+            format!("{:left$}{n}{:right$}", "", "", right = space - left)
+        })
+        .collect();
+    w.line(&format!(" {} ", header.join(" | ")))?;
+    let rule: Vec<String> = widths.iter().map(|wd| "-".repeat(wd + 2)).collect();
+    w.line(&rule.join("+"))?;
+    for row in &cells {
+        let line: Vec<String> = row
+            .iter()
+            .zip(&widths)
+            .zip(&right)
+            .map(|((c, wd), right)| {
+                let pad = wd - width(c);
+                if *right {
+                    format!("{:pad$}{c}", "")
+                } else {
+                    format!("{c}{:pad$}", "")
+                }
+            })
+            .collect();
+        w.line(&format!(" {} ", line.join(" | ")))?;
+    }
+    let more = b.rows_received.saturating_sub(b.rows.len() as u64);
+    if more > 0 {
+        w.line(&format!(
+            "… {} more {} (--all-rows shows them)",
+            grouped(more),
+            if more == 1 { "row" } else { "rows" }
+        ))?;
+    }
+    Ok(())
+}
+
+fn cell(v: &Value) -> String {
+    ellipsize(&sanitize(v.cell(), false), 10_000)
+}

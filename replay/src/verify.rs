@@ -1,0 +1,513 @@
+//! Hash-chain verification of recorded sessions.
+//!
+//! Each event carries `prev`, the BLAKE3 hash of the previous event's
+//! stored encoding ([`hash_of`]); the first carries zeros. Walking a
+//! session's stored values in key order, [`check_chain`] reports every
+//! place where the record is not what the gateway wrote:
+//!
+//! | kind | meaning |
+//! |---|---|
+//! | `modified` | an event's hash does not match the `prev` of the event after it (one of the two was altered), or the first event's `prev` is not zero |
+//! | `missing` | sequence numbers jump (events deleted), or the store holds fewer events than the session's summary counts (a cut-off tail) |
+//! | `reordered` | the value under key `#n` is event `#m` of the same session |
+//! | `misplaced` | the value under this session's key belongs to another session |
+//! | `undecodable` | the value is not a valid event archive |
+//! | `appended` | an event beyond the count the session summary records, or after the session's `Closed` event |
+//!
+//! One altered event yields one break, not a cascade: a link is checked
+//! only between two events that are each in their right place.
+//!
+//! What this does not prove yet: the last event of a session has no
+//! successor to vouch for it, so an altered last event (or a whole forged
+//! tail with a summary to match) passes. Closing events will be sealed with
+//! the gateway's signing key; verifying the seals is planned.
+
+use gatehouse_core::event::{Body, Event, HASH_LEN, Hash, SessionId, hash_of};
+use gatehouse_store::{Reader, StoreError};
+use rkyv::rancor;
+use serde::Serialize;
+
+/// How the record differs from what was written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BreakKind {
+    /// Content altered (see the module docs).
+    Modified,
+    /// Events absent.
+    Missing,
+    /// An event stored under another sequence number.
+    Reordered,
+    /// An event of another session.
+    Misplaced,
+    /// Not a valid event.
+    Undecodable,
+    /// Events beyond what the session recorded.
+    Appended,
+}
+
+impl BreakKind {
+    /// The lower-case name.
+    pub fn name(self) -> &'static str {
+        match self {
+            BreakKind::Modified => "modified",
+            BreakKind::Missing => "missing",
+            BreakKind::Reordered => "reordered",
+            BreakKind::Misplaced => "misplaced",
+            BreakKind::Undecodable => "undecodable",
+            BreakKind::Appended => "appended",
+        }
+    }
+}
+
+/// One place where a session's record is broken.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Break {
+    /// The session.
+    pub session: String,
+    /// The sequence number (store key) where it is; `None` for the
+    /// session as a whole (its summary).
+    pub seq: Option<u64>,
+    /// What kind of break.
+    pub kind: BreakKind,
+    /// Precisely what was found.
+    pub detail: String,
+}
+
+impl std::fmt::Display for Break {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.seq {
+            Some(seq) => write!(
+                f,
+                "session {} #{seq}: {}: {}",
+                self.session,
+                self.kind.name(),
+                self.detail
+            ),
+            None => write!(
+                f,
+                "session {}: {}: {}",
+                self.session,
+                self.kind.name(),
+                self.detail
+            ),
+        }
+    }
+}
+
+/// A stored value, as verification needs it.
+#[derive(Debug, Clone)]
+pub struct Stored {
+    /// The sequence number in its key.
+    pub key_seq: u64,
+    /// What the value holds.
+    pub content: Content,
+}
+
+/// What a stored value holds.
+#[derive(Debug, Clone)]
+pub enum Content {
+    /// A valid event, and the hash of the stored bytes.
+    Event {
+        /// The decoded event.
+        event: Box<Event>,
+        /// [`hash_of`] the stored value.
+        hash: Hash,
+    },
+    /// A valid event whose content is known only by the place it claims
+    /// (the store reader reports such values without their content).
+    Claims {
+        /// The session it claims.
+        session: SessionId,
+        /// The sequence number it claims.
+        seq: u64,
+    },
+    /// Not a valid event archive.
+    Undecodable(String),
+}
+
+/// The outcome for one session.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SessionCheck {
+    /// The session.
+    pub session: String,
+    /// Stored values read.
+    pub events: u64,
+    /// What is broken; empty when the chain holds.
+    pub breaks: Vec<Break>,
+}
+
+/// Checks one session's stored values, in key order. `recorded` is the
+/// event count of the session's summary, if it has one.
+pub fn check_chain(
+    session: SessionId,
+    recorded: Option<u64>,
+    stored: impl IntoIterator<Item = Stored>,
+) -> SessionCheck {
+    let name = session.to_string();
+    let mut breaks = Vec::new();
+    let mut brk = |seq: Option<u64>, kind, detail: String| {
+        breaks.push(Break {
+            session: name.clone(),
+            seq,
+            kind,
+            detail,
+        })
+    };
+    let mut next = 0u64;
+    let mut read = 0u64;
+    // The hash of the event at `next - 1`, if it is in its place.
+    let mut prev: Option<Hash> = None;
+    let mut closed_at: Option<u64> = None;
+    for s in stored {
+        read += 1;
+        let seq = s.key_seq;
+        if seq > next {
+            let detail = match seq - next {
+                1 => format!("event #{next} is not in the store"),
+                n => format!("events #{next}..#{} ({n}) are not in the store", seq - 1),
+            };
+            brk(Some(next), BreakKind::Missing, detail);
+            prev = None;
+        }
+        next = seq.saturating_add(1);
+        if let Some(closed) = closed_at {
+            brk(
+                Some(seq),
+                BreakKind::Appended,
+                format!("follows the session's Closed event #{closed}"),
+            );
+        }
+        let (event, hash) = match s.content {
+            Content::Event { event, hash } => (event, hash),
+            Content::Claims {
+                session: other,
+                seq: claimed,
+            } => {
+                misplaced(&mut brk, session, seq, other, claimed);
+                prev = None;
+                continue;
+            }
+            Content::Undecodable(reason) => {
+                brk(Some(seq), BreakKind::Undecodable, reason);
+                prev = None;
+                continue;
+            }
+        };
+        if event.session != session || event.seq != seq {
+            misplaced(&mut brk, session, seq, event.session, event.seq);
+            prev = None;
+            continue;
+        }
+        if seq == 0 && event.prev != [0; HASH_LEN] {
+            brk(
+                Some(0),
+                BreakKind::Modified,
+                "the first event's prev is not zero".into(),
+            );
+        } else if let Some(expected) = prev
+            && event.prev != expected
+        {
+            brk(
+                Some(seq - 1),
+                BreakKind::Modified,
+                format!(
+                    "its hash does not match the prev recorded in #{seq} \
+                     (#{} or the prev of #{seq} was altered)",
+                    seq - 1
+                ),
+            );
+        }
+        if matches!(event.body, Body::Closed(_)) && closed_at.is_none() {
+            closed_at = Some(seq);
+        }
+        prev = Some(hash);
+    }
+    if let Some(recorded) = recorded {
+        if recorded > next {
+            let detail = if recorded - next == 1 {
+                format!(
+                    "event #{next} is not in the store (the session summary counts {recorded} events)"
+                )
+            } else {
+                format!(
+                    "events #{next}..#{} are not in the store (the session summary counts {recorded} events)",
+                    recorded - 1
+                )
+            };
+            brk(Some(next), BreakKind::Missing, detail);
+        } else if next > recorded {
+            brk(
+                Some(recorded),
+                BreakKind::Appended,
+                format!(
+                    "the store holds events up to #{} but the session summary counts {recorded}",
+                    next - 1
+                ),
+            );
+        }
+    }
+    SessionCheck {
+        session: session.to_string(),
+        events: read,
+        breaks,
+    }
+}
+
+fn misplaced(
+    brk: &mut impl FnMut(Option<u64>, BreakKind, String),
+    session: SessionId,
+    seq: u64,
+    other: SessionId,
+    claimed: u64,
+) {
+    if other == session {
+        brk(
+            Some(seq),
+            BreakKind::Reordered,
+            format!("the value stored as #{seq} is event #{claimed}"),
+        );
+    } else {
+        brk(
+            Some(seq),
+            BreakKind::Misplaced,
+            format!("the value stored here is event #{claimed} of session {other}"),
+        );
+    }
+}
+
+/// Reads session `id`'s stored values for [`check_chain`].
+///
+/// The store's [`Reader`] hands out decoded events, not the stored bytes,
+/// so the hash of each value is taken over its re-encoding. rkyv encodes
+/// deterministically, so for every value that decodes this is the hash of
+/// what was stored — except for an alteration confined to bytes the
+/// decoder ignores (padding), which changes no recorded content and goes
+/// unnoticed here. Hashing the raw stored bytes needs a raw read from the
+/// store (`Reader::raw_events`, not there yet).
+pub fn stored_events(
+    reader: &Reader,
+    id: SessionId,
+) -> impl Iterator<Item = Result<Stored, StoreError>> + use<> {
+    reader.events(id).map(move |r| match r {
+        Ok(event) => {
+            let key_seq = event.seq;
+            let content = match rkyv::to_bytes::<rancor::Error>(&event) {
+                Ok(bytes) => Content::Event {
+                    hash: hash_of(&bytes),
+                    event: Box::new(event),
+                },
+                Err(e) => Content::Undecodable(format!("does not re-encode: {e}")),
+            };
+            Ok(Stored { key_seq, content })
+        }
+        Err(StoreError::Corrupt { key, reason, .. }) => {
+            let Some((_, key_seq)) = parse_event_key(&key) else {
+                return Err(StoreError::Corrupt {
+                    what: "event",
+                    key,
+                    reason,
+                });
+            };
+            let content = match parse_claim(&reason) {
+                Some((session, seq)) => Content::Claims { session, seq },
+                None => Content::Undecodable(reason),
+            };
+            Ok(Stored { key_seq, content })
+        }
+        Err(e) => Err(e),
+    })
+}
+
+/// Session id and sequence number of an event key in hex (as
+/// [`StoreError::Corrupt`] reports it).
+fn parse_event_key(hex: &str) -> Option<(SessionId, u64)> {
+    if hex.len() != 48 || !hex.is_ascii() {
+        return None;
+    }
+    let session = hex.get(..32)?.parse().ok()?;
+    let seq = u64::from_str_radix(hex.get(32..)?, 16).ok()?;
+    Some((session, seq))
+}
+
+/// The store reader's description of a valid event under the wrong key:
+/// `holds event <session> #<seq>`.
+fn parse_claim(reason: &str) -> Option<(SessionId, u64)> {
+    let rest = reason.strip_prefix("holds event ")?;
+    let (session, seq) = rest.split_once(" #")?;
+    Some((session.parse().ok()?, seq.parse().ok()?))
+}
+
+/// Verifies session `id` (its summary, if any, gives the expected count).
+pub fn verify_session(reader: &Reader, id: SessionId) -> Result<SessionCheck, StoreError> {
+    let recorded = reader.session(id)?.map(|s| s.events);
+    let stored = stored_events(reader, id).collect::<Result<Vec<_>, _>>()?;
+    Ok(check_chain(id, recorded, stored))
+}
+
+/// The outcome for a whole store.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Report {
+    /// Sessions checked.
+    pub sessions: u64,
+    /// Stored events read.
+    pub events: u64,
+    /// Every break found.
+    pub breaks: Vec<Break>,
+}
+
+impl Report {
+    /// Adds one session's outcome.
+    pub fn add(&mut self, check: SessionCheck) {
+        self.sessions += 1;
+        self.events += check.events;
+        self.breaks.extend(check.breaks);
+    }
+
+    /// Sessions with at least one break.
+    pub fn broken_sessions(&self) -> usize {
+        let mut ids: Vec<&str> = self.breaks.iter().map(|b| b.session.as_str()).collect();
+        ids.dedup();
+        ids.len()
+    }
+}
+
+/// Verifies every session that has a summary, oldest first, calling
+/// `each` as each one is done (for progress output).
+///
+/// A session summary that does not decode is itself a break (its id is
+/// its key); that session's events are still checked, without an expected
+/// count.
+pub fn verify_store(
+    reader: &Reader,
+    mut each: impl FnMut(&SessionCheck),
+) -> Result<Report, StoreError> {
+    let mut report = Report::default();
+    for summary in reader.sessions() {
+        let (id, recorded, summary_break) = match summary {
+            Ok(s) => (s.id, Some(s.events), None),
+            Err(StoreError::Corrupt { key, reason, .. }) => {
+                let id: SessionId = key.parse().map_err(|_| StoreError::Corrupt {
+                    what: "session summary",
+                    key: key.clone(),
+                    reason: reason.clone(),
+                })?;
+                (id, None, Some(reason))
+            }
+            Err(e) => return Err(e),
+        };
+        let stored = stored_events(reader, id).collect::<Result<Vec<_>, _>>()?;
+        let mut check = check_chain(id, recorded, stored);
+        if let Some(reason) = summary_break {
+            check.breaks.insert(
+                0,
+                Break {
+                    session: id.to_string(),
+                    seq: None,
+                    kind: BreakKind::Undecodable,
+                    detail: format!("the session summary does not decode: {reason}"),
+                },
+            );
+        }
+        each(&check);
+        report.add(check);
+    }
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gatehouse_core::event::{Recorder, decode};
+
+    fn stored(enc: &gatehouse_core::event::Encoded) -> Stored {
+        Stored {
+            key_seq: enc.seq,
+            content: Content::Event {
+                event: Box::new(decode(&enc.bytes).unwrap()),
+                hash: hash_of(&enc.bytes),
+            },
+        }
+    }
+
+    fn session(n: usize) -> (SessionId, Vec<gatehouse_core::event::Encoded>) {
+        let id = SessionId([3; 16]);
+        let mut rec = Recorder::new(id);
+        let events = (0..n)
+            .map(|i| {
+                rec.record(
+                    i as i64,
+                    Body::CommandComplete {
+                        tag: format!("SELECT {i}"),
+                    },
+                )
+            })
+            .collect();
+        (id, events)
+    }
+
+    #[test]
+    fn intact_chain_has_no_breaks() {
+        let (id, events) = session(5);
+        let check = check_chain(id, Some(5), events.iter().map(stored));
+        assert_eq!((check.events, check.breaks.len()), (5, 0));
+    }
+
+    #[test]
+    fn each_kind_is_reported_once_where_it_is() {
+        let (id, events) = session(8);
+        let mut s: Vec<Stored> = events.iter().map(stored).collect();
+        // #2 altered: its hash no longer matches #3's prev.
+        if let Content::Event { hash, .. } = &mut s[2].content {
+            hash[0] ^= 1;
+        }
+        // #5 undecodable; #6 missing.
+        s[5].content = Content::Undecodable("garbage".into());
+        s.remove(6);
+        let check = check_chain(id, Some(9), s);
+        let found: Vec<(Option<u64>, BreakKind)> =
+            check.breaks.iter().map(|b| (b.seq, b.kind)).collect();
+        assert_eq!(
+            found,
+            [
+                (Some(2), BreakKind::Modified),
+                (Some(5), BreakKind::Undecodable),
+                (Some(6), BreakKind::Missing),
+                (Some(8), BreakKind::Missing),
+            ]
+        );
+    }
+
+    #[test]
+    fn reordered_and_misplaced() {
+        let (id, events) = session(4);
+        let mut s: Vec<Stored> = events.iter().map(stored).collect();
+        s.swap(1, 2);
+        s[1].key_seq = 1;
+        s[2].key_seq = 2;
+        s[3].content = Content::Claims {
+            session: SessionId([9; 16]),
+            seq: 3,
+        };
+        let check = check_chain(id, Some(4), s);
+        let found: Vec<(Option<u64>, BreakKind)> =
+            check.breaks.iter().map(|b| (b.seq, b.kind)).collect();
+        assert_eq!(
+            found,
+            [
+                (Some(1), BreakKind::Reordered),
+                (Some(2), BreakKind::Reordered),
+                (Some(3), BreakKind::Misplaced),
+            ]
+        );
+    }
+
+    #[test]
+    fn parses_what_the_reader_reports() {
+        let id = SessionId([0xab; 16]);
+        let key = gatehouse_core::event::event_key(id, 258);
+        let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(parse_event_key(&hex), Some((id, 258)));
+        assert_eq!(parse_claim(&format!("holds event {id} #7")), Some((id, 7)));
+        assert_eq!(parse_claim("bad archive"), None);
+    }
+}
