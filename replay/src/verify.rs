@@ -22,9 +22,8 @@
 //! tail with a summary to match) passes. Closing events will be sealed with
 //! the gateway's signing key; verifying the seals is planned.
 
-use gatehouse_core::event::{Body, Event, HASH_LEN, Hash, SessionId, hash_of};
-use gatehouse_store::{Reader, StoreError};
-use rkyv::rancor;
+use gatehouse_core::event::{Body, Event, HASH_LEN, Hash, SessionId, decode, hash_of};
+use gatehouse_store::{RawEvent, Reader, StoreError};
 use serde::Serialize;
 
 /// How the record differs from what was written.
@@ -113,8 +112,8 @@ pub enum Content {
         /// [`hash_of`] the stored value.
         hash: Hash,
     },
-    /// A valid event whose content is known only by the place it claims
-    /// (the store reader reports such values without their content).
+    /// A valid event stored under another key than its own, known by the
+    /// place it claims.
     Claims {
         /// The session it claims.
         session: SessionId,
@@ -277,64 +276,34 @@ fn misplaced(
 
 /// Reads session `id`'s stored values for [`check_chain`].
 ///
-/// The store's [`Reader`] hands out decoded events, not the stored bytes,
-/// so the hash of each value is taken over its re-encoding. rkyv encodes
-/// deterministically, so for every value that decodes this is the hash of
-/// what was stored — except for an alteration confined to bytes the
-/// decoder ignores (padding), which changes no recorded content and goes
-/// unnoticed here. Hashing the raw stored bytes needs a raw read from the
-/// store (`Reader::raw_events`, not there yet).
+/// Each value's hash is [`hash_of`] the exact bytes stored, so any change
+/// to a value — even in bytes the decoder ignores, such as padding — makes
+/// it undecodable or breaks its link to the next event (the last event has
+/// no next one; see the module docs). A value
+/// that decodes to another place than its key is reported by the place it
+/// claims. Errors are the store's (a failed read, a malformed key).
 pub fn stored_events(
     reader: &Reader,
     id: SessionId,
 ) -> impl Iterator<Item = Result<Stored, StoreError>> + use<> {
-    reader.events(id).map(move |r| match r {
-        Ok(event) => {
-            let key_seq = event.seq;
-            let content = match rkyv::to_bytes::<rancor::Error>(&event) {
-                Ok(bytes) => Content::Event {
-                    hash: hash_of(&bytes),
-                    event: Box::new(event),
-                },
-                Err(e) => Content::Undecodable(format!("does not re-encode: {e}")),
-            };
-            Ok(Stored { key_seq, content })
-        }
-        Err(StoreError::Corrupt { key, reason, .. }) => {
-            let Some((_, key_seq)) = parse_event_key(&key) else {
-                return Err(StoreError::Corrupt {
-                    what: "event",
-                    key,
-                    reason,
-                });
-            };
-            let content = match parse_claim(&reason) {
-                Some((session, seq)) => Content::Claims { session, seq },
-                None => Content::Undecodable(reason),
-            };
-            Ok(Stored { key_seq, content })
-        }
-        Err(e) => Err(e),
+    reader.raw_events(id).map(move |r| {
+        let RawEvent {
+            seq: key_seq,
+            value,
+        } = r?;
+        let content = match decode(&value) {
+            Err(e) => Content::Undecodable(e.to_string()),
+            Ok(event) if event.session != id || event.seq != key_seq => Content::Claims {
+                session: event.session,
+                seq: event.seq,
+            },
+            Ok(event) => Content::Event {
+                hash: hash_of(&value),
+                event: Box::new(event),
+            },
+        };
+        Ok(Stored { key_seq, content })
     })
-}
-
-/// Session id and sequence number of an event key in hex (as
-/// [`StoreError::Corrupt`] reports it).
-fn parse_event_key(hex: &str) -> Option<(SessionId, u64)> {
-    if hex.len() != 48 || !hex.is_ascii() {
-        return None;
-    }
-    let session = hex.get(..32)?.parse().ok()?;
-    let seq = u64::from_str_radix(hex.get(32..)?, 16).ok()?;
-    Some((session, seq))
-}
-
-/// The store reader's description of a valid event under the wrong key:
-/// `holds event <session> #<seq>`.
-fn parse_claim(reason: &str) -> Option<(SessionId, u64)> {
-    let rest = reason.strip_prefix("holds event ")?;
-    let (session, seq) = rest.split_once(" #")?;
-    Some((session.parse().ok()?, seq.parse().ok()?))
 }
 
 /// Verifies session `id` (its summary, if any, gives the expected count).
@@ -417,7 +386,7 @@ pub fn verify_store(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use gatehouse_core::event::{Recorder, decode};
+    use gatehouse_core::event::Recorder;
 
     fn stored(enc: &gatehouse_core::event::Encoded) -> Stored {
         Stored {
@@ -499,15 +468,5 @@ mod tests {
                 (Some(3), BreakKind::Misplaced),
             ]
         );
-    }
-
-    #[test]
-    fn parses_what_the_reader_reports() {
-        let id = SessionId([0xab; 16]);
-        let key = gatehouse_core::event::event_key(id, 258);
-        let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
-        assert_eq!(parse_event_key(&hex), Some((id, 258)));
-        assert_eq!(parse_claim(&format!("holds event {id} #7")), Some((id, 7)));
-        assert_eq!(parse_claim("bad archive"), None);
     }
 }

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::Command;
 
 use common::*;
-use gatehouse_core::event::{CloseReason, SessionId, event_key};
+use gatehouse_core::event::{CloseReason, SessionId, decode, event_key};
 use gatehouse_replay::cli::open_store;
 use gatehouse_replay::verify::{BreakKind, verify_session, verify_store};
 
@@ -125,6 +125,32 @@ fn a_modified_value_is_reported_where_it_is() {
         &["--session", &sid(T0_MS + 5, B).to_string()[..13]],
     );
     assert_eq!((code, out.as_str()), (0, "1 session, 7 events verified\n"));
+}
+
+#[test]
+fn a_change_the_decoder_ignores_is_still_modified() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, _) = store_with_two(dir.path());
+    // The last byte of #3 is unused space in the archive: flipping it
+    // changes nothing decoded, only the stored bytes.
+    tamper(dir.path(), |events| {
+        let key = event_key(a, 3);
+        let original = events.get(key).unwrap().unwrap().to_vec();
+        let mut value = original.clone();
+        *value.last_mut().unwrap() ^= 0xff;
+        assert_eq!(decode(&value).unwrap(), decode(&original).unwrap());
+        events.insert(key, value).unwrap();
+    });
+    assert_eq!(
+        breaks(dir.path()),
+        [(a.to_string(), Some(3), BreakKind::Modified)]
+    );
+    let (code, out, _) = audit(dir.path(), &[]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains(&format!("BREAK session {a} #3: modified")),
+        "{out}"
+    );
 }
 
 #[test]

@@ -84,7 +84,7 @@ use std::time::Duration;
 
 pub use error::StoreError;
 pub use keys::STORE_FORMAT_VERSION;
-pub use read::{Events, Reader, Sessions};
+pub use read::{Events, RawEvent, RawEvents, Reader, Sessions};
 pub use summary::SessionSummary;
 pub use writer::{Ack, StoreStats, Writer};
 

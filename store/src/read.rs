@@ -69,6 +69,19 @@ impl Reader {
         }
     }
 
+    /// One session's stored values in key order, exactly as they are on
+    /// disk: the same range scan as [`events`](Reader::events), without
+    /// decoding or validating the values. For verification, which hashes
+    /// the stored bytes. A key that is not the session id followed by an
+    /// 8-byte sequence number is reported as [`StoreError::Corrupt`] and
+    /// the iteration goes on.
+    pub fn raw_events(&self, id: SessionId) -> RawEvents {
+        RawEvents {
+            iter: self.db.events.prefix(id.0),
+            id,
+        }
+    }
+
     /// Every grant (`jti`) that opened a session, with the highest use
     /// number recorded for it, in `jti` order.
     pub fn grant_uses(&self) -> Result<Vec<(String, u32)>, StoreError> {
@@ -193,5 +206,52 @@ impl Iterator for Events {
                     Ok(event)
                 }),
         )
+    }
+}
+
+/// A stored event value as it is on disk, with the sequence number from
+/// its key; see [`Reader::raw_events`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawEvent {
+    /// The sequence number in the value's key.
+    pub seq: u64,
+    /// The stored value: the event's archive as the writer appended it,
+    /// unless it was altered on disk.
+    pub value: Vec<u8>,
+}
+
+/// Iterator over one session's stored values; see [`Reader::raw_events`].
+pub struct RawEvents {
+    iter: fjall::Iter,
+    id: SessionId,
+}
+
+impl RawEvents {
+    fn read(&self, guard: fjall::Guard) -> Result<RawEvent, StoreError> {
+        let (k, v) = guard.into_inner()?;
+        let seq = k
+            .strip_prefix(&self.id.0)
+            .and_then(|n| <[u8; 8]>::try_from(n).ok())
+            .map(u64::from_be_bytes)
+            .ok_or_else(|| {
+                StoreError::corrupt(
+                    "event",
+                    &k,
+                    "key is not a 16-byte session id and an 8-byte sequence number",
+                )
+            })?;
+        Ok(RawEvent {
+            seq,
+            value: v.to_vec(),
+        })
+    }
+}
+
+impl Iterator for RawEvents {
+    type Item = Result<RawEvent, StoreError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let guard = self.iter.next()?;
+        Some(self.read(guard))
     }
 }
