@@ -5,7 +5,10 @@
 //! dir and port, copied from a template so it starts in well under a
 //! second), a [`Gateway`] in front of it (the `gatehouse` binary from
 //! `cargo build --workspace --bins`), and clients — [`Psql`] runs the real
-//! `psql`, [`Gateway::connect`] gives a tokio-postgres client over TLS.
+//! `psql`, [`Gateway::connect`] gives a tokio-postgres client over TLS,
+//! [`messages`] one whose notices and notifications the test receives,
+//! and [`wire::RawConn`] speaks the protocol by hand (direct TLS, malformed
+//! input, hand-built batches). [`values`] compares results byte for byte.
 //! Everything is stopped and removed on drop, so tests run in parallel and
 //! leave no processes behind; a test that panics gets the tails of the
 //! server and gateway logs printed. Every wait is bounded. What a killed
@@ -26,10 +29,13 @@ pub mod gateway_config;
 pub mod grant;
 mod janitor;
 pub mod logs;
+pub mod messages;
 mod pg_template;
 pub mod ports;
 pub mod postgres;
 pub mod psql;
+pub mod values;
+pub mod wire;
 
 pub use certs::TestCerts;
 pub use gateway::Gateway;

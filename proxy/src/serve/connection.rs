@@ -30,6 +30,16 @@ use super::targets::TargetAddr;
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
 /// Bytes read per call.
 const READ_CHUNK: usize = 64 * 1024;
+/// After the session ends, the client may still be sending (the rest of a
+/// frame over the size cap, a pipeline behind a FATAL error). Closing a
+/// socket with unread input makes the kernel reset the connection, and
+/// drivers that are still writing then report "connection closed" instead
+/// of the error the gateway sent. So once the last bytes to the client are
+/// written, its input is read and dropped until it closes, stays quiet for
+/// `LINGER_IDLE`, or `LINGER_MAX` has passed (a lingering close).
+const LINGER_IDLE: Duration = Duration::from_millis(250);
+/// See [`LINGER_IDLE`].
+const LINGER_MAX: Duration = Duration::from_secs(2);
 
 /// Microseconds since the Unix epoch.
 pub fn now_us() -> i64 {
@@ -58,6 +68,7 @@ pub async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr) {
         upstream_in: None,
         upstream_addr: None,
         pending_ack: None,
+        client_in: None,
     };
     async {
         let started = tokio::time::timeout(STARTUP_TIMEOUT, conn.handshake(tcp)).await;
@@ -84,6 +95,9 @@ struct Conn {
     upstream_addr: Option<SocketAddr>,
     /// The store's acknowledgement that upstream-bound bytes must wait for.
     pending_ack: Option<gatehouse_store::Ack>,
+    /// The client's read side once the relay has ended, for the lingering
+    /// close in [`Conn::finish`].
+    client_in: Option<ReadHalf<Box<dyn Io>>>,
 }
 
 enum Client {
@@ -118,6 +132,8 @@ impl Conn {
         let mut client = Client::Plain(tcp);
         let mut buf = BytesMut::with_capacity(1024);
         loop {
+            // Startup records nothing but refusals (TLS required, ...).
+            self.record_before_telling_the_client().await;
             while let Some(t) = self.session.poll_transmit() {
                 if let Transmit::Client(b) = t
                     && client.write_all(&b).await.is_err()
@@ -180,7 +196,7 @@ impl Conn {
                 let info = TlsInfo {
                     version: conn
                         .protocol_version()
-                        .and_then(|v| v.as_str())
+                        .map(tls_version_name)
                         .unwrap_or("TLS")
                         .to_owned(),
                     cipher: conn
@@ -211,7 +227,20 @@ impl Conn {
             Err(rejection) => {
                 tracing::info!(reason = ?rejection.reason, target, "grant refused");
                 self.session.refuse(rejection, now);
+                self.record_before_telling_the_client().await;
             }
+        }
+    }
+
+    /// Makes the events taken so far (a refusal) durable before the client
+    /// is told anything about them, so that a refusal a client saw is never
+    /// missing from the record, also if the gateway crashes right after.
+    /// If the store cannot write, the client is refused all the same.
+    async fn record_before_telling_the_client(&mut self) {
+        if self.session.has_events()
+            && let Err(e) = self.shared.writer.append(self.session.take_events()).await
+        {
+            tracing::error!("store refused events: {e}");
         }
     }
 
@@ -224,6 +253,7 @@ impl Conn {
         loop {
             self.process().await;
             if self.session.is_closed() {
+                self.client_in = Some(client_in);
                 return;
             }
             let client_room = self.client_out.as_ref().is_none_or(OutQueue::has_room);
@@ -390,8 +420,33 @@ impl Conn {
         if let Some(q) = self.client_out.take() {
             let _ = tokio::time::timeout(Duration::from_secs(5), q.finish()).await;
         }
+        if let Some(r) = self.client_in.take() {
+            linger(r).await;
+        }
         if store_failed {
             tracing::error!("session ended: the store did not acknowledge a command");
+        }
+    }
+}
+
+/// The name PostgreSQL and OpenSSL use for a TLS version (`TLSv1.3`).
+fn tls_version_name(v: rustls::ProtocolVersion) -> &'static str {
+    match v {
+        rustls::ProtocolVersion::TLSv1_2 => "TLSv1.2",
+        rustls::ProtocolVersion::TLSv1_3 => "TLSv1.3",
+        _ => "TLS",
+    }
+}
+
+/// Reads and drops what the client still sends; see [`LINGER_IDLE`].
+async fn linger(mut r: ReadHalf<Box<dyn Io>>) {
+    let deadline = tokio::time::Instant::now() + LINGER_MAX;
+    let mut scratch = vec![0u8; READ_CHUNK];
+    loop {
+        let until = deadline.min(tokio::time::Instant::now() + LINGER_IDLE);
+        match tokio::time::timeout_at(until, r.read(&mut scratch)).await {
+            Ok(Ok(n)) if n > 0 => {}
+            _ => return,
         }
     }
 }
