@@ -3,6 +3,9 @@
 //!
 //! - [`event`]: the recorded event model (rkyv-archived, hash-chained).
 //! - [`grant`]: grant (JWT) claims, signing and validation against a key set.
+//! - [`mask`]: the masking engine: column rules, content detectors (cards,
+//!   e-mail, national ids, cloud keys and tokens, private keys) and literal
+//!   dictionaries, compiled once into a prefiltered matcher.
 //! - [`pg`]: the PostgreSQL wire protocol: incremental frame decoding, message
 //!   views and encoders, upstream login, and the sans-IO session state
 //!   machine that both IO engines drive.
@@ -19,4 +22,5 @@
 
 pub mod event;
 pub mod grant;
+pub mod mask;
 pub mod pg;

@@ -52,6 +52,7 @@ fuzz_target!(|data: &[u8]| {
                             user: "u".into(),
                             password: Some("pw".into()),
                         },
+                masker: None,
                     },
                     now,
                 ),

@@ -22,6 +22,7 @@ use gatehouse_core::grant::{KeySet, Verifier, VerifyingKey};
 use serde::Deserialize;
 
 mod file;
+mod masking;
 mod target;
 mod tls;
 mod units;
@@ -237,6 +238,26 @@ pub struct Target {
     pub password: Option<Secret>,
     /// How long to wait for the server to accept the connection and login.
     pub connect_timeout: Duration,
+    /// Masking rules and the token secret, checked (compiled once) at load.
+    pub masking: Option<Masking>,
+}
+
+/// `[targets.NAME.masking]`, resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Masking {
+    /// The rules.
+    pub rules: gatehouse_core::mask::MaskRules,
+    /// The `token` strategy's HMAC secret, if configured.
+    pub token_secret: Option<Secret>,
+}
+
+impl Masking {
+    /// Compiles the rules into a masker.
+    pub fn compile(&self) -> anyhow::Result<gatehouse_core::mask::Masker> {
+        let secret = self.token_secret.as_ref().map_or("", |s| s.expose());
+        gatehouse_core::mask::Masker::new(self.rules.clone(), secret.as_bytes())
+            .map_err(|e| anyhow::anyhow!("{e}"))
+    }
 }
 
 /// A credential. Its `Debug` prints `***`, and it has no `Display`, so that

@@ -157,6 +157,7 @@ pub(crate) fn inspect(enc: &Encoded) -> Result<Fact, StoreError> {
         ArchivedBody::Statement(_) => (EventKind::Statement, Fact::Statement),
         ArchivedBody::CommandComplete { .. } => (EventKind::CommandComplete, Fact::Other),
         ArchivedBody::Error(_) => (EventKind::Error, Fact::Other),
+        ArchivedBody::Masked(_) => (EventKind::Masked, Fact::Other),
     };
     if kind != enc.kind {
         return Err(invalid(format!(

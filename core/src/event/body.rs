@@ -36,6 +36,43 @@ pub enum Body {
     Error(ErrorInfo),
     /// The session ended.
     Closed(Closed),
+    /// The gateway masked values in the frames of the next `Frame` event:
+    /// which rule hit which column how often, and where. Never the values.
+    Masked(Masked),
+}
+
+/// A masking summary for one batch of frames.
+#[derive(Debug, Clone, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+#[rkyv(derive(Debug))]
+pub struct Masked {
+    /// Hits by rule and column.
+    pub hits: Vec<MaskHit>,
+    /// The masked cells: the index of the frame within the next `Frame`
+    /// event, and the column (field) index within that frame.
+    pub cells: Vec<MaskedCell>,
+}
+
+/// How often one rule hit one column.
+#[derive(Debug, Clone, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+#[rkyv(derive(Debug))]
+pub struct MaskHit {
+    /// The rule's name, e.g. `detector:card_number`, `column:ssn`.
+    pub rule: String,
+    /// The column's name; for COPY data and error fields, a description
+    /// such as `copy` or `error:detail`.
+    pub column: String,
+    /// Values (or matches inside values) masked.
+    pub count: u32,
+}
+
+/// One masked cell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+#[rkyv(derive(Debug))]
+pub struct MaskedCell {
+    /// Index of the frame within the batch.
+    pub frame: u32,
+    /// Field index within the frame.
+    pub column: u16,
 }
 
 /// Consecutive protocol frames as they crossed the gateway in one direction

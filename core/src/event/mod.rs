@@ -19,8 +19,8 @@ mod id;
 mod record;
 
 pub use body::{
-    Body, CloseReason, Closed, Direction, ErrorInfo, Frame, Opened, Param, Refusal, Refused,
-    Statement, StatementProtocol, TlsInfo,
+    Body, CloseReason, Closed, Direction, ErrorInfo, Frame, MaskHit, Masked, MaskedCell, Opened,
+    Param, Refusal, Refused, Statement, StatementProtocol, TlsInfo,
 };
 pub use id::SessionId;
 pub use record::{

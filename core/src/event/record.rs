@@ -45,6 +45,8 @@ pub enum EventKind {
     Error,
     /// [`Body::Closed`].
     Closed,
+    /// [`Body::Masked`].
+    Masked,
 }
 
 impl Body {
@@ -58,6 +60,7 @@ impl Body {
             Body::CommandComplete { .. } => EventKind::CommandComplete,
             Body::Error(_) => EventKind::Error,
             Body::Closed(_) => EventKind::Closed,
+            Body::Masked(_) => EventKind::Masked,
         }
     }
 }

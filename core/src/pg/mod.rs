@@ -10,7 +10,9 @@ pub mod backend;
 pub mod encode;
 pub mod frame;
 pub mod frontend;
+pub mod mask;
 pub mod session;
+pub mod shape;
 pub mod upstream;
 mod wire;
 
@@ -22,3 +24,6 @@ mod session_tests;
 
 #[cfg(test)]
 mod robustness_tests;
+
+#[cfg(test)]
+mod mask_tests;

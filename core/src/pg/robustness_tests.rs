@@ -122,6 +122,7 @@ fn drive(client: &[u8], server: &[u8], rng: &mut Rng) {
                             user: "u".into(),
                             password: Some("pw".into()),
                         },
+                        masker: None,
                     },
                     1,
                 ),

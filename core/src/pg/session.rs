@@ -31,6 +31,7 @@
 //! acknowledged by the store.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 
@@ -38,11 +39,14 @@ use super::backend;
 use super::encode;
 use super::frame::{self, FrameError, Startup};
 use super::frontend;
+use super::mask::FrameMasker;
+use super::shape::ShapeTracker;
 use super::upstream::{Login, LoginStep, UpstreamLogin};
 use crate::event::{
     Body, CloseReason, Closed, Direction, Encoded, ErrorInfo, Opened, Param, Recorder, Refusal,
     Refused, SessionId, Statement, StatementProtocol, TlsInfo,
 };
+use crate::mask::Masker;
 
 /// Per-session settings, from the gateway's config.
 #[derive(Debug, Clone)]
@@ -143,6 +147,8 @@ pub struct Authorized {
     pub expires_at: i64,
     /// How to log in to the target.
     pub login: UpstreamLogin,
+    /// The target's masking rules, if it has any.
+    pub masker: Option<Arc<Masker>>,
 }
 
 /// The grant checks failed.
@@ -195,6 +201,9 @@ pub struct Session {
     events: Vec<Encoded>,
     /// Prepared statement texts by name, for recording Bind with its SQL.
     prepared: HashMap<String, String>,
+    /// Masking, when the target has rules: the masker and the tracker that
+    /// matches rows to their columns.
+    masking: Option<(FrameMasker, ShapeTracker)>,
     started_us: i64,
     last_us: i64,
     bytes_to_upstream: u64,
@@ -216,6 +225,7 @@ impl Session {
             actions: VecDeque::new(),
             events: Vec::new(),
             prepared: HashMap::new(),
+            masking: None,
             started_us: now_us,
             last_us: now_us,
             bytes_to_upstream: 0,
@@ -327,6 +337,9 @@ impl Session {
             expires_at: auth.expires_at,
         };
         self.record(now_us, Body::Opened(opened));
+        self.masking = auth
+            .masker
+            .map(|m| (FrameMasker::new(m), ShapeTracker::default()));
         self.phase = Phase::Connecting(Some(auth.login));
         self.actions.push_back(Action::ConnectUpstream);
     }
@@ -694,6 +707,9 @@ impl Session {
 
     /// Records what a client message means; returns true for Terminate.
     fn observe_client(&mut self, msg: frontend::Message<'_>, now_us: i64) -> bool {
+        if let Some((_, tracker)) = &mut self.masking {
+            tracker.client(&msg);
+        }
         match msg {
             frontend::Message::Query(sql) => {
                 self.record_statement(
@@ -763,57 +779,124 @@ impl Session {
         );
     }
 
-    /// Forwards the whole target frames in `buf` as one batch.
+    /// Forwards the whole target frames in `buf` as one batch, masked where
+    /// the target has masking rules.
     fn relay_upstream(&mut self, buf: &mut BytesMut, now_us: i64) -> bool {
         let mut end = 0;
+        let mut index: u32 = 0;
+        // Once a frame is rewritten, the batch is rebuilt here: everything
+        // before it copied once, the rest appended frame by frame.
+        let mut rebuilt: Option<BytesMut> = None;
         loop {
             let rest = buf.get(end..).unwrap_or_default();
             let len = match frame::peek(rest, self.cfg.max_upstream_frame) {
                 Ok(Some(len)) => len,
                 Ok(None) => break,
                 Err(e) => {
-                    self.flush_upstream_batch(buf, end, now_us);
+                    self.flush_upstream_batch(buf, end, rebuilt, now_us);
                     self.upstream_violation(&e.to_string(), now_us);
                     return false;
                 }
             };
             let (tag, body) = split_frame(rest, len);
-            // Only the messages the recording names are parsed: rows pass
-            // through untouched.
-            if matches!(tag, b'C' | b'E') {
-                match backend::Message::parse_parts(tag, body) {
-                    Ok(backend::Message::CommandComplete(tag)) => {
-                        let tag = tag.to_owned();
-                        self.record(now_us, Body::CommandComplete { tag });
-                    }
-                    Ok(backend::Message::ErrorResponse(fields)) => {
-                        let info = ErrorInfo {
-                            severity: fields.severity().to_owned(),
-                            code: fields.get(b'C').unwrap_or_default().to_owned(),
-                            message: fields.get(b'M').unwrap_or_default().to_owned(),
-                            from_gateway: false,
-                        };
-                        self.record(now_us, Body::Error(info));
-                    }
-                    Ok(_) => {}
-                    Err(e) => {
-                        self.flush_upstream_batch(buf, end, now_us);
-                        self.upstream_violation(&e.to_string(), now_us);
-                        return false;
-                    }
+            let replacement = self.mask_frame(tag, body, index);
+            let (tag, body) = match &replacement {
+                Some(new) => split_frame(new, new.len()),
+                None => (tag, body),
+            };
+            if let Err(e) = self.observe_upstream(tag, body, now_us) {
+                self.flush_upstream_batch(buf, end, rebuilt, now_us);
+                self.upstream_violation(&e.to_string(), now_us);
+                return false;
+            }
+            match (replacement, &mut rebuilt) {
+                (Some(new), None) => {
+                    let mut b = BytesMut::with_capacity(end + new.len() + (rest.len() - len));
+                    b.extend_from_slice(buf.get(..end).unwrap_or_default());
+                    b.extend_from_slice(&new);
+                    rebuilt = Some(b);
                 }
+                (Some(new), Some(b)) => b.extend_from_slice(&new),
+                (None, Some(b)) => b.extend_from_slice(rest.get(..len).unwrap_or_default()),
+                (None, None) => {}
             }
             end += len;
+            index = index.saturating_add(1);
         }
-        self.flush_upstream_batch(buf, end, now_us);
+        self.flush_upstream_batch(buf, end, rebuilt, now_us);
         end > 0
     }
 
-    fn flush_upstream_batch(&mut self, buf: &mut BytesMut, end: usize, now_us: i64) {
-        if end > 0 {
-            let batch = buf.split_to(end).freeze();
-            self.send_client(batch, now_us);
+    /// The masked form of a target frame, if masking changes it; keeps the
+    /// row-shape tracker in step.
+    fn mask_frame(&mut self, tag: u8, body: &[u8], index: u32) -> Option<Vec<u8>> {
+        let (masker, tracker) = self.masking.as_mut()?;
+        match tag {
+            b'T' => {
+                if let Ok(backend::Message::RowDescription(fields)) =
+                    backend::Message::parse_parts(tag, body)
+                {
+                    tracker.row_description(&fields);
+                }
+                None
+            }
+            b'D' => {
+                let shape = tracker.data_row();
+                masker.frame(tag, body, shape.as_ref(), index)
+            }
+            _ => {
+                tracker.server(tag);
+                masker.frame(tag, body, None, index)
+            }
         }
+    }
+
+    /// Records what a target message means (command tags, errors).
+    fn observe_upstream(
+        &mut self,
+        tag: u8,
+        body: &[u8],
+        now_us: i64,
+    ) -> Result<(), frontend::Malformed> {
+        // Only the messages the recording names are parsed: rows pass
+        // through untouched.
+        if !matches!(tag, b'C' | b'E') {
+            return Ok(());
+        }
+        match backend::Message::parse_parts(tag, body)? {
+            backend::Message::CommandComplete(tag) => {
+                let tag = tag.to_owned();
+                self.record(now_us, Body::CommandComplete { tag });
+            }
+            backend::Message::ErrorResponse(fields) => {
+                let info = ErrorInfo {
+                    severity: fields.severity().to_owned(),
+                    code: fields.get(b'C').unwrap_or_default().to_owned(),
+                    message: fields.get(b'M').unwrap_or_default().to_owned(),
+                    from_gateway: false,
+                };
+                self.record(now_us, Body::Error(info));
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn flush_upstream_batch(
+        &mut self,
+        buf: &mut BytesMut,
+        end: usize,
+        rebuilt: Option<BytesMut>,
+        now_us: i64,
+    ) {
+        if end == 0 {
+            return;
+        }
+        let batch = buf.split_to(end).freeze();
+        if let Some(summary) = self.masking.as_mut().and_then(|(m, _)| m.take_summary()) {
+            self.record(now_us, Body::Masked(summary));
+        }
+        self.send_client(rebuilt.map_or(batch, BytesMut::freeze), now_us);
     }
 
     // ---- output helpers ----

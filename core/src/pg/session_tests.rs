@@ -26,16 +26,17 @@ fn startup(db: &str) -> Vec<u8> {
     .to_vec()
 }
 
-struct Harness {
-    s: Session,
-    to_client: Vec<u8>,
-    to_upstream: Vec<u8>,
-    actions: Vec<Action>,
-    bodies: Vec<Body>,
+pub(super) struct Harness {
+    pub(super) s: Session,
+    pub(super) to_client: Vec<u8>,
+    pub(super) to_upstream: Vec<u8>,
+    pub(super) actions: Vec<Action>,
+    pub(super) bodies: Vec<Body>,
+    pub(super) raw_events: Vec<Vec<u8>>,
 }
 
 impl Harness {
-    fn new(plaintext_allowed: bool) -> Self {
+    pub(super) fn new(plaintext_allowed: bool) -> Self {
         Harness {
             s: Session::new(
                 SessionId([1; 16]),
@@ -47,10 +48,11 @@ impl Harness {
             to_upstream: Vec::new(),
             actions: Vec::new(),
             bodies: Vec::new(),
+            raw_events: Vec::new(),
         }
     }
 
-    fn drain(&mut self) {
+    pub(super) fn drain(&mut self) {
         while let Some(t) = self.s.poll_transmit() {
             match t {
                 Transmit::Client(b) => self.to_client.extend_from_slice(&b),
@@ -61,12 +63,13 @@ impl Harness {
             self.actions.push(a);
         }
         for e in self.s.take_events() {
+            self.raw_events.push(e.bytes.to_vec());
             self.bodies.push(decode(&e.bytes).unwrap().body);
         }
     }
 
     /// Feeds client bytes `chunk` at a time.
-    fn client(&mut self, bytes: &[u8], chunk: usize) {
+    pub(super) fn client(&mut self, bytes: &[u8], chunk: usize) {
         let mut buf = BytesMut::new();
         for piece in bytes.chunks(chunk) {
             buf.extend_from_slice(piece);
@@ -75,7 +78,7 @@ impl Harness {
         }
     }
 
-    fn upstream(&mut self, bytes: &[u8], chunk: usize) {
+    pub(super) fn upstream(&mut self, bytes: &[u8], chunk: usize) {
         let mut buf = BytesMut::new();
         for piece in bytes.chunks(chunk) {
             buf.extend_from_slice(piece);
@@ -85,7 +88,12 @@ impl Harness {
     }
 
     /// Startup through login against a trust-auth target.
-    fn open(&mut self) {
+    pub(super) fn open(&mut self) {
+        self.open_with(None)
+    }
+
+    /// [`Harness::open`] with masking rules.
+    pub(super) fn open_with(&mut self, masker: Option<std::sync::Arc<crate::mask::Masker>>) {
         self.client(&startup("orders"), 1000);
         assert_eq!(
             self.to_client,
@@ -115,6 +123,7 @@ impl Harness {
                     user: "app".into(),
                     password: None,
                 },
+                masker,
             },
             1,
         );
@@ -151,7 +160,7 @@ impl Harness {
     }
 }
 
-fn query(sql: &str) -> Vec<u8> {
+pub(super) fn query(sql: &str) -> Vec<u8> {
     encode::frame(b'Q', |b| {
         b.extend_from_slice(sql.as_bytes());
         b.push(0)

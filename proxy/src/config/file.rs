@@ -178,6 +178,48 @@ pub struct TargetSection {
     pub password: Option<toml::Value>,
     /// `connect_timeout`. Default 5s.
     pub connect_timeout: String,
+    /// `[targets.NAME.masking]`: what to mask in this target's results.
+    pub masking: Option<MaskingSection>,
+}
+
+/// `[targets.NAME.masking]`
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MaskingSection {
+    /// `token_secret_env`: environment variable holding the HMAC secret of
+    /// the `token` strategy.
+    pub token_secret_env: Option<String>,
+    /// `token_secret_file`: file holding that secret.
+    pub token_secret_file: Option<String>,
+    /// `detectors`: detector name → strategy.
+    pub detectors: BTreeMap<String, String>,
+    /// `[[…masking.columns]]`.
+    pub columns: Vec<ColumnSection>,
+    /// `[[…masking.dictionaries]]`.
+    pub dictionaries: Vec<DictionarySection>,
+}
+
+/// `[[targets.NAME.masking.columns]]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ColumnSection {
+    /// `pattern`: glob over `column` or `table.column`.
+    pub pattern: String,
+    /// `strategy`.
+    pub strategy: String,
+}
+
+/// `[[targets.NAME.masking.dictionaries]]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DictionarySection {
+    /// `terms`.
+    pub terms: Vec<String>,
+    /// `case_insensitive`. Default false.
+    #[serde(default)]
+    pub case_insensitive: bool,
+    /// `strategy`.
+    pub strategy: String,
 }
 
 impl Default for TargetSection {
@@ -191,6 +233,7 @@ impl Default for TargetSection {
             password_file: None,
             password: None,
             connect_timeout: "5s".to_owned(),
+            masking: None,
         }
     }
 }

@@ -85,6 +85,9 @@ pub(super) fn target(
         Duration::from_millis(1),
         Duration::from_secs(600),
     );
+    let masking = s
+        .masking
+        .and_then(|m| super::masking::masking(f, &format!("{at}.masking"), m, base, env));
     Target {
         name: name.to_owned(),
         host,
@@ -93,10 +96,16 @@ pub(super) fn target(
         user,
         password,
         connect_timeout,
+        masking,
     }
 }
 
-fn password_from_env(f: &mut Findings, key: &str, var: &str, env: &Env<'_>) -> Option<Secret> {
+pub(super) fn password_from_env(
+    f: &mut Findings,
+    key: &str,
+    var: &str,
+    env: &Env<'_>,
+) -> Option<Secret> {
     if var.is_empty() || var.contains(['=', '\0']) {
         f.problem(key, format!("{var:?} is not an environment variable name"));
         return None;
@@ -115,7 +124,7 @@ fn password_from_env(f: &mut Findings, key: &str, var: &str, env: &Env<'_>) -> O
     None
 }
 
-fn password_from_file(f: &mut Findings, key: &str, path: &Path) -> Option<Secret> {
+pub(super) fn password_from_file(f: &mut Findings, key: &str, path: &Path) -> Option<Secret> {
     let bytes = match std::fs::read(path) {
         Ok(b) => b,
         Err(e) => {

@@ -60,6 +60,7 @@ impl Authorizer {
             max_uses: claims.plan.uses,
             expires_at: claims.exp,
             login: t.login.clone(),
+            masker: t.masker.clone(),
         };
         Ok((auth, t.addr.clone()))
     }

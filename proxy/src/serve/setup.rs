@@ -1,6 +1,7 @@
 //! From a validated [`Config`] to a running [`Server`].
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use gatehouse_core::pg::{SessionConfig, UpstreamLogin};
@@ -38,25 +39,29 @@ pub fn server(config: Config) -> Result<Server> {
         }
         None => None,
     };
-    let targets: BTreeMap<String, Target> = config
-        .targets
-        .values()
-        .map(|t| {
-            let target = Target {
-                addr: TargetAddr {
-                    host: t.host.clone(),
-                    port: t.port,
-                    connect_timeout: t.connect_timeout,
-                },
-                login: UpstreamLogin {
-                    database: t.database.clone(),
-                    user: t.user.clone(),
-                    password: t.password.as_ref().map(|s| s.expose().to_owned()),
-                },
-            };
-            (t.name.clone(), target)
-        })
-        .collect();
+    let mut targets = BTreeMap::new();
+    for t in config.targets.values() {
+        let masker = match &t.masking {
+            Some(m) => Some(Arc::new(m.compile().with_context(|| {
+                format!("compiling the masking rules of target {}", t.name)
+            })?)),
+            None => None,
+        };
+        let target = Target {
+            addr: TargetAddr {
+                host: t.host.clone(),
+                port: t.port,
+                connect_timeout: t.connect_timeout,
+            },
+            login: UpstreamLogin {
+                database: t.database.clone(),
+                user: t.user.clone(),
+                password: t.password.as_ref().map(|s| s.expose().to_owned()),
+            },
+            masker,
+        };
+        targets.insert(t.name.clone(), target);
+    }
     let authorizer = Authorizer {
         verifier: config.grants.verifier()?,
         targets,

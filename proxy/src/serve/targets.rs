@@ -2,6 +2,9 @@
 
 use std::time::Duration;
 
+use std::sync::Arc;
+
+use gatehouse_core::mask::Masker;
 use gatehouse_core::pg::UpstreamLogin;
 
 /// The network address of a target.
@@ -22,4 +25,6 @@ pub struct Target {
     pub addr: TargetAddr,
     /// Who the gateway logs in as.
     pub login: UpstreamLogin,
+    /// The target's masking rules, compiled once at load.
+    pub masker: Option<Arc<Masker>>,
 }

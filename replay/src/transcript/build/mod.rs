@@ -188,6 +188,7 @@ impl TranscriptBuilder {
             // Semantic events restate what the frames say; the transcript
             // is rebuilt from the frames alone.
             Body::Statement(_) | Body::CommandComplete { .. } | Body::Error(_) => {}
+            Body::Masked(_) => {}
         }
     }
 
