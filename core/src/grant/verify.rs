@@ -110,6 +110,13 @@ impl Verifier {
                 aud: echo(&claims.aud),
             });
         }
+        self.check_time(&claims, now_s)?;
+        Ok(claims)
+    }
+
+    /// Checks only `exp` and `nbf` at `now_s`, with the leeway: for claims
+    /// verified earlier and cached.
+    pub fn check_time(&self, claims: &Claims, now_s: i64) -> Result<(), GrantError> {
         let leeway = i64::try_from(self.leeway_s).unwrap_or(i64::MAX);
         if now_s >= claims.exp.saturating_add(leeway) {
             return Err(GrantError::Expired { exp: claims.exp });
@@ -117,7 +124,7 @@ impl Verifier {
         if now_s < claims.nbf.saturating_sub(leeway) {
             return Err(GrantError::NotYetValid { nbf: claims.nbf });
         }
-        Ok(claims)
+        Ok(())
     }
 }
 

@@ -66,6 +66,7 @@ pub fn server(config: Config) -> Result<Server> {
         verifier: config.grants.verifier()?,
         targets,
         ledger: GrantLedger::from_recorded(recorded),
+        cache: Default::default(),
     };
     let session = SessionConfig {
         tls_available: tls.is_some(),
