@@ -16,6 +16,28 @@
 //! shows what an agent and a target sent, and that must not be able to
 //! drive the auditor's terminal. NULL shows as an empty cell, as in psql;
 //! the JSON form tells NULL from an empty string.
+//!
+//! Masked values: what the gateway masked is shown as the client received
+//! it (masked), followed by [`MASKED_MARK`] — a row cell, a COPY line, an
+//! error or notice field. A cell that a column rule turned into NULL shows
+//! the mark alone. Each result's summary line counts its masked cells (or
+//! lines), and the header sums up which rule hit which column how often:
+//!
+//! ```text
+//! session 0193a5e2-…  agent:reconciler → orders   purpose: support ticket
+//!   …
+//!   masked: column:ssn in ssn ×1, detector:card_number in card ×1
+//!
+//! [+0.003s] select id, card, ssn, order_no from customers where id = 1
+//!            id |       card        |      ssn      |     order_no
+//!           ----+-------------------+---------------+------------------
+//!             1 | ****1111 ⟨masked⟩ | **** ⟨masked⟩ | 4111111111111112
+//!           (1 row; 2 cells masked)   SELECT 1   1.2 ms
+//! ```
+//!
+//! The marks come from the recording's `Masked` events, not from the text:
+//! a value that merely contains `⟨masked⟩` is not counted in the summary
+//! lines, which are the authority.
 
 use std::io::{self, Write};
 
@@ -29,6 +51,19 @@ use crate::transcript::{
 
 /// Columns before a statement's text: `[+0.003s] `.
 const INDENT: usize = 10;
+
+/// Follows (after a space) every value, COPY line and error field the
+/// gateway masked; stands alone for a cell masked to NULL.
+pub const MASKED_MARK: &str = "⟨masked⟩";
+
+/// `text` with the masked mark when `masked`.
+fn marked(text: String, masked: bool) -> String {
+    match (masked, text.is_empty()) {
+        (false, _) => text,
+        (true, true) => MASKED_MARK.to_owned(),
+        (true, false) => format!("{text} {MASKED_MARK}"),
+    }
+}
 
 /// Writes `t` as text.
 pub fn render(t: &Transcript, out: &mut dyn Write) -> io::Result<()> {
@@ -163,6 +198,21 @@ fn header(h: &Header, out: &mut dyn Write) -> io::Result<()> {
     if let SessionStatus::Refused { message, .. } = &h.status {
         writeln!(out, "  the client was told: {}", sanitize(message, false))?;
     }
+    if !h.masked.is_empty() {
+        let totals: Vec<String> = h
+            .masked
+            .iter()
+            .map(|t| {
+                format!(
+                    "{} in {} ×{}",
+                    sanitize(&t.rule, false),
+                    sanitize(&t.column, false),
+                    grouped(t.count)
+                )
+            })
+            .collect();
+        writeln!(out, "  masked: {}", totals.join(", "))?;
+    }
     Ok(())
 }
 
@@ -260,8 +310,9 @@ fn result(w: &mut Lines<'_>, b: &ResultBlock, since: i64) -> io::Result<()> {
     let mut parts = Vec::new();
     if let Some(copy) = &b.copy {
         w.line(&format!("COPY {}, {} format", copy.direction, copy.format))?;
-        for line in &copy.lines {
-            w.line(&sanitize_copy_line(line))?;
+        for (i, line) in copy.lines.iter().enumerate() {
+            let masked = copy.masked_lines.contains(&i);
+            w.line(&marked(sanitize_copy_line(line), masked))?;
         }
         let more = copy.lines_received.saturating_sub(copy.lines.len() as u64);
         if more > 0 {
@@ -275,8 +326,13 @@ fn result(w: &mut Lines<'_>, b: &ResultBlock, since: i64) -> io::Result<()> {
         } else {
             ("line", "lines")
         };
+        let masked = if copy.lines_masked > 0 {
+            format!("; {} masked", grouped(copy.lines_masked))
+        } else {
+            String::new()
+        };
         parts.push(format!(
-            "({}, {})",
+            "({}, {}{masked})",
             plural(copy.lines_received, unit.0, unit.1),
             crate::text::bytes(copy.bytes)
         ));
@@ -292,7 +348,15 @@ fn result(w: &mut Lines<'_>, b: &ResultBlock, since: i64) -> io::Result<()> {
         diagnostic(w, err, time.as_deref())?;
     } else {
         if !b.columns.is_empty() || b.rows_received > 0 {
-            parts.push(format!("({})", plural(b.rows_received, "row", "rows")));
+            let masked = if b.masked_cells > 0 {
+                format!("; {} masked", plural(b.masked_cells, "cell", "cells"))
+            } else {
+                String::new()
+            };
+            parts.push(format!(
+                "({}{masked})",
+                plural(b.rows_received, "row", "rows")
+            ));
         }
         if b.empty_query {
             parts.push("(empty query)".into());
@@ -321,24 +385,26 @@ fn result(w: &mut Lines<'_>, b: &ResultBlock, since: i64) -> io::Result<()> {
 }
 
 fn diagnostic(w: &mut Lines<'_>, d: &Diagnostic, time: Option<&str>) -> io::Result<()> {
+    let is_masked = |field: &str| d.masked.contains(&field);
     let mut first = format!(
         "{} {}: {}",
         sanitize(&d.severity, false),
         sanitize(&d.code, false),
-        sanitize(&d.message, false)
+        marked(sanitize(&d.message, false), is_masked("message"))
     );
     if let Some(time) = time {
         first.push_str("   ");
         first.push_str(time);
     }
     w.line(&first)?;
-    for (label, value) in [
-        ("DETAIL", &d.detail),
-        ("HINT", &d.hint),
-        ("CONTEXT", &d.context),
+    for (label, field, value) in [
+        ("DETAIL", "detail", &d.detail),
+        ("HINT", "hint", &d.hint),
+        ("CONTEXT", "context", &d.context),
     ] {
         if let Some(value) = value {
-            w.text(&format!("{label}:  {}", sanitize(value, true)))?;
+            let value = marked(sanitize(value, true), is_masked(field));
+            w.text(&format!("{label}:  {value}"))?;
         }
     }
     if let Some(pos) = &d.position {
@@ -427,5 +493,5 @@ fn table(w: &mut Lines<'_>, b: &ResultBlock) -> io::Result<()> {
 }
 
 fn cell(v: &Value) -> String {
-    ellipsize(&sanitize(v.cell(), false), 10_000)
+    marked(ellipsize(&sanitize(v.cell(), false), 10_000), v.is_masked())
 }

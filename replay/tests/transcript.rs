@@ -649,3 +649,65 @@ fn binary_values_of_known_types_are_decoded() {
         assert!(out.contains(expected), "missing {expected:?} in\n{out}");
     }
 }
+
+/// tokio-postgres with several queries in flight: both Binds of the
+/// unnamed portal are on the wire before the first one's rows come back;
+/// each Execute's rows still have their own statement's columns and types.
+#[test]
+fn pipelined_binds_of_the_unnamed_portal_keep_their_columns() {
+    let mut s = SessionBuilder::new(sid(T0_MS, 1));
+    s.opened().greeting();
+    s.wait(1_000).up(&[
+        parse("s1", "select n from a"),
+        describe(b'S', "s1"),
+        sync(),
+        parse("s2", "select t, m from b"),
+        describe(b'S', "s2"),
+        sync(),
+    ]);
+    s.wait(500).down(&[
+        bare(b'1'),
+        row_description(&[("n", INT4, 0)]),
+        ready(),
+        bare(b'1'),
+        row_description(&[("t", TEXT, 0), ("m", INT4, 0)]),
+        ready(),
+    ]);
+    s.wait(1_000).up(&[
+        bind("", "s1", &[], &[1]),
+        execute("", 0),
+        sync(),
+        bind("", "s2", &[], &[1]),
+        execute("", 0),
+        sync(),
+    ]);
+    s.wait(700).down(&[
+        bare(b'2'),
+        data_row(&[Some(&7i32.to_be_bytes())]),
+        complete("SELECT 1"),
+        ready(),
+        bare(b'2'),
+        data_row(&[Some(b"x"), Some(&8i32.to_be_bytes())]),
+        complete("SELECT 1"),
+        ready(),
+    ]);
+    let t = TranscriptBuilder::build(
+        s.events[0].session,
+        TranscriptOptions::default(),
+        &s.decoded(),
+    );
+    let e = entries(&t);
+    assert_eq!(e.len(), 2);
+    let names = |e: &Entry| -> Vec<String> {
+        e.results[0]
+            .columns
+            .iter()
+            .map(|c| c.name.clone())
+            .collect()
+    };
+    assert_eq!(names(e[0]), ["n"]);
+    assert_eq!(names(e[1]), ["t", "m"]);
+    assert_eq!(e[0].results[0].rows[0][0].cell(), "7");
+    assert_eq!(e[1].results[0].rows[0][0].cell(), "x");
+    assert_eq!(e[1].results[0].rows[0][1].cell(), "8");
+}

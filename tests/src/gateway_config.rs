@@ -100,7 +100,10 @@ pub struct GatewayOptions {
     pub io: String,
     /// `[gateway] workers`.
     pub workers: u32,
-    /// Raw TOML appended to the config (masking rules, policy, limits …).
+    /// `[targets.NAME.masking]` sections: target name and the section's
+    /// content (see [`with_masking`](Self::with_masking)).
+    pub masking: Vec<(String, toml::Table)>,
+    /// Raw TOML appended to the config (policy, limits …).
     pub extra_config: String,
     /// Extra environment variables for the gateway process.
     pub env: Vec<(String, String)>,
@@ -115,6 +118,7 @@ impl Default for GatewayOptions {
             allow_plaintext: false,
             io: std::env::var("GATEHOUSE_TEST_IO").unwrap_or_else(|_| "tokio".to_owned()),
             workers: 2,
+            masking: Vec::new(),
             extra_config: String::new(),
             env: Vec::new(),
         }
@@ -129,6 +133,33 @@ impl GatewayOptions {
         for user in [User::Md5, User::Clear, User::Trust] {
             self.extra_targets.push(Target::for_user(user));
         }
+        self
+    }
+
+    /// Masking rules for `target`: `section` is the content of its
+    /// `[targets.NAME.masking]` table written on its own (keys and arrays
+    /// of tables relative to it), e.g.
+    ///
+    /// ```
+    /// # use gatehouse_tests::GatewayOptions;
+    /// let options = GatewayOptions::default().with_masking(
+    ///     "orders",
+    ///     r#"
+    ///     detectors = { card_number = "partial" }
+    ///     [[columns]]
+    ///     pattern = "ssn"
+    ///     strategy = "redact"
+    ///     "#,
+    /// );
+    /// assert_eq!(options.masking[0].1["columns"][0]["pattern"].as_str(), Some("ssn"));
+    /// ```
+    ///
+    /// Panics when `section` is not valid TOML. A secret it names by
+    /// `token_secret_env` goes in [`env`](Self::env).
+    pub fn with_masking(mut self, target: &str, section: &str) -> GatewayOptions {
+        let table: toml::Table = toml::from_str(section)
+            .unwrap_or_else(|e| panic!("invalid masking TOML for {target}: {e}\n{section}"));
+        self.masking.push((target.to_owned(), table));
         self
     }
 
@@ -185,6 +216,14 @@ pub(crate) fn render(
         let _ = writeln!(s, "database = {}", q(&target.database));
         let _ = writeln!(s, "user = {}", q(&target.user));
         let _ = writeln!(s, "password_env = {}", q(&target.password_env()));
+        for (_, section) in options.masking.iter().filter(|(t, _)| *t == target.name) {
+            let _ = writeln!(s, "\n[targets.{}.masking]", q(&target.name));
+            // Every value inline (arrays of tables as arrays of inline
+            // tables), so the section needs no further headers.
+            for (key, value) in section {
+                let _ = writeln!(s, "{} = {value}", q(key));
+            }
+        }
     }
     if !options.extra_config.is_empty() {
         let _ = writeln!(s, "\n{}", options.extra_config);
@@ -227,10 +266,32 @@ mod tests {
             store: p,
             public_key: p,
         };
+        let options = options.with_masking(
+            "orders_md5user",
+            r#"
+            token_secret_env = "SECRET"
+            detectors = { card_number = "partial", "e-mail" = "token" }
+            [[columns]]
+            pattern = "*.ssn"
+            strategy = "null"
+            [[dictionaries]]
+            terms = ["Initech", "x\"y"]
+            case_insensitive = true
+            strategy = "redact"
+            "#,
+        );
         let text = render(&options, 7000, 5432, &paths);
         let value: toml::Table = toml::from_str(&text).expect("valid TOML");
         let targets = value["targets"].as_table().expect("targets");
         assert_eq!(targets.len(), 4);
+        let masking = &targets["orders_md5user"]["masking"];
+        assert_eq!(masking, &toml::Value::Table(options.masking[0].1.clone()));
+        assert_eq!(masking["detectors"]["e-mail"].as_str(), Some("token"));
+        assert_eq!(
+            masking["dictionaries"][0]["terms"][1].as_str(),
+            Some("x\"y")
+        );
+        assert!(targets["orders"].get("masking").is_none());
         assert_eq!(targets["orders_md5user"]["user"].as_str(), Some("md5user"));
         assert_eq!(value["tls"]["cert"].as_str(), Some("/tmp/x \"y\""));
         assert_eq!(

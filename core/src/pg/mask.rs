@@ -30,7 +30,6 @@ use std::sync::Arc;
 use crate::event::{MaskHit, Masked, MaskedCell};
 use crate::mask::{Applied, Masker, Outcome, Strategy};
 
-use super::backend;
 use super::encode;
 use super::shape::{Column, Shape};
 use super::wire::Reader;
@@ -229,16 +228,28 @@ impl FrameMasker {
     }
 
     fn notice(&mut self, tag: u8, body: &[u8], index: u32) -> Option<Vec<u8>> {
-        let fields = match backend::Message::parse_parts(tag, body).ok()? {
-            backend::Message::ErrorResponse(f) | backend::Message::NoticeResponse(f) => f,
-            _ => return None,
+        // Fields as bytes, not UTF-8: a message in a client encoding such
+        // as LATIN1 is masked like any other.
+        let Some(fields) = notice_fields(body) else {
+            // Not a field list (no terminator): fail closed, mask the bytes.
+            let mut out = Vec::new();
+            let outcome = self.masker.mask_value(body, &mut out)?;
+            self.count(&outcome, "error:malformed", index, 0);
+            if outcome.nulled() {
+                out = b"****".to_vec();
+            }
+            return Some(
+                encode::frame(tag, |b| b.extend_from_slice(&out))
+                    .bytes()
+                    .to_vec(),
+            );
         };
         let mut changed = false;
-        let mut rewritten: Vec<(u8, Vec<u8>)> = Vec::with_capacity(fields.0.len());
-        for (code, value) in &fields.0 {
+        let mut rewritten: Vec<(u8, Vec<u8>)> = Vec::with_capacity(fields.len());
+        for &(code, value) in &fields {
             let mut out = Vec::new();
             let masked = if matches!(code, b'M' | b'D' | b'H' | b'W') {
-                self.masker.mask_value(value.as_bytes(), &mut out)
+                self.masker.mask_value(value, &mut out)
             } else {
                 None
             };
@@ -250,14 +261,14 @@ impl FrameMasker {
                         b'H' => "error:hint",
                         _ => "error:context",
                     };
-                    self.count(&outcome, column, index, u16::from(*code));
+                    self.count(&outcome, column, index, u16::from(code));
                     changed = true;
                     if outcome.nulled() {
                         out = b"****".to_vec();
                     }
-                    rewritten.push((*code, out));
+                    rewritten.push((code, out));
                 }
-                None => rewritten.push((*code, value.as_bytes().to_vec())),
+                None => rewritten.push((code, value.to_vec())),
             }
         }
         if !changed {
@@ -276,5 +287,18 @@ impl FrameMasker {
             .bytes()
             .to_vec(),
         )
+    }
+}
+
+/// The (code, value) fields of an ErrorResponse or NoticeResponse body, in
+/// any encoding; `None` if the list is not NUL-terminated.
+fn notice_fields(body: &[u8]) -> Option<Vec<(u8, &[u8])>> {
+    let mut r = Reader::new(body);
+    let mut fields = Vec::new();
+    loop {
+        match r.u8()? {
+            0 => return Some(fields),
+            code => fields.push((code, r.cstr_bytes()?)),
+        }
     }
 }

@@ -245,3 +245,40 @@ fn without_rules_frames_pass_untouched() {
     h.upstream(&server, 1000);
     assert_eq!(h.to_client, server);
 }
+
+/// A notice in a client encoding other than UTF-8 (LATIN1 `é` is one byte,
+/// 0xE9) is masked all the same; so is a notice whose field list is cut.
+#[test]
+fn notices_that_are_not_utf8_are_masked() {
+    let mut h = Harness::new(true);
+    h.open_with(Some(masker()));
+    h.client(&query("do $$ … $$"), 1000);
+    let message = [b"caf\xe9 ".as_slice(), EMAIL.as_bytes()].concat();
+    let mut server = encode::frame(b'N', |b| {
+        for (code, v) in [(b'S', b"NOTICE".as_slice()), (b'M', &message)] {
+            b.push(code);
+            b.extend_from_slice(v);
+            b.push(0);
+        }
+        b.push(0);
+    })
+    .bytes()
+    .to_vec();
+    // No terminating NUL after the last field.
+    server.extend_from_slice(
+        encode::frame(b'N', |b| {
+            b.push(b'M');
+            b.extend_from_slice(EMAIL.as_bytes());
+        })
+        .bytes(),
+    );
+    server.extend(tail("DO"));
+    h.upstream(&server, 1000);
+    let text = String::from_utf8_lossy(&h.to_client);
+    assert!(text.contains("caf\u{fffd} ****\0"), "{text}");
+    assert!(!text.contains(EMAIL), "{text}");
+    let bytes = bytes::Bytes::from(h.to_client.clone());
+    let n: usize = frame::split(&bytes).map(|f| f.bytes().len()).sum();
+    assert_eq!(n, h.to_client.len());
+    assert_nothing_sensitive_recorded(&h);
+}

@@ -16,7 +16,8 @@ use gatehouse_replay::{TranscriptOptions, load_transcript, render};
 /// Rebuild recorded Gatehouse sessions from a store.
 ///
 /// Transcripts are decoded from the recorded protocol frames, so they show
-/// what the client actually received (masked values as masked).
+/// what the client actually received (masked values as masked, marked
+/// ⟨masked⟩).
 #[derive(Debug, Parser)]
 #[command(name = "gatehouse-replay", version)]
 struct Cli {
@@ -48,7 +49,8 @@ enum Command {
         all_rows: bool,
         /// Print the transcript model as JSON instead of text (rows are
         /// capped the same way; NULL is null, binary values are
-        /// {"binary": "\\x…"}).
+        /// {"binary": "\\x…"}, values the gateway masked are
+        /// {"masked": true, "value": …}).
         #[arg(long)]
         json: bool,
     },

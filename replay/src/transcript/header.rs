@@ -1,7 +1,7 @@
 //! The transcript header: the session's grant, target, client and outcome,
 //! from its `Opened`, `Refused` and `Closed` events.
 
-use gatehouse_core::event::{CloseReason, Closed, Opened, Refusal, Refused, SessionId};
+use gatehouse_core::event::{CloseReason, Closed, Masked, Opened, Refusal, Refused, SessionId};
 use serde::Serialize;
 
 /// Who, what, when, and how a session ended.
@@ -46,6 +46,23 @@ pub struct Header {
     pub parameters: Vec<(String, String)>,
     /// Events read.
     pub events: u64,
+    /// What the gateway masked in this session, summed over its `Masked`
+    /// events: which rule hit which column how often (never a value), in
+    /// rule then column order. Absent from JSON when nothing was masked.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub masked: Vec<MaskTotal>,
+}
+
+/// How often one masking rule hit one column in a session.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MaskTotal {
+    /// The rule, e.g. `detector:card_number`, `column:ssn`, `dictionary:0`.
+    pub rule: String,
+    /// The column name; `copy` for COPY data, `error:detail` and the like
+    /// for error and notice fields.
+    pub column: String,
+    /// Values (or matches inside values) masked.
+    pub count: u64,
 }
 
 impl Header {
@@ -69,6 +86,31 @@ impl Header {
             status: SessionStatus::Cut,
             parameters: Vec::new(),
             events: 0,
+            masked: Vec::new(),
+        }
+    }
+
+    /// Adds a `Masked` event's hits to the session's totals.
+    pub(crate) fn masked(&mut self, m: &Masked) {
+        for hit in &m.hits {
+            let at = self.masked.binary_search_by(|t| {
+                (t.rule.as_str(), t.column.as_str()).cmp(&(&hit.rule, &hit.column))
+            });
+            match at {
+                Ok(i) => {
+                    if let Some(t) = self.masked.get_mut(i) {
+                        t.count = t.count.saturating_add(u64::from(hit.count));
+                    }
+                }
+                Err(i) => self.masked.insert(
+                    i,
+                    MaskTotal {
+                        rule: hit.rule.clone(),
+                        column: hit.column.clone(),
+                        count: u64::from(hit.count),
+                    },
+                ),
+            }
         }
     }
 

@@ -10,6 +10,15 @@
 //! ended) comes from the `Opened`, `Refused` and `Closed` events, which
 //! have no frame form.
 //!
+//! Masking: the frames hold the masked values already (what is recorded
+//! is what left the gateway). A `Masked` event, recorded right before the
+//! `Frame` event it describes, names the cells the gateway rewrote; the
+//! transcript marks them — [`Value::Masked`] for row cells,
+//! [`Copy::masked_lines`] for COPY data, [`Diagnostic::masked`] for error
+//! and notice fields — and [`Header::masked`] sums up which rule hit which
+//! column how often. None of this says what the original values were: the
+//! recording never had them.
+//!
 //! [`TranscriptBuilder`] is fed events in order and returns a
 //! [`Transcript`]; [`crate::render`] prints one. Both the model and the
 //! builder are pure: no store, no clock.
@@ -23,7 +32,7 @@ use serde::Serialize;
 
 pub use build::{TranscriptBuilder, TranscriptOptions};
 pub(crate) use header::status_of;
-pub use header::{Header, SessionStatus, TlsSummary, close_reason_text, refusal_text};
+pub use header::{Header, MaskTotal, SessionStatus, TlsSummary, close_reason_text, refusal_text};
 pub use types::decode_binary;
 pub use values::{Param, Value};
 
@@ -178,6 +187,10 @@ pub struct ResultBlock {
     pub rows: Vec<Vec<Value>>,
     /// Every DataRow received, including those not kept.
     pub rows_received: u64,
+    /// Cells the gateway masked, in every DataRow received (kept or not);
+    /// the kept ones are [`Value::Masked`]. Absent from JSON when 0.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub masked_cells: u64,
     /// The CommandComplete tag, e.g. `SELECT 1`.
     pub tag: Option<String>,
     /// The row count in the tag (`SELECT 5`, `INSERT 0 5`, `COPY 5`).
@@ -230,6 +243,10 @@ pub struct Diagnostic {
     pub position: Option<String>,
     /// `CONTEXT` (where, in a function or trigger).
     pub context: Option<String>,
+    /// The fields the gateway masked (`message`, `detail`, `hint`,
+    /// `context`), in field order. Absent from JSON when empty.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub masked: Vec<&'static str>,
 }
 
 /// A NOTIFY delivered to the session.
@@ -255,6 +272,15 @@ pub struct Copy {
     pub lines: Vec<String>,
     /// Lines (text) or messages (binary) received, including those not kept.
     pub lines_received: u64,
+    /// Indexes into [`lines`](Self::lines) of the lines the gateway masked
+    /// (a line is masked when a data message it came from was). Absent from
+    /// JSON when empty.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub masked_lines: Vec<usize>,
+    /// Masked lines received, including those not kept. Absent from JSON
+    /// when 0.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub lines_masked: u64,
     /// Data bytes received.
     pub bytes: u64,
     /// The client's CopyFail message, if it aborted the COPY.
@@ -262,4 +288,11 @@ pub struct Copy {
     /// An incomplete last line, waiting for its newline.
     #[serde(skip)]
     pub(crate) partial: Vec<u8>,
+    /// Whether a masked data message contributed to [`partial`](Self::partial).
+    #[serde(skip)]
+    pub(crate) partial_masked: bool,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }

@@ -9,7 +9,8 @@ use crate::text::hex;
 ///
 /// In JSON: `null`, a string (text format), or
 /// `{"binary": "\\x…", "text": "…"}` (`text` only for the types
-/// [`decode_binary`] knows).
+/// [`decode_binary`] knows); a value the gateway masked is
+/// `{"masked": true, "value": …}` around one of those.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(untagged)]
 pub enum Value {
@@ -26,6 +27,21 @@ pub enum Value {
         #[serde(skip_serializing_if = "Option::is_none")]
         text: Option<String>,
     },
+    /// A value the gateway masked before it left (the recording's
+    /// `Masked` event names the cell): the inner value is what the client
+    /// received, i.e. already masked (`****1111`, `tok_…`, or NULL for a
+    /// column rule with the `null` strategy or a non-text binary value).
+    #[serde(serialize_with = "masked_json")]
+    Masked(Box<Value>),
+}
+
+/// `{"masked": true, "value": …}`.
+fn masked_json<S: serde::Serializer>(value: &Value, s: S) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeStruct as _;
+    let mut st = s.serialize_struct("Masked", 2)?;
+    st.serialize_field("masked", &true)?;
+    st.serialize_field("value", value)?;
+    st.end()
 }
 
 impl Value {
@@ -42,10 +58,33 @@ impl Value {
         }
     }
 
+    /// This value, marked as masked by the gateway (once).
+    pub fn into_masked(self) -> Value {
+        match self {
+            Value::Masked(_) => self,
+            other => Value::Masked(Box::new(other)),
+        }
+    }
+
+    /// Whether the gateway masked this value.
+    pub fn is_masked(&self) -> bool {
+        matches!(self, Value::Masked(_))
+    }
+
+    /// The value as the client received it, without the masked mark.
+    pub fn unmarked(&self) -> &Value {
+        match self {
+            Value::Masked(inner) => inner.unmarked(),
+            other => other,
+        }
+    }
+
     /// The value as a table cell shows it: text as is, NULL empty (as psql
-    /// does by default), binary as its meaning if known, else in hex.
+    /// does by default), binary as its meaning if known, else in hex. A
+    /// masked value shows its masked form; the renderer adds the mark.
     pub fn cell(&self) -> &str {
         match self {
+            Value::Masked(inner) => inner.cell(),
             Value::Null => "",
             Value::Text(s) => s,
             Value::Binary {
@@ -101,14 +140,19 @@ impl Param {
     /// The parameter as SQL would write it: `'42'` (quotes doubled),
     /// `NULL`, or `'\x0000002a' (binary)`.
     pub fn literal(&self) -> String {
-        match &self.value {
-            Value::Null => "NULL".into(),
-            Value::Text(s) => format!("'{}'", s.replace('\'', "''")),
-            Value::Binary {
-                text: Some(text), ..
-            } => format!("'{}' (binary)", text.replace('\'', "''")),
-            Value::Binary { binary, .. } => format!("'{binary}' (binary)"),
-        }
+        literal(&self.value)
+    }
+}
+
+fn literal(value: &Value) -> String {
+    match value {
+        Value::Null => "NULL".into(),
+        Value::Text(s) => format!("'{}'", s.replace('\'', "''")),
+        Value::Binary {
+            text: Some(text), ..
+        } => format!("'{}' (binary)", text.replace('\'', "''")),
+        Value::Binary { binary, .. } => format!("'{binary}' (binary)"),
+        Value::Masked(inner) => literal(inner),
     }
 }
 

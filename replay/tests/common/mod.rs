@@ -7,8 +7,9 @@ use std::path::Path;
 
 use bytes::Bytes;
 use gatehouse_core::event::{
-    Body, CloseReason, Closed, Direction, Encoded, Event, Frame as FrameEvent, Opened, Recorder,
-    Refusal, Refused, SessionId, Statement, StatementProtocol, TlsInfo, decode,
+    Body, CloseReason, Closed, Direction, Encoded, Event, Frame as FrameEvent, MaskHit, Masked,
+    MaskedCell, Opened, Recorder, Refusal, Refused, SessionId, Statement, StatementProtocol,
+    TlsInfo, decode,
 };
 use gatehouse_core::pg::encode;
 use gatehouse_core::pg::frame::Frame;
@@ -124,6 +125,26 @@ impl SessionBuilder {
             statement_name: String::new(),
             portal: String::new(),
             params: Vec::new(),
+        }))
+    }
+
+    /// A `Masked` event, as the gateway records it right before the
+    /// `Frame` event it describes: `hits` are (rule, column, count),
+    /// `cells` are (frame index within the next event, field index).
+    pub fn masked(&mut self, hits: &[(&str, &str, u32)], cells: &[(u32, u16)]) -> &mut Self {
+        self.body(Body::Masked(Masked {
+            hits: hits
+                .iter()
+                .map(|&(rule, column, count)| MaskHit {
+                    rule: rule.into(),
+                    column: column.into(),
+                    count,
+                })
+                .collect(),
+            cells: cells
+                .iter()
+                .map(|&(frame, column)| MaskedCell { frame, column })
+                .collect(),
         }))
     }
 
@@ -313,6 +334,22 @@ pub fn notification(pid: i32, channel: &str, payload: &str) -> Frame {
         b.extend_from_slice(&pid.to_be_bytes());
         cstr(b, channel);
         cstr(b, payload);
+    })
+}
+
+/// A NoticeResponse with a message.
+pub fn notice(message: &str) -> Frame {
+    encode::frame(b'N', |b| {
+        for (f, v) in [
+            (b'S', "NOTICE"),
+            (b'V', "NOTICE"),
+            (b'C', "00000"),
+            (b'M', message),
+        ] {
+            b.push(f);
+            cstr(b, v);
+        }
+        b.push(0);
     })
 }
 

@@ -61,8 +61,6 @@ impl TranscriptBuilder {
                         statement: bind.statement.to_owned(),
                         text: text.clone(),
                         params,
-                        result_formats: bind.result_formats.clone(),
-                        columns: None,
                         suspended: false,
                     },
                 );
@@ -71,6 +69,8 @@ impl TranscriptBuilder {
                     at_us: at,
                     statement: bind.statement.to_owned(),
                     text,
+                    portal: bind.portal.to_owned(),
+                    result_formats: bind.result_formats.clone(),
                 });
             }
             frontend::Message::Describe { kind, name } => {
@@ -122,7 +122,7 @@ impl TranscriptBuilder {
             frontend::Message::CopyData(data) => {
                 let cap = self.opts.max_rows;
                 if let Some(copy) = self.client_copy() {
-                    copy_data(copy, data, cap);
+                    copy_data(copy, data, cap, false);
                 }
             }
             frontend::Message::CopyDone => {

@@ -1,7 +1,7 @@
 //! Matching answers to the ops that asked for them: completions, errors
 //! and the extended protocol's skip-until-Sync, ReadyForQuery.
 
-use super::{Op, TranscriptBuilder, close_open_block, open_block};
+use super::{Bound, Op, TranscriptBuilder, close_open_block, open_block};
 use crate::transcript::{Diagnostic, ItemKind, Request, ResultBlock};
 
 impl TranscriptBuilder {
@@ -107,6 +107,7 @@ impl TranscriptBuilder {
                 at_us,
                 statement,
                 text,
+                ..
             }) => (order, at_us, Request::Prepare { text, statement }),
             _ => {
                 self.push_item(at, ItemKind::Error(d));
@@ -179,8 +180,32 @@ impl TranscriptBuilder {
             .iter()
             .take_while(|op| op.is_preparatory() || want(op))
             .position(&want)?;
-        self.pending.drain(..pos);
+        let answered: Vec<Op> = self.pending.drain(..pos).collect();
+        for op in answered {
+            self.settle(op);
+        }
         self.pending.pop_front()
+    }
+
+    /// A preparatory op the target has answered (or, when the answer was
+    /// not recorded, must have): a Bind's portal now exists on the target.
+    pub(super) fn settle(&mut self, op: Op) {
+        if let Op::Bind {
+            statement,
+            portal,
+            result_formats,
+            ..
+        } = op
+        {
+            self.bound.insert(
+                portal,
+                Bound {
+                    statement,
+                    result_formats,
+                    columns: None,
+                },
+            );
+        }
     }
 
     /// The statement whose results are arriving. Preparatory ops still in
@@ -193,7 +218,9 @@ impl TranscriptBuilder {
             if !op.is_preparatory() {
                 return None;
             }
-            self.pending.pop_front();
+            if let Some(op) = self.pending.pop_front() {
+                self.settle(op);
+            }
         }
         None
     }

@@ -10,6 +10,13 @@
 //!
 //! Data the protocol does not expect is never fatal: it becomes a
 //! [`ItemKind::Malformed`] item or is attached to the nearest statement.
+//!
+//! A `Masked` event describes the `Frame` event recorded right after it:
+//! its cells (frame index within that event, field index within the frame)
+//! are held until that event arrives and mark the row cells, COPY lines and
+//! error fields its frames decode into. Cells that point at nothing (a
+//! frame or field that does not exist, a frame of another kind) mark
+//! nothing.
 
 mod client;
 mod copy;
@@ -19,7 +26,7 @@ mod server;
 use std::collections::{HashMap, VecDeque};
 
 use bytes::Bytes;
-use gatehouse_core::event::{Body, Direction, Event, SessionId};
+use gatehouse_core::event::{Body, Direction, Event, MaskedCell, SessionId};
 use gatehouse_core::pg::frame::{self, Frame};
 
 use super::header::Header;
@@ -71,6 +78,8 @@ enum Op {
         at_us: i64,
         statement: String,
         text: Option<String>,
+        portal: String,
+        result_formats: Vec<i16>,
     },
     /// Answered by RowDescription or NoData (after ParameterDescription).
     Describe { kind: u8, name: String },
@@ -104,15 +113,24 @@ impl Op {
     }
 }
 
-/// A portal created by Bind.
+/// A portal created by Bind, as the client's later messages refer to it.
 #[derive(Debug, Clone)]
 struct Portal {
     statement: String,
     text: Option<String>,
     params: Vec<Param>,
-    result_formats: Vec<i16>,
-    columns: Option<Vec<Column>>,
     suspended: bool,
+}
+
+/// A portal as the target has it: a Bind takes effect when the target
+/// answers it, so that pipelined Binds of one portal name (drivers reuse
+/// the unnamed portal) each describe the rows of their own Execute.
+#[derive(Debug, Clone)]
+struct Bound {
+    statement: String,
+    result_formats: Vec<i16>,
+    /// From a Describe of the portal.
+    columns: Option<Vec<Column>>,
 }
 
 /// Builds a [`Transcript`] from a session's events, fed in order.
@@ -134,8 +152,12 @@ pub struct TranscriptBuilder {
     /// Parameter types of prepared statements, from Parse or Describe.
     statement_params: HashMap<String, Vec<u32>>,
     portals: HashMap<String, Portal>,
+    /// Portals the target has bound, by name.
+    bound: HashMap<String, Bound>,
     /// The client has been greeted (first ReadyForQuery) or sent something.
     greeted: bool,
+    /// The cells of a `Masked` event, for the next `Frame` event.
+    masked: Option<Vec<MaskedCell>>,
 }
 
 impl TranscriptBuilder {
@@ -154,7 +176,9 @@ impl TranscriptBuilder {
             statement_columns: HashMap::new(),
             statement_params: HashMap::new(),
             portals: HashMap::new(),
+            bound: HashMap::new(),
             greeted: false,
+            masked: None,
         }
     }
 
@@ -184,11 +208,17 @@ impl TranscriptBuilder {
                 self.header.closed(c);
                 self.closed = true;
             }
-            Body::Frame(f) => self.frames(f.dir, &f.bytes, at),
+            Body::Frame(f) => {
+                let masked = self.masked.take().unwrap_or_default();
+                self.frames(f.dir, &f.bytes, at, masked);
+            }
             // Semantic events restate what the frames say; the transcript
             // is rebuilt from the frames alone.
             Body::Statement(_) | Body::CommandComplete { .. } | Body::Error(_) => {}
-            Body::Masked(_) => {}
+            Body::Masked(m) => {
+                self.header.masked(m);
+                self.masked = Some(m.cells.clone());
+            }
         }
     }
 
@@ -236,14 +266,27 @@ impl TranscriptBuilder {
 
     // ---- frames ----
 
-    fn frames(&mut self, dir: Direction, bytes: &Bytes, at: i64) {
+    /// The frames of one `Frame` event; `masked` are the cells its
+    /// `Masked` event named (only the gateway's frames to the client are
+    /// ever masked).
+    fn frames(&mut self, dir: Direction, bytes: &Bytes, at: i64, mut masked: Vec<MaskedCell>) {
+        masked.sort_unstable_by_key(|c| (c.frame, c.column));
+        masked.dedup();
+        let mut cells = masked.iter().peekable();
+        let mut columns: Vec<u16> = Vec::new();
         let mut used = 0;
-        for f in frame::split(bytes) {
+        for (index, f) in frame::split(bytes).enumerate() {
             used += f.bytes().len();
             self.order += 1;
+            columns.clear();
+            while let Some(c) = cells.next_if(|c| c.frame as usize <= index) {
+                if c.frame as usize == index {
+                    columns.push(c.column);
+                }
+            }
             match dir {
                 Direction::ToUpstream => self.client(&f, at),
-                Direction::ToClient => self.server(&f, at),
+                Direction::ToClient => self.server(&f, at, &columns),
             }
         }
         if used < bytes.len() {

@@ -10,13 +10,27 @@ use super::{Op, TranscriptBuilder, close_open_block, describe_frame, open_block}
 use crate::transcript::{Column, Copy, Diagnostic, ItemKind, Notification, Request, Value};
 
 impl TranscriptBuilder {
-    pub(super) fn server(&mut self, f: &Frame, at: i64) {
+    /// A target frame; `masked` are the fields of it the gateway masked
+    /// (column indexes of a DataRow, field codes of an ErrorResponse or
+    /// NoticeResponse; any entry for CopyData).
+    pub(super) fn server(&mut self, f: &Frame, at: i64, masked: &[u16]) {
         if f.tag() == b't' {
             return self.parameter_description(f, at);
         }
         let msg = match backend::Message::parse(f) {
             Ok(msg) => msg,
             Err(e) => {
+                // An error or notice in a client encoding other than UTF-8
+                // (LATIN1, …) is still shown, its text decoded lossily.
+                if matches!(f.tag(), b'E' | b'N')
+                    && let Some(fields) = lossy_fields(f.body())
+                {
+                    let d = diagnostic(&fields, masked);
+                    return match f.tag() {
+                        b'E' => self.error(d, at),
+                        _ => self.notice(d, at),
+                    };
+                }
                 let detail = format!("{e} ({})", describe_frame(f));
                 return self.malformed(Direction::ToClient, detail, at);
             }
@@ -45,7 +59,7 @@ impl TranscriptBuilder {
                     .collect();
                 self.row_description(columns);
             }
-            backend::Message::DataRow(values) => self.data_row(&values, at),
+            backend::Message::DataRow(values) => self.data_row(&values, at, masked),
             backend::Message::CommandComplete(tag) => {
                 let tag = tag.to_owned();
                 self.complete(at, |block| {
@@ -53,19 +67,11 @@ impl TranscriptBuilder {
                     block.tag = Some(tag);
                 });
             }
-            backend::Message::ErrorResponse(fields) => self.error(diagnostic(&fields), at),
+            backend::Message::ErrorResponse(fields) => {
+                self.error(diagnostic(&owned(&fields), masked), at)
+            }
             backend::Message::NoticeResponse(fields) => {
-                let notice = diagnostic(&fields);
-                match self.peek_statement() {
-                    Some(item) => {
-                        if let Some((_, entry)) = self.entry(item) {
-                            open_block(entry).notices.push(notice);
-                        }
-                    }
-                    None => {
-                        self.push_item(at, ItemKind::Notice(notice));
-                    }
-                }
+                self.notice(diagnostic(&owned(&fields), masked), at)
             }
             backend::Message::Notification {
                 pid,
@@ -96,16 +102,20 @@ impl TranscriptBuilder {
                         format: if format == 0 { "text" } else { "binary" },
                         lines: Vec::new(),
                         lines_received: 0,
+                        masked_lines: Vec::new(),
+                        lines_masked: 0,
                         bytes: 0,
                         failed: None,
                         partial: Vec::new(),
+                        partial_masked: false,
                     });
                 }
             }
             backend::Message::CopyData(data) => {
                 let cap = self.opts.max_rows;
+                let was_masked = !masked.is_empty();
                 if let Some(copy) = self.server_copy() {
-                    copy_data(copy, data, cap);
+                    copy_data(copy, data, cap, was_masked);
                 }
             }
             backend::Message::CopyDone => {
@@ -116,6 +126,19 @@ impl TranscriptBuilder {
             }
             backend::Message::Other(tag) => self.other(tag, at),
             backend::Message::Authentication { .. } | backend::Message::BackendKeyData { .. } => {}
+        }
+    }
+
+    fn notice(&mut self, notice: Diagnostic, at: i64) {
+        match self.peek_statement() {
+            Some(item) => {
+                if let Some((_, entry)) = self.entry(item) {
+                    open_block(entry).notices.push(notice);
+                }
+            }
+            None => {
+                self.push_item(at, ItemKind::Notice(notice));
+            }
         }
     }
 
@@ -135,7 +158,9 @@ impl TranscriptBuilder {
                 self.take_op(|op| matches!(op, Op::Parse { .. }));
             }
             b'2' => {
-                self.take_op(|op| matches!(op, Op::Bind { .. }));
+                if let Some(op) = self.take_op(|op| matches!(op, Op::Bind { .. })) {
+                    self.settle(op);
+                }
             }
             b'3' => {
                 self.take_op(|op| matches!(op, Op::Close));
@@ -223,7 +248,7 @@ impl TranscriptBuilder {
         {
             if kind == b'S' {
                 self.statement_columns.insert(name, columns);
-            } else if let Some(p) = self.portals.get_mut(&name) {
+            } else if let Some(p) = self.bound.get_mut(&name) {
                 p.columns = Some(columns);
             }
             return;
@@ -240,7 +265,7 @@ impl TranscriptBuilder {
         }
     }
 
-    pub(super) fn data_row(&mut self, values: &[Option<&[u8]>], _at: i64) {
+    pub(super) fn data_row(&mut self, values: &[Option<&[u8]>], _at: i64, masked: &[u16]) {
         let Some(item) = self.current_statement() else {
             return;
         };
@@ -259,6 +284,8 @@ impl TranscriptBuilder {
             block.columns = columns;
         }
         block.rows_received += 1;
+        let is_masked = |i: usize| masked.contains(&u16::try_from(i).unwrap_or(u16::MAX));
+        block.masked_cells += (0..values.len()).filter(|i| is_masked(*i)).count() as u64;
         if cap.is_some_and(|cap| block.rows.len() >= cap) {
             return;
         }
@@ -270,7 +297,12 @@ impl TranscriptBuilder {
                     .columns
                     .get(i)
                     .map_or((0, 0), |c| (c.format, c.type_oid));
-                Value::decode(*v, format, oid)
+                let value = Value::decode(*v, format, oid);
+                if is_masked(i) {
+                    value.into_masked()
+                } else {
+                    value
+                }
             })
             .collect();
         block.rows.push(row);
@@ -279,7 +311,7 @@ impl TranscriptBuilder {
     /// The columns an Execute of `portal` returns: from a Describe of the
     /// portal, else of its statement with the Bind's result formats.
     pub(super) fn portal_columns(&self, portal: &str) -> Option<Vec<Column>> {
-        let p = self.portals.get(portal)?;
+        let p = self.bound.get(portal)?;
         if let Some(columns) = &p.columns {
             return Some(columns.clone());
         }
@@ -295,16 +327,62 @@ impl TranscriptBuilder {
     }
 }
 
-fn diagnostic(fields: &Fields<'_>) -> Diagnostic {
-    let get = |code| fields.get(code).map(str::to_owned);
+fn owned(fields: &Fields<'_>) -> Vec<(u8, String)> {
+    fields
+        .0
+        .iter()
+        .map(|(c, v)| (*c, (*v).to_owned()))
+        .collect()
+}
+
+/// The fields of an ErrorResponse or NoticeResponse body in any encoding,
+/// decoded lossily; `None` if the list is not NUL-terminated.
+fn lossy_fields(body: &[u8]) -> Option<Vec<(u8, String)>> {
+    let mut fields = Vec::new();
+    let mut rest = body;
+    loop {
+        let (&code, tail) = rest.split_first()?;
+        if code == 0 {
+            return Some(fields);
+        }
+        let end = tail.iter().position(|b| *b == 0)?;
+        let (value, tail) = tail.split_at(end);
+        fields.push((code, String::from_utf8_lossy(value).into_owned()));
+        rest = tail.get(1..)?;
+    }
+}
+
+/// The fields of an ErrorResponse or NoticeResponse; `masked` are the
+/// field codes the gateway masked.
+fn diagnostic(fields: &[(u8, String)], masked: &[u16]) -> Diagnostic {
+    let get = |code: u8| {
+        fields
+            .iter()
+            .find(|(c, _)| *c == code)
+            .map(|(_, v)| v.clone())
+    };
+    let masked = [
+        (b'M', "message"),
+        (b'D', "detail"),
+        (b'H', "hint"),
+        (b'W', "context"),
+    ]
+    .into_iter()
+    .filter(|(code, _)| masked.contains(&u16::from(*code)))
+    .map(|(_, name)| name)
+    .collect();
     Diagnostic {
-        severity: fields.severity().to_owned(),
+        // The non-localized severity, as `Fields::severity`.
+        severity: get(b'V')
+            .or_else(|| get(b'S'))
+            .unwrap_or_else(|| "ERROR".to_owned()),
         code: get(b'C').unwrap_or_default(),
         message: get(b'M').unwrap_or_default(),
         detail: get(b'D'),
         hint: get(b'H'),
         position: get(b'P'),
         context: get(b'W'),
+        masked,
     }
 }
 
