@@ -186,6 +186,19 @@ fn notice_fields<'a>(r: &mut Reader<'a>) -> Option<Fields<'a>> {
     }
 }
 
+/// The fields of an ErrorResponse or NoticeResponse body in any client
+/// encoding: values that are not UTF-8 are decoded lossily. Stops at the
+/// first malformed field.
+pub fn notice_fields_lossy(body: &[u8]) -> Vec<(u8, String)> {
+    let mut r = Reader::new(body);
+    let mut out = Vec::new();
+    while let Some(code) = r.u8().filter(|c| *c != 0) {
+        let Some(value) = r.cstr_bytes() else { break };
+        out.push((code, String::from_utf8_lossy(value).into_owned()));
+    }
+    out
+}
+
 /// The row count at the end of a CommandComplete tag (`SELECT 5`,
 /// `INSERT 0 5`, `COPY 5`), if the command reports one.
 pub fn tag_rows(tag: &str) -> Option<u64> {

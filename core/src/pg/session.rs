@@ -863,21 +863,29 @@ impl Session {
         if !matches!(tag, b'C' | b'E') {
             return Ok(());
         }
-        match backend::Message::parse_parts(tag, body)? {
-            backend::Message::CommandComplete(tag) => {
-                let tag = tag.to_owned();
-                self.record(now_us, Body::CommandComplete { tag });
-            }
-            backend::Message::ErrorResponse(fields) => {
-                let info = ErrorInfo {
-                    severity: fields.severity().to_owned(),
-                    code: fields.get(b'C').unwrap_or_default().to_owned(),
-                    message: fields.get(b'M').unwrap_or_default().to_owned(),
-                    from_gateway: false,
-                };
-                self.record(now_us, Body::Error(info));
-            }
-            _ => {}
+        if tag == b'E' {
+            // Any client encoding: an error in LATIN1 is still an error.
+            let fields = backend::notice_fields_lossy(body);
+            let get = |code: u8| {
+                fields
+                    .iter()
+                    .find(|(c, _)| *c == code)
+                    .map(|(_, v)| v.clone())
+            };
+            let info = ErrorInfo {
+                severity: get(b'V')
+                    .or_else(|| get(b'S'))
+                    .unwrap_or_else(|| "ERROR".into()),
+                code: get(b'C').unwrap_or_default(),
+                message: get(b'M').unwrap_or_default(),
+                from_gateway: false,
+            };
+            self.record(now_us, Body::Error(info));
+            return Ok(());
+        }
+        if let backend::Message::CommandComplete(tag) = backend::Message::parse_parts(tag, body)? {
+            let tag = tag.to_owned();
+            self.record(now_us, Body::CommandComplete { tag });
         }
         Ok(())
     }

@@ -379,3 +379,24 @@ fn newer_minor_version_is_negotiated_down() {
     assert_eq!(h.to_client[0], b'v');
     assert!(h.to_client.windows(6).any(|w| w == b"_pq_.x"));
 }
+
+#[test]
+fn an_error_in_a_non_utf8_client_encoding_is_relayed_not_fatal() {
+    let mut h = Harness::new(true);
+    h.open();
+    h.client(&query("select 1/0"), 1000);
+    let mut server = encode::frame(b'E', |b| {
+        b.extend_from_slice(b"SERROR\0C22012\0Mdivision par z\xe9ro\0\0");
+    })
+    .bytes()
+    .to_vec();
+    server.extend_from_slice(encode::ready_for_query(b'I').bytes());
+    h.upstream(&server, 1000);
+    assert!(!h.s.is_closed());
+    assert_eq!(h.to_client, server);
+    assert!(
+        h.bodies
+            .iter()
+            .any(|b| matches!(b, Body::Error(e) if e.code == "22012"))
+    );
+}
