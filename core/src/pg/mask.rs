@@ -12,6 +12,7 @@
 //! - **COPY TO STDOUT** data in text or CSV format: detectors and
 //!   dictionaries over each data message (column rules cannot apply: COPY
 //!   names no columns on the wire). Binary COPY is not inspected.
+//! - **NotificationResponse** payloads (field index 2 in the cell list).
 //! - **ErrorResponse / NoticeResponse**: the message, detail, hint and
 //!   context fields (PostgreSQL quotes values there:
 //!   `Key (email)=(…) already exists`).
@@ -30,6 +31,7 @@ use std::sync::Arc;
 use crate::event::{MaskHit, Masked, MaskedCell};
 use crate::mask::{Applied, Masker, Outcome, Strategy};
 
+use super::catalog::ColumnOrigins;
 use super::encode;
 use super::shape::{Column, Shape};
 use super::wire::Reader;
@@ -48,6 +50,8 @@ pub struct FrameMasker {
     /// Hits in the batch being built: (rule, column) → count.
     hits: BTreeMap<(String, String), u32>,
     cells: Vec<MaskedCell>,
+    /// Column rules resolved to table columns (see [`super::catalog`]).
+    origins: ColumnOrigins,
 }
 
 impl FrameMasker {
@@ -58,7 +62,18 @@ impl FrameMasker {
             copy_text: false,
             hits: BTreeMap::new(),
             cells: Vec::new(),
+            origins: ColumnOrigins::default(),
         }
+    }
+
+    /// The masker.
+    pub fn masker(&self) -> &Masker {
+        &self.masker
+    }
+
+    /// Column rules resolved from the target's catalog.
+    pub fn set_origins(&mut self, origins: ColumnOrigins) {
+        self.origins = origins;
     }
 
     /// The summary of what was masked since the last call, if anything.
@@ -114,8 +129,34 @@ impl FrameMasker {
                 self.copy_text = false;
                 self.notice(tag, body, index)
             }
+            b'A' => self.notification(body, index),
             _ => None,
         }
+    }
+
+    /// NOTIFY payloads carry whatever the notifier put there.
+    fn notification(&mut self, body: &[u8], index: u32) -> Option<Vec<u8>> {
+        let mut r = Reader::new(body);
+        let pid = r.i32()?;
+        let channel = r.cstr_bytes()?;
+        let payload = r.cstr_bytes()?;
+        let mut out = Vec::new();
+        let outcome = self.masker.mask_value(payload, &mut out)?;
+        self.count(&outcome, "notify:payload", index, 2);
+        if outcome.nulled() {
+            out = b"****".to_vec();
+        }
+        Some(
+            encode::frame(b'A', |b| {
+                b.extend_from_slice(&pid.to_be_bytes());
+                b.extend_from_slice(channel);
+                b.push(0);
+                b.extend(out.iter().copied().filter(|c| *c != 0));
+                b.push(0);
+            })
+            .bytes()
+            .to_vec(),
+        )
     }
 
     fn count(&mut self, outcome: &Outcome, column: &str, frame: u32, field: u16) {
@@ -187,7 +228,11 @@ impl FrameMasker {
         let binary = column.is_some_and(|c| c.format == 1);
         let type_oid = column.map_or(0, |c| c.type_oid);
         let rule = match column {
-            Some(c) => self.masker.column_strategy(None, &c.name),
+            Some(c) => self
+                .origins
+                .get(c.table_oid, c.column)
+                .filter(|_| c.table_oid != 0)
+                .or_else(|| self.masker.column_strategy(None, &c.name)),
             None if self.masker.has_column_rules() => Some(self.masker.unknown_column_rule()),
             None => None,
         };

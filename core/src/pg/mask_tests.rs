@@ -28,13 +28,19 @@ fn masker() -> Arc<Masker> {
 }
 
 fn row_description(cols: &[(&str, u32, i16)]) -> Vec<u8> {
+    let cols: Vec<_> = cols.iter().map(|&(n, oid, f)| (n, 0, 0, oid, f)).collect();
+    row_description_from(&cols)
+}
+
+/// Columns with their origin: (name, table OID, column number, type, format).
+fn row_description_from(cols: &[(&str, u32, i16, u32, i16)]) -> Vec<u8> {
     encode::frame(b'T', |b| {
         b.extend_from_slice(&(cols.len() as i16).to_be_bytes());
-        for (name, oid, format) in cols {
+        for (name, table, column, oid, format) in cols {
             b.extend_from_slice(name.as_bytes());
             b.push(0);
-            b.extend_from_slice(&0i32.to_be_bytes());
-            b.extend_from_slice(&0i16.to_be_bytes());
+            b.extend_from_slice(&table.to_be_bytes());
+            b.extend_from_slice(&column.to_be_bytes());
             b.extend_from_slice(&oid.to_be_bytes());
             b.extend_from_slice(&(-1i16).to_be_bytes());
             b.extend_from_slice(&(-1i32).to_be_bytes());
@@ -280,5 +286,44 @@ fn notices_that_are_not_utf8_are_masked() {
     let bytes = bytes::Bytes::from(h.to_client.clone());
     let n: usize = frame::split(&bytes).map(|f| f.bytes().len()).sum();
     assert_eq!(n, h.to_client.len());
+    assert_nothing_sensitive_recorded(&h);
+}
+
+#[test]
+fn notification_payloads_are_masked() {
+    let mut h = Harness::new(true);
+    h.open_with(Some(masker()));
+    let payload = format!("customer {EMAIL} changed");
+    let server = encode::frame(b'A', |b| {
+        b.extend_from_slice(&42i32.to_be_bytes());
+        b.extend_from_slice(b"events\0");
+        b.extend_from_slice(payload.as_bytes());
+        b.push(0);
+    })
+    .bytes()
+    .to_vec();
+    h.upstream(&server, 1000);
+    let text = String::from_utf8_lossy(&h.to_client);
+    assert!(text.contains("customer **** changed"), "{text}");
+    assert_nothing_sensitive_recorded(&h);
+}
+
+#[test]
+fn an_alias_does_not_hide_a_column_from_its_rule() {
+    let mut h = Harness::new(true);
+    h.open_with(Some(masker()));
+    h.client(
+        &query("select ssn as x, id as ssn_free from customers"),
+        1000,
+    );
+    // x is customers.ssn (table 16384, column 3) under another name.
+    let mut server = row_description_from(&[("x", 16384, 3, 25, 0), ("ssn_free", 16384, 1, 23, 0)]);
+    server.extend(data_row(&[Some(SSN_VALUE.as_bytes()), Some(b"1")]));
+    server.extend(tail("SELECT 1"));
+    h.upstream(&server, 1000);
+    assert_eq!(
+        client_rows(&h.to_client),
+        vec![vec![Some("****".into()), Some("1".into())]]
+    );
     assert_nothing_sensitive_recorded(&h);
 }

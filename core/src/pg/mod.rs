@@ -7,6 +7,7 @@
 //! - [`session`]: one client connection through the gateway.
 
 pub mod backend;
+pub mod catalog;
 pub mod encode;
 pub mod frame;
 pub mod frontend;

@@ -36,12 +36,13 @@ use std::sync::Arc;
 use bytes::{Bytes, BytesMut};
 
 use super::backend;
+use super::catalog::{self, ColumnOrigins};
 use super::encode;
 use super::frame::{self, FrameError, Startup};
 use super::frontend;
 use super::mask::FrameMasker;
 use super::shape::ShapeTracker;
-use super::upstream::{Login, LoginStep, UpstreamLogin};
+use super::upstream::{LoggedIn, Login, LoginStep, UpstreamLogin};
 use crate::event::{
     Body, CloseReason, Closed, Direction, Encoded, ErrorInfo, Opened, Param, Recorder, Refusal,
     Refused, SessionId, Statement, StatementProtocol, TlsInfo,
@@ -174,6 +175,8 @@ enum Phase {
     Authorizing,
     Connecting(Option<UpstreamLogin>),
     LoggingIn(Box<Login>),
+    /// Reading the target's catalog for masking (see [`super::catalog`]).
+    Catalog(Box<(LoggedIn, ColumnOrigins)>),
     Relay,
     Closed,
 }
@@ -297,6 +300,7 @@ impl Session {
         loop {
             let progressed = match self.phase {
                 Phase::LoggingIn(_) => self.on_login(buf, now_us),
+                Phase::Catalog(_) => self.on_catalog(buf, now_us),
                 Phase::Relay => self.relay_upstream(buf, now_us),
                 _ => false,
             };
@@ -629,20 +633,17 @@ impl Session {
                 true
             }
             Ok(LoginStep::Done(done)) => {
-                self.phase = Phase::Relay;
-                if let Some((pid, secret)) = done.key {
-                    self.actions
-                        .push_back(Action::RegisterCancel { pid, secret });
+                let wants_catalog = self
+                    .masking
+                    .as_ref()
+                    .is_some_and(|(m, _)| m.masker().has_column_rules());
+                if wants_catalog {
+                    self.transmits
+                        .push_back(Transmit::Upstream(catalog::query()));
+                    self.phase = Phase::Catalog(Box::new((done, ColumnOrigins::default())));
+                } else {
+                    self.greet(done, now_us);
                 }
-                let (pid, secret) = self.cfg.backend_key;
-                let mut greeting = BytesMut::new();
-                greeting.extend_from_slice(encode::authentication(0, &[]).bytes());
-                for f in done.parameters.iter().chain(&done.notices) {
-                    greeting.extend_from_slice(f.bytes());
-                }
-                greeting.extend_from_slice(encode::backend_key_data(pid, secret).bytes());
-                greeting.extend_from_slice(done.ready.bytes());
-                self.send_client(greeting.freeze(), now_us);
                 true
             }
             Err(e) => {
@@ -650,6 +651,62 @@ impl Session {
                 false
             }
         }
+    }
+
+    /// The answer to the catalog query: kept rows, then the greeting.
+    fn on_catalog(&mut self, buf: &mut BytesMut, now_us: i64) -> bool {
+        let frame = match frame::decode(buf, self.cfg.max_upstream_frame) {
+            Ok(Some(f)) => f,
+            Ok(None) => return false,
+            Err(e) => {
+                self.upstream_failed(&format!("protocol error: {e}"), now_us);
+                return false;
+            }
+        };
+        let Phase::Catalog(state) = &mut self.phase else {
+            return false;
+        };
+        match frame.tag() {
+            b'D' => {
+                if let Some((m, _)) = &self.masking {
+                    state.1.row(m.masker(), frame.body());
+                }
+                true
+            }
+            b'Z' => {
+                let Phase::Catalog(state) = std::mem::replace(&mut self.phase, Phase::Relay) else {
+                    return false;
+                };
+                let (done, origins) = *state;
+                if let Some((m, _)) = &mut self.masking {
+                    m.set_origins(origins);
+                }
+                self.greet(done, now_us);
+                true
+            }
+            // An error leaves rules matching by name only; rows still get
+            // the detectors. The session goes on.
+            _ => true,
+        }
+    }
+
+    /// Login is complete: AuthenticationOk, the target's parameters, the
+    /// gateway's cancel key, ReadyForQuery.
+    fn greet(&mut self, done: LoggedIn, now_us: i64) {
+        self.phase = Phase::Relay;
+        if let Some((pid, secret)) = done.key {
+            self.actions
+                .push_back(Action::RegisterCancel { pid, secret });
+        }
+        let (pid, secret) = self.cfg.backend_key;
+        let mut greeting = BytesMut::new();
+        greeting.extend_from_slice(encode::authentication(0, &[]).bytes());
+        for f in done.parameters.iter().chain(&done.notices) {
+            greeting.extend_from_slice(f.bytes());
+        }
+        greeting.extend_from_slice(encode::backend_key_data(pid, secret).bytes());
+        greeting.extend_from_slice(done.ready.bytes());
+        self.send_client(greeting.freeze(), now_us);
     }
 
     /// Forwards the whole client frames in `buf` as one batch.

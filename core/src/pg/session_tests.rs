@@ -141,6 +141,35 @@ impl Harness {
         greeting.extend_from_slice(encode::backend_key_data(7, 8).bytes());
         greeting.extend_from_slice(encode::ready_for_query(b'I').bytes());
         self.upstream(&greeting, 1000);
+        if self.to_upstream.starts_with(b"Q") {
+            // Masking with column rules reads the catalog first: table
+            // 16384 "customers" has ssn as column 3.
+            assert!(self.to_client.is_empty(), "greeted before the catalog");
+            self.to_upstream.clear();
+            let mut answer = encode::frame(b'T', |b| b.extend_from_slice(&0i16.to_be_bytes()))
+                .bytes()
+                .to_vec();
+            for (oid, table, num, col) in [
+                ("16384", "customers", "3", "ssn"),
+                ("16384", "customers", "1", "id"),
+            ] {
+                answer.extend_from_slice(
+                    encode::frame(b'D', |b| {
+                        b.extend_from_slice(&4i16.to_be_bytes());
+                        for v in [oid, table, num, col] {
+                            b.extend_from_slice(&(v.len() as i32).to_be_bytes());
+                            b.extend_from_slice(v.as_bytes());
+                        }
+                    })
+                    .bytes(),
+                );
+            }
+            answer.extend_from_slice(
+                encode::frame(b'C', |b| b.extend_from_slice(b"SELECT 2\0")).bytes(),
+            );
+            answer.extend_from_slice(encode::ready_for_query(b'I').bytes());
+            self.upstream(&answer, 5);
+        }
         assert_eq!(
             self.actions.pop(),
             Some(Action::RegisterCancel { pid: 7, secret: 8 })

@@ -21,6 +21,8 @@ pub struct Column {
     pub name: String,
     /// OID of the table it comes from, or 0.
     pub table_oid: u32,
+    /// Its column number in that table, or 0.
+    pub column: i16,
     /// Data type OID.
     pub type_oid: u32,
     /// 0 text, 1 binary.
@@ -93,6 +95,7 @@ impl ShapeTracker {
             .map(|f| Column {
                 name: f.name.to_owned(),
                 table_oid: f.table_oid,
+                column: f.column,
                 type_oid: f.type_oid,
                 format: f.format,
             })
