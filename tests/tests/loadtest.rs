@@ -54,7 +54,10 @@ fn check_leg(report: &Value, leg: &str) {
     assert!(at("throughput_rps") > 0.0);
     assert!(at("statements") >= at("ok"));
     assert!(at("measured_seconds") > 0.0);
-    assert!(at("connections_opened") > 0.0, "{leg}: connect-per-task opened nothing");
+    assert!(
+        at("connections_opened") > 0.0,
+        "{leg}: connect-per-task opened nothing"
+    );
     let (p50, p90, p99, p999, max) = (
         at("latency_us.p50"),
         at("latency_us.p90"),
@@ -88,7 +91,11 @@ fn a_short_run_through_a_real_gateway_is_measured_and_recorded_in_full() {
     let out_dir = tempfile::tempdir().expect("temp dir");
     let json = out_dir.path().join("result.json");
     let target = Target::for_user(User::App);
-    let ca = gateway.certs().expect("the gateway runs with TLS").ca_cert.clone();
+    let ca = gateway
+        .certs()
+        .expect("the gateway runs with TLS")
+        .ca_cert
+        .clone();
 
     let mut cmd = Command::new(loadtest_binary());
     cmd.arg("--spawn-gateway")
@@ -123,7 +130,10 @@ fn a_short_run_through_a_real_gateway_is_measured_and_recorded_in_full() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     // Not a terminal: progress comes as plain lines, then the table.
     assert!(stdout.contains("tasks/s p99"), "no progress lines\n{shown}");
-    assert!(!stdout.contains('\r'), "terminal control on a pipe\n{shown}");
+    assert!(
+        !stdout.contains('\r'),
+        "terminal control on a pipe\n{shown}"
+    );
     assert!(stdout.contains("throughput (tasks/s)"), "{shown}");
     assert!(stdout.contains("PASSED"), "{shown}");
 
@@ -168,6 +178,13 @@ fn a_short_run_through_a_real_gateway_is_measured_and_recorded_in_full() {
     );
     assert_eq!(num(check, "chain_breaks"), 0.0, "{check}");
     assert!(num(check, "chain_events") > recorded, "{check}");
-    assert_eq!(check["close_reasons"].as_object().map(|o| o.len()), Some(1), "{check}");
-    assert!(check["close_reasons"]["ClientTerminated"].is_number(), "{check}");
+    assert_eq!(
+        check["close_reasons"].as_object().map(|o| o.len()),
+        Some(1),
+        "{check}"
+    );
+    assert!(
+        check["close_reasons"]["ClientTerminated"].is_number(),
+        "{check}"
+    );
 }

@@ -1,0 +1,296 @@
+//! What the agents record as they go: latency histograms (HDR, in
+//! microseconds), counts and errors, per leg and window.
+//!
+//! Agents record each finished task under a short lock of its leg and
+//! window's [`Cell`]; the progress line reads the same cells once a second.
+//! Latency is recorded for successful tasks; failed ones are counted by
+//! kind (SQLSTATE, `connect`, `closed`, `io`, `timeout`), with the first
+//! message of each kind kept as an example.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+
+use crate::schedule::{Leg, Window};
+use crate::workload::Workload;
+
+/// The largest latency a histogram holds exactly: one hour, in µs. Longer
+/// ones are recorded as this.
+pub const MAX_LATENCY_US: u64 = 3_600_000_000;
+
+/// A latency histogram in microseconds, 3 significant digits.
+pub fn histogram() -> Histogram<u64> {
+    match Histogram::new_with_bounds(1, MAX_LATENCY_US, 3) {
+        Ok(h) => h,
+        // The bounds are constants that hdrhistogram accepts.
+        Err(e) => unreachable!("histogram bounds: {e}"),
+    }
+}
+
+/// How a task went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    /// Statements answered (successfully or with an SQL error).
+    pub statements: u32,
+    /// `None` on success; else the error's kind and message.
+    pub error: Option<Failure>,
+}
+
+/// Why a task failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    /// SQLSTATE, or `connect`, `closed`, `io`, `timeout`.
+    pub kind: String,
+    /// The error as the client library put it.
+    pub message: String,
+}
+
+/// One kind of error: how often, and the first message.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ErrorCount {
+    /// How many tasks failed so.
+    pub count: u64,
+    /// The first one's message.
+    pub example: String,
+}
+
+/// Counts and latencies of one workload.
+#[derive(Debug, Clone)]
+pub struct WorkloadCell {
+    /// Successful tasks' latencies.
+    pub latency: Histogram<u64>,
+    /// Tasks that failed.
+    pub errors: u64,
+}
+
+/// Everything recorded for one leg in one window.
+#[derive(Debug, Clone)]
+pub struct Cell {
+    /// Successful tasks' latencies.
+    pub latency: Histogram<u64>,
+    /// Tasks that failed.
+    pub errors: u64,
+    /// Statements answered.
+    pub statements: u64,
+    /// Errors by kind.
+    pub error_kinds: BTreeMap<String, ErrorCount>,
+    /// Per workload, indexed by [`Workload::index`].
+    pub workloads: [WorkloadCell; 6],
+    /// Connections that opened.
+    pub connections_opened: u64,
+    /// Connection attempts that failed.
+    pub connect_failures: u64,
+    /// Open loop: intended sends that never went out before the run ended
+    /// (the agents could not keep up with the rate).
+    pub not_sent: u64,
+}
+
+impl Default for Cell {
+    fn default() -> Self {
+        let w = || WorkloadCell {
+            latency: histogram(),
+            errors: 0,
+        };
+        Cell {
+            latency: histogram(),
+            errors: 0,
+            statements: 0,
+            error_kinds: BTreeMap::new(),
+            workloads: [w(), w(), w(), w(), w(), w()],
+            connections_opened: 0,
+            connect_failures: 0,
+            not_sent: 0,
+        }
+    }
+}
+
+impl Cell {
+    /// Successful tasks.
+    pub fn ok(&self) -> u64 {
+        self.latency.len()
+    }
+
+    fn record(&mut self, workload: Workload, latency: Duration, outcome: Outcome) {
+        self.statements += u64::from(outcome.statements);
+        let w = &mut self.workloads[workload.index()];
+        match outcome.error {
+            None => {
+                let us = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
+                self.latency.saturating_record(us.max(1));
+                w.latency.saturating_record(us.max(1));
+            }
+            Some(failure) => {
+                self.errors += 1;
+                w.errors += 1;
+                let entry = self.error_kinds.entry(failure.kind).or_default();
+                if entry.count == 0 {
+                    entry.example = failure.message;
+                }
+                entry.count += 1;
+            }
+        }
+    }
+}
+
+/// The shared recording of a run.
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// `[leg][window]`.
+    cells: [[Mutex<Cell>; 2]; 2],
+    /// Tasks finished per leg, every window: for per-second rates.
+    finished: [AtomicU64; 2],
+    /// Tasks failed per leg, every window.
+    failed: [AtomicU64; 2],
+}
+
+impl Stats {
+    /// Records a finished task that started (or was meant to) in `window`.
+    pub fn record(
+        &self,
+        leg: Leg,
+        window: Window,
+        workload: Workload,
+        latency: Duration,
+        outcome: Outcome,
+    ) {
+        self.finished[leg.index()].fetch_add(1, Ordering::Relaxed);
+        if outcome.error.is_some() {
+            self.failed[leg.index()].fetch_add(1, Ordering::Relaxed);
+        }
+        self.with(leg, window, |c| c.record(workload, latency, outcome));
+    }
+
+    /// Records a connection attempt.
+    pub fn connected(&self, leg: Leg, window: Window, ok: bool) {
+        self.with(leg, window, |c| {
+            if ok {
+                c.connections_opened += 1;
+            } else {
+                c.connect_failures += 1;
+            }
+        });
+    }
+
+    /// Records open-loop sends that never went out.
+    pub fn not_sent(&self, leg: Leg, n: u64) {
+        self.with(leg, Window::Measured, |c| c.not_sent += n);
+    }
+
+    /// Tasks finished and failed on `leg` so far, every window.
+    pub fn totals(&self, leg: Leg) -> (u64, u64) {
+        (
+            self.finished[leg.index()].load(Ordering::Relaxed),
+            self.failed[leg.index()].load(Ordering::Relaxed),
+        )
+    }
+
+    /// Runs `f` on a cell under its lock.
+    pub fn with<T>(&self, leg: Leg, window: Window, f: impl FnOnce(&mut Cell) -> T) -> T {
+        let mut cell = self.cells[leg.index()][window.index()]
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        f(&mut cell)
+    }
+
+    /// A copy of a cell.
+    pub fn snapshot(&self, leg: Leg, window: Window) -> Cell {
+        self.with(leg, window, |c| c.clone())
+    }
+}
+
+/// Classifies a tokio-postgres error: its SQLSTATE if the server (or
+/// gateway) sent one, else `connect` while connecting, `closed` if the
+/// connection is gone, `io` otherwise.
+pub fn classify(e: &tokio_postgres::Error, connecting: bool) -> Failure {
+    let kind = if let Some(db) = e.as_db_error() {
+        db.code().code().to_owned()
+    } else if connecting {
+        "connect".to_owned()
+    } else if e.is_closed() {
+        "closed".to_owned()
+    } else {
+        "io".to_owned()
+    };
+    let message = match e.as_db_error() {
+        Some(db) => format!("{}: {}", db.severity(), db.message()),
+        None => describe(e),
+    };
+    Failure { kind, message }
+}
+
+/// An error with its causes: `error performing TLS handshake: invalid
+/// peer certificate: UnknownIssuer`, where its `Display` alone stops at
+/// the first.
+pub fn describe(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let more = cause.to_string();
+        if !text.ends_with(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_latency_for_successes_and_kinds_for_errors() {
+        let stats = Stats::default();
+        let ok = Outcome {
+            statements: 3,
+            error: None,
+        };
+        stats.record(
+            Leg::Gateway,
+            Window::Measured,
+            Workload::Write,
+            Duration::from_micros(1500),
+            ok.clone(),
+        );
+        stats.record(
+            Leg::Gateway,
+            Window::Measured,
+            Workload::Point,
+            Duration::from_nanos(10),
+            ok,
+        );
+        for msg in ["first", "second"] {
+            stats.record(
+                Leg::Gateway,
+                Window::Measured,
+                Workload::Point,
+                Duration::from_secs(1),
+                Outcome {
+                    statements: 1,
+                    error: Some(Failure {
+                        kind: "57014".into(),
+                        message: msg.into(),
+                    }),
+                },
+            );
+        }
+        let cell = stats.snapshot(Leg::Gateway, Window::Measured);
+        assert_eq!((cell.ok(), cell.errors, cell.statements), (2, 2, 8));
+        assert_eq!(cell.latency.min(), 1, "sub-microsecond counts as 1 µs");
+        assert!(cell.latency.max() >= 1500);
+        assert_eq!(
+            cell.error_kinds["57014"],
+            ErrorCount {
+                count: 2,
+                example: "first".into()
+            }
+        );
+        assert_eq!(cell.workloads[Workload::Point.index()].errors, 2);
+        assert_eq!(stats.totals(Leg::Gateway), (4, 2));
+        assert_eq!(stats.snapshot(Leg::Direct, Window::Measured).ok(), 0);
+    }
+}
