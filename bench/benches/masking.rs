@@ -9,10 +9,14 @@
 //!   card number, a phone number, an SSN or a token, and is rewritten;
 //! - `aho-corasick batch`: the rule set's own automaton over the same bytes as
 //!   one haystack (the keyword-scan ceiling), and `aho-corasick per value`;
-//! - `memcpy`: copying the batch.
+//! - `memcpy`: copying the batch;
+//! - `mask clean long values`: ~1 KiB free-text values instead of short
+//!   columns, the per-byte cost without most of the per-value one.
 //!
-//! Two rule sets: every detector with a case-insensitive dictionary of
-//! customer names (the automaton folds case), and every detector alone.
+//! Two rule sets: every detector alone (20 keywords; values are screened
+//! for the few bytes keywords need before the automaton runs), and every
+//! detector with a case-insensitive dictionary of 12 customer names (32
+//! patterns; too many screening bytes, so every value is searched).
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use gatehouse_core::mask::{Detector, DictionaryRule, MaskRules, Masker, Strategy};
@@ -40,15 +44,69 @@ impl Rng {
     }
 }
 
-const FIRST: &[&str] = &["Maria", "James", "Aiko", "Olu", "Sofía", "Lars", "Priya", "Chen", "Zoë", "Mateus"];
-const LAST: &[&str] = &["Garcia", "Smith", "Tanaka", "Adeyemi", "Müller", "Nilsen", "Patel", "Wei", "Dubois", "Silva"];
-const STATUS: &[&str] = &["pending", "paid", "shipped", "delivered", "refunded", "cancelled"];
+const FIRST: &[&str] = &[
+    "Maria", "James", "Aiko", "Olu", "Sofía", "Lars", "Priya", "Chen", "Zoë", "Mateus",
+];
+const LAST: &[&str] = &[
+    "Garcia", "Smith", "Tanaka", "Adeyemi", "Müller", "Nilsen", "Patel", "Wei", "Dubois", "Silva",
+];
+const STATUS: &[&str] = &[
+    "pending",
+    "paid",
+    "shipped",
+    "delivered",
+    "refunded",
+    "cancelled",
+];
 const WORDS: &[&str] = &[
-    "the", "customer", "asked", "about", "delivery", "window", "package", "was", "left", "at",
-    "front", "door", "please", "call", "before", "arriving", "replacement", "sent", "on", "order",
-    "invoice", "updated", "discount", "applied", "warehouse", "Lisbon", "Osaka", "Toronto", "delay",
-    "due", "to", "weather", "backorder", "item", "size", "colour", "return", "label", "printed",
-    "courier", "confirmed", "signature", "required", "gift", "wrap", "note", "thanks", "again",
+    "the",
+    "customer",
+    "asked",
+    "about",
+    "delivery",
+    "window",
+    "package",
+    "was",
+    "left",
+    "at",
+    "front",
+    "door",
+    "please",
+    "call",
+    "before",
+    "arriving",
+    "replacement",
+    "sent",
+    "on",
+    "order",
+    "invoice",
+    "updated",
+    "discount",
+    "applied",
+    "warehouse",
+    "Lisbon",
+    "Osaka",
+    "Toronto",
+    "delay",
+    "due",
+    "to",
+    "weather",
+    "backorder",
+    "item",
+    "size",
+    "colour",
+    "return",
+    "label",
+    "printed",
+    "courier",
+    "confirmed",
+    "signature",
+    "required",
+    "gift",
+    "wrap",
+    "note",
+    "thanks",
+    "again",
 ];
 const SENSITIVE: &[&str] = &[
     "please email the receipt to maria.garcia@example.com today",
@@ -101,8 +159,9 @@ fn value(rng: &mut Rng, row: usize, col: usize) -> String {
     }
 }
 
-/// ~64 KiB of values; `sensitive_per_mille` of them carry something to mask.
-fn batch(sensitive_per_mille: usize) -> Vec<Vec<u8>> {
+/// ~64 KiB of values; one in `sensitive_every` (if any) carries something to
+/// mask.
+fn batch(sensitive_every: Option<usize>) -> Vec<Vec<u8>> {
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     let mut values = Vec::new();
     let mut total = 0;
@@ -110,13 +169,37 @@ fn batch(sensitive_per_mille: usize) -> Vec<Vec<u8>> {
     while total < BATCH {
         for col in 0..7 {
             let mut v = value(&mut rng, row, col);
-            if rng.below(1000) < sensitive_per_mille {
-                v = format!("{v} {}", rng.pick(SENSITIVE));
+            if sensitive_every.is_some_and(|n| values.len() % n == n / 2) {
+                let extra = SENSITIVE[values.len() % SENSITIVE.len()];
+                v = format!("{v} {extra}");
             }
             total += v.len();
             values.push(v.into_bytes());
         }
         row += 1;
+    }
+    values
+}
+
+/// ~64 KiB of long free-text values (~1 KiB each, like JSON documents or
+/// notes): the per-byte cost without the per-value one.
+fn long_batch() -> Vec<Vec<u8>> {
+    let mut rng = Rng(0x51_7cc1_b727_220a);
+    let mut values = Vec::new();
+    let mut total = 0;
+    while total < BATCH {
+        let mut v = String::new();
+        for row in 0..5 {
+            v.push_str(&format!(
+                "{{\"id\": {}, \"at\": \"{}\", \"who\": \"{}\", \"note\": \"{}\"}}\n",
+                value(&mut rng, row, 0),
+                value(&mut rng, row, 5),
+                value(&mut rng, row, 2),
+                value(&mut rng, row, 6)
+            ));
+        }
+        total += v.len();
+        values.push(v.into_bytes());
     }
     values
 }
@@ -133,9 +216,18 @@ fn rules(with_dictionary: bool) -> MaskRules {
     let dictionaries = if with_dictionary {
         vec![DictionaryRule {
             terms: [
-                "Northwind Traders", "Contoso", "Fabrikam", "Initech", "Globex", "Umbrella Corp",
-                "Hooli", "Vandelay Industries", "Wayne Enterprises", "Stark Industries",
-                "db-prod-7.internal", "billing.corp.internal",
+                "Northwind Traders",
+                "Contoso",
+                "Fabrikam",
+                "Initech",
+                "Globex",
+                "Umbrella Corp",
+                "Hooli",
+                "Vandelay Industries",
+                "Wayne Enterprises",
+                "Stark Industries",
+                "db-prod-7.internal",
+                "billing.corp.internal",
             ]
             .iter()
             .map(|t| (*t).to_owned())
@@ -154,8 +246,9 @@ fn rules(with_dictionary: bool) -> MaskRules {
 }
 
 fn masking(c: &mut Criterion) {
-    let clean = batch(0);
-    let dirty = batch(10);
+    let clean = batch(None);
+    let dirty = batch(Some(100));
+    let long = long_batch();
     let joined: Vec<u8> = clean.concat();
     let bytes = |b: &[Vec<u8>]| b.iter().map(Vec::len).sum::<usize>() as u64;
     let sensitive = dirty
@@ -163,28 +256,40 @@ fn masking(c: &mut Criterion) {
         .filter(|v| SENSITIVE.iter().any(|s| v.ends_with(s.as_bytes())))
         .count();
     eprintln!(
-        "batch: {} values, {} bytes clean, {} values sensitive of {}",
+        "batch: {} values, {} bytes clean, {} values sensitive of {}; long: {} values, {} bytes",
         clean.len(),
         bytes(&clean),
         sensitive,
-        dirty.len()
+        dirty.len(),
+        long.len(),
+        bytes(&long)
     );
 
     for (label, with_dictionary) in [("detectors+dictionary", true), ("detectors", false)] {
-        let masker = Masker::new(rules(with_dictionary), b"bench secret of sixteen+ bytes").unwrap();
-        for (name, values) in [("clean", &clean), ("1% sensitive", &dirty)] {
+        let masker =
+            Masker::new(rules(with_dictionary), b"bench secret of sixteen+ bytes").unwrap();
+        for (name, values) in [("clean", &clean), ("1% sensitive", &dirty), ("long", &long)] {
             let mut out = Vec::new();
             let rewritten: Vec<_> = values
                 .iter()
                 .filter(|v| masker.mask_value(v, &mut out).is_some())
                 .collect();
-            eprintln!("{label}: {} of {} {name} values rewritten", rewritten.len(), values.len());
+            eprintln!(
+                "{label}: {} of {} {name} values rewritten",
+                rewritten.len(),
+                values.len()
+            );
             for v in rewritten.iter().take(3) {
                 eprintln!("  e.g. {}", String::from_utf8_lossy(v));
             }
         }
         let mut g = c.benchmark_group(format!("masking/{label}"));
-        for (name, values) in [("mask clean", &clean), ("mask 1% sensitive", &dirty)] {
+        let cases = [
+            ("mask clean", &clean),
+            ("mask 1% sensitive", &dirty),
+            ("mask clean long values", &long),
+        ];
+        for (name, values) in cases {
             g.throughput(Throughput::Bytes(bytes(values)));
             g.bench_function(BenchmarkId::from_parameter(name), |b| {
                 let mut out = Vec::with_capacity(4096);

@@ -2,11 +2,20 @@
 //! gateway (and so before they are recorded).
 //!
 //! A [`MaskRules`] set is compiled once, at load or reload, into a
-//! [`Masker`]: column globs, one aho-corasick automaton over every dictionary
-//! term and detector keyword ([`prefilter`]), and a byte scan for the
-//! detectors without a keyword ([`scan`]: digits for cards, SSNs, phones and
-//! IBANs, `@` for e-mail). A value with no candidate costs those two passes
-//! and nothing else; validators ([`detectors`]) run only around candidates.
+//! [`Masker`]:
+//! - column rules: case-insensitive globs (`column.rs`);
+//! - one aho-corasick automaton over every dictionary term and detector
+//!   keyword (`AKIA`, `ghp_`, `eyJ`, `-----BEGIN `, …), searched over a
+//!   lower-cased copy of the value so that it keeps its SIMD prefilter
+//!   (`prefilter.rs`);
+//! - a byte scan for the detectors without a keyword: a vectorised census of
+//!   digits and `@`, then 64-byte bit masks tested for the shapes of cards,
+//!   SSNs, phone numbers and IBANs (`scan.rs`, `bits.rs`).
+//!
+//! Validators (`detectors/`) run only around what those let through: Luhn
+//! and issuer ranges, SSN area/group/serial rules, IBAN mod 97, token
+//! lengths and alphabets, PEM labels. A value with no candidate costs the
+//! automaton's scan and the census, and nothing is written.
 //!
 //! What this module is not: it knows nothing of PostgreSQL frames. The
 //! protocol layer asks [`Masker::column_strategy`] per column of a
@@ -22,6 +31,7 @@
 //! one is merged into it (masking more, never less). [`Hits`] carries rule
 //! ids and counts, never matched text.
 
+mod bits;
 mod column;
 mod detectors;
 mod prefilter;
@@ -37,6 +47,7 @@ pub use rules::{
 pub use strategy::Applied;
 
 use column::ColumnGlob;
+use detectors::Kw;
 use prefilter::{Pattern, Prefilter};
 use scan::ByteScan;
 use strategy::Tokenizer;
@@ -125,7 +136,7 @@ impl Masker {
                         rule,
                         strategy,
                         keyword: Some(kw),
-                        case_insensitive: false,
+                        case_insensitive: kw == Kw::AwsSecret,
                     });
                 }
             }
@@ -134,8 +145,11 @@ impl Masker {
         for (dictionary, dict) in rules.dictionaries.iter().enumerate() {
             let rule = next_id(format!("dictionary:{dictionary}"))?;
             for (term, text) in dict.terms.iter().enumerate() {
-                if text.is_empty() {
-                    return Err(MaskError::EmptyTerm { dictionary, term });
+                let bad = text.is_empty()
+                    || text.len() > prefilter::MAX_PATTERN
+                    || text.as_bytes().contains(&0);
+                if bad {
+                    return Err(MaskError::BadTerm { dictionary, term });
                 }
                 patterns.push(Pattern {
                     bytes: text.as_bytes().to_vec(),
@@ -254,7 +268,8 @@ impl Masker {
 
     /// The keyword automaton, when there are keywords or terms (for
     /// benchmarks and diagnostics: its raw scan is the ceiling of
-    /// [`Masker::mask_value`]).
+    /// [`Masker::mask_value`]). Its patterns are in ASCII lower case; the
+    /// masker searches lower-cased copies of values.
     pub fn automaton(&self) -> Option<&aho_corasick::AhoCorasick> {
         self.prefilter.as_ref().map(Prefilter::automaton)
     }

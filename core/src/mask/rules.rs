@@ -254,9 +254,10 @@ pub enum MaskError {
         /// The rule's position in `columns`.
         index: usize,
     },
-    /// A dictionary has an empty term (it would match everywhere).
-    #[error("dictionary {dictionary} has an empty term (term {term})")]
-    EmptyTerm {
+    /// A dictionary term is empty (it would match everywhere), longer than
+    /// 1024 bytes, or contains NUL (which PostgreSQL text cannot).
+    #[error("dictionary {dictionary}, term {term}: empty, over 1024 bytes, or containing NUL")]
+    BadTerm {
         /// The dictionary's position in `dictionaries`.
         dictionary: usize,
         /// The term's position in the dictionary.

@@ -1,5 +1,7 @@
-//! Payment card numbers: 13–19 digits in groups separated by single spaces
-//! or dashes, a known issuer prefix for the length, and the Luhn check.
+//! Payment card numbers: 13–19 digits, contiguous or in groups of three or
+//! more separated by single spaces or dashes (`4111 1111 1111 1111`,
+//! `3782 822463 10005`), a known issuer prefix for the length, and the Luhn
+//! check.
 //!
 //! Inside a longer run of grouped digits (`12 4111 1111 1111 1111`) every
 //! window of whole groups is a candidate; the leftmost start with the longest
@@ -34,6 +36,9 @@ fn longest_from(v: &[u8], s: usize) -> Option<usize> {
     let mut best = None;
     loop {
         let ge = digits_end(v, g);
+        if ge - g < 3 {
+            return best;
+        }
         for &b in v.get(g..ge).unwrap_or_default() {
             match digits.get_mut(n) {
                 Some(d) => *d = b - b'0',

@@ -44,24 +44,15 @@ pub(super) enum Kw {
     Pem,
 }
 
-/// The keywords each detector hangs off, for the automaton.
+/// The keywords each detector hangs off, for the automaton. All are matched
+/// exactly, except [`Kw::AwsSecret`]'s names, matched ignoring ASCII case.
 pub(super) const KEYWORDS: &[(Detector, &str, Kw)] = &[
     (Detector::AwsAccessKey, "AKIA", Kw::AwsKeyId),
     (Detector::AwsAccessKey, "ASIA", Kw::AwsKeyId),
-    (
-        Detector::AwsSecretKey,
-        "aws_secret_access_key",
-        Kw::AwsSecret,
-    ),
-    (
-        Detector::AwsSecretKey,
-        "AWS_SECRET_ACCESS_KEY",
-        Kw::AwsSecret,
-    ),
-    (Detector::AwsSecretKey, "SecretAccessKey", Kw::AwsSecret),
-    (Detector::AwsSecretKey, "secretAccessKey", Kw::AwsSecret),
+    // Matched ignoring case: `aws_secret_access_key`, `SecretAccessKey`, …
     (Detector::AwsSecretKey, "secret_access_key", Kw::AwsSecret),
-    (Detector::AwsSecretKey, "SECRET_ACCESS_KEY", Kw::AwsSecret),
+    (Detector::AwsSecretKey, "secretaccesskey", Kw::AwsSecret),
+    (Detector::AwsSecretKey, "secret-access-key", Kw::AwsSecret),
     (Detector::GcpApiKey, "AIza", Kw::GcpKey),
     (Detector::AzureStorageKey, "AccountKey=", Kw::AzureKey),
     (Detector::AzureStorageKey, "SharedAccessKey=", Kw::AzureKey),
@@ -71,20 +62,32 @@ pub(super) const KEYWORDS: &[(Detector, &str, Kw)] = &[
     (Detector::GithubToken, "ghu_", Kw::GithubClassic),
     (Detector::GithubToken, "ghr_", Kw::GithubClassic),
     (Detector::GithubToken, "github_pat_", Kw::GithubPat),
-    (Detector::StripeKey, "sk_live_", Kw::Stripe),
-    (Detector::StripeKey, "rk_live_", Kw::Stripe),
-    (Detector::StripeKey, "sk_test_", Kw::Stripe),
-    (Detector::StripeKey, "rk_test_", Kw::Stripe),
-    (Detector::SlackToken, "xoxb-", Kw::Slack),
-    (Detector::SlackToken, "xoxp-", Kw::Slack),
-    (Detector::SlackToken, "xoxa-", Kw::Slack),
-    (Detector::SlackToken, "xoxr-", Kw::Slack),
-    (Detector::SlackToken, "xoxs-", Kw::Slack),
-    (Detector::SlackToken, "xoxe-", Kw::Slack),
+    // The letter before `k_` is checked by the validator (`sk_`, `rk_`).
+    (Detector::StripeKey, "k_live_", Kw::Stripe),
+    (Detector::StripeKey, "k_test_", Kw::Stripe),
+    // The validator checks `xox[bparse]-`.
+    (Detector::SlackToken, "xox", Kw::Slack),
     (Detector::SlackToken, "xapp-", Kw::Slack),
     (Detector::Jwt, "eyJ", Kw::Jwt),
     (Detector::PemPrivateKey, "-----BEGIN ", Kw::Pem),
 ];
+
+/// Bytes of which a value must hold at least one for `kw`'s validator to
+/// accept a match (screening before the automaton runs).
+pub(super) fn required_bytes(kw: Kw) -> &'static [u8] {
+    match kw {
+        // `AKIA`, `ASIA`, `AIza` are matched in exact case.
+        Kw::AwsKeyId | Kw::GcpKey => b"A",
+        // `eyJ`, exact case.
+        Kw::Jwt => b"J",
+        // The name is followed by `:` or `=`.
+        Kw::AwsSecret => b":=",
+        Kw::AzureKey => b"=",
+        Kw::GithubClassic | Kw::GithubPat | Kw::Stripe => b"_",
+        // `xoxb-`, `xapp-`, `-----BEGIN `.
+        Kw::Slack | Kw::Pem => b"-",
+    }
+}
 
 pub(super) fn is_digit(b: Option<u8>) -> bool {
     b.is_some_and(|b| b.is_ascii_digit())

@@ -36,8 +36,8 @@ pub(crate) fn validate(kw: Kw, v: &[u8], s: usize, len: usize) -> Option<Span> {
         Kw::GcpKey => fixed(v, s, body, 35, b64url, b64url),
         Kw::GithubClassic => token(v, s, body, 30..=251, alnum, |b| alnum(b) || b == b'_'),
         Kw::GithubPat => token(v, s, body, 22..=244, |b| alnum(b) || b == b'_', alnum),
-        Kw::Stripe => token(v, s, body, 16..=247, alnum, |b| alnum(b) || b == b'_'),
-        Kw::Slack => token(v, s, body, 10..=255, |b| alnum(b) || b == b'-', alnum),
+        Kw::Stripe => stripe(v, s, body),
+        Kw::Slack => slack(v, s, body),
         Kw::AwsSecret => aws_secret(v, body),
         Kw::AzureKey => azure_key(v, body),
         Kw::Jwt => jwt(v, s),
@@ -74,6 +74,31 @@ fn token(
     }
     let e = super::run_end_max(v, body, lens.end() + 1, class);
     lens.contains(&(e - body)).then_some((s, e))
+}
+
+/// `sk_live_…`, `rk_live_…`, `sk_test_…`, `rk_test_…`: the hit starts at
+/// the `k`.
+fn stripe(v: &[u8], s: usize, body: usize) -> Option<Span> {
+    let start = s.checked_sub(1)?;
+    if !matches!(at(v, start), Some(b's' | b'r')) {
+        return None;
+    }
+    token(v, start, body, 16..=247, alnum, |b| alnum(b) || b == b'_')
+}
+
+/// `xoxb-`, `xoxp-`, `xoxa-`, `xoxr-`, `xoxs-`, `xoxe-` (hit `xox`), or
+/// `xapp-`.
+fn slack(v: &[u8], s: usize, body: usize) -> Option<Span> {
+    let body = if at(v, s + 1) == Some(b'o') {
+        let kind = matches!(at(v, body), Some(b'b' | b'p' | b'a' | b'r' | b's' | b'e'));
+        if !kind || at(v, body + 1) != Some(b'-') {
+            return None;
+        }
+        body + 2
+    } else {
+        body
+    };
+    token(v, s, body, 10..=255, |b| alnum(b) || b == b'-', alnum)
 }
 
 /// `…secret_access_key = "…40 base64 characters…"`: only the key.

@@ -276,11 +276,27 @@ fn load_errors() {
     );
     assert_eq!(
         empty.unwrap_err(),
-        MaskError::EmptyTerm {
+        MaskError::BadTerm {
             dictionary: 0,
             term: 1
         }
     );
+    for bad in ["a\0b".to_owned(), "x".repeat(1025)] {
+        let err = Masker::new(
+            MaskRules {
+                dictionaries: vec![dictionary(&[&bad], false)],
+                ..MaskRules::default()
+            },
+            b"",
+        );
+        assert_eq!(
+            err.unwrap_err(),
+            MaskError::BadTerm {
+                dictionary: 0,
+                term: 0
+            }
+        );
+    }
     let column = Masker::new(
         MaskRules {
             columns: vec![ColumnRule {
