@@ -44,6 +44,16 @@ async fn aliases_subqueries_and_views_do_not_unmask_a_column() {
         let out = Psql::new(gw.conn_string(&token)).command(sql).run();
         assert_eq!(out.assert_success(), "****", "{sql}");
     }
+    // tokio-postgres query_typed sends Parse, Bind, Describe, Execute in
+    // one batch: the rows are matched to the description that follows Bind.
+    let (client, _conn) = gw.connect(&token).await;
+    let rows = client
+        .query_typed("select id, ssn from secrets", &[])
+        .await
+        .expect("query_typed through the gateway");
+    let id: i32 = rows[0].get(0);
+    let ssn: &str = rows[0].get(1);
+    assert_eq!((id, ssn), (1, "****"));
     // Not a plain column reference: no origin; a plan that denies such
     // queries is the answer, the column rule cannot see it.
     let out = Psql::new(gw.conn_string(&token))

@@ -59,6 +59,10 @@ pub struct ShapeTracker {
     statements: HashMap<String, Vec<Column>>,
     /// Columns of bound portals, with their result formats.
     portals: HashMap<String, Shape>,
+    /// Portals bound from a statement not yet described (a client may send
+    /// Parse, Bind, Describe S, Execute in one batch): the statement and
+    /// the Bind's result formats, resolved when its description arrives.
+    unresolved: HashMap<String, (String, Vec<i16>)>,
     pending: VecDeque<Pending>,
     /// The shape of the rows of a simple query's current statement.
     current: Option<Shape>,
@@ -104,11 +108,24 @@ impl ShapeTracker {
             Some(Pending::DescribeStatement(name)) => {
                 let name = name.clone();
                 self.pending.pop_front();
+                let waiting: Vec<String> = self
+                    .unresolved
+                    .iter()
+                    .filter(|(_, (statement, _))| *statement == name)
+                    .map(|(portal, _)| portal.clone())
+                    .collect();
+                for portal in waiting {
+                    if let Some((_, formats)) = self.unresolved.remove(&portal) {
+                        let shape = Arc::new(with_formats(&cols, &formats));
+                        self.portals.insert(portal, shape);
+                    }
+                }
                 self.statements.insert(name, cols);
             }
             Some(Pending::DescribePortal(name)) => {
                 let name = name.clone();
                 self.pending.pop_front();
+                self.unresolved.remove(&name);
                 self.portals.insert(name, Arc::new(cols));
             }
             _ => self.current = Some(Arc::new(cols)),
@@ -146,10 +163,12 @@ impl ShapeTracker {
                     match self.statements.get(&statement) {
                         Some(cols) => {
                             let shape = Arc::new(with_formats(cols, &formats));
+                            self.unresolved.remove(&portal);
                             self.portals.insert(portal, shape);
                         }
                         None => {
                             self.portals.remove(&portal);
+                            self.unresolved.insert(portal, (statement, formats));
                         }
                     }
                 }
@@ -161,6 +180,7 @@ impl ShapeTracker {
                         self.statements.remove(&name);
                     } else {
                         self.portals.remove(&name);
+                        self.unresolved.remove(&name);
                     }
                 }
             }
@@ -284,6 +304,39 @@ mod tests {
             t.server(b'C');
             t.server(b'Z');
         }
+    }
+
+    #[test]
+    fn describe_after_bind_in_one_batch_still_shapes_the_rows() {
+        // tokio-postgres query_typed: Parse, Bind, Describe S, Execute, Sync.
+        let mut t = ShapeTracker::default();
+        t.client(&Message::Parse {
+            name: "",
+            sql: "",
+            param_types: vec![],
+        });
+        t.client(&Message::Bind(Bind {
+            portal: "",
+            statement: "",
+            param_formats: vec![],
+            params: vec![],
+            result_formats: vec![1],
+        }));
+        t.client(&Message::Describe {
+            kind: b'S',
+            name: "",
+        });
+        t.client(&Message::Execute {
+            portal: "",
+            max_rows: 0,
+        });
+        t.client(&Message::Sync);
+        t.server(b'1');
+        t.server(b'2');
+        t.server(b't');
+        t.row_description(&[field("c")]);
+        let shape = t.data_row().unwrap();
+        assert_eq!((shape[0].name.as_str(), shape[0].format), ("c", 1));
     }
 
     #[test]
