@@ -51,6 +51,23 @@ fn recording(c: &mut Criterion) {
             })
         });
     }
+    // The parts, beside the whole: hashing an encoded event, and decoding
+    // one back with validation (what replay and audit pay per event).
+    let mut rec = Recorder::new(SessionId([1; 16]));
+    let encoded = rec.record(
+        0,
+        Body::Frame(Frame {
+            dir: Direction::ToClient,
+            bytes: bytes::Bytes::from(vec![7u8; 64]),
+        }),
+    );
+    g.throughput(Throughput::Bytes(encoded.bytes.len() as u64));
+    g.bench_function("blake3 of an encoded 64-byte frame event", |b| {
+        b.iter(|| gatehouse_core::event::hash_of(&encoded.bytes))
+    });
+    g.bench_function("validated decode of it", |b| {
+        b.iter(|| gatehouse_core::event::decode(&encoded.bytes))
+    });
     g.finish();
 }
 

@@ -138,7 +138,10 @@ impl Recorder {
             prev: self.prev,
             body,
         };
-        let bytes = match rkyv::to_bytes::<rancor::Error>(&event) {
+        // Sized up front: growing the buffer from empty costs several
+        // reallocations per event on the hot path.
+        let buffer = AlignedVec::with_capacity(body_size_hint(&event.body) + 128);
+        let bytes = match rkyv::api::high::to_bytes_in::<_, rancor::Error>(&event, buffer) {
             Ok(bytes) => bytes,
             // Serializing into a growable in-memory buffer has no failure
             // mode for these types (no shared pointers, no size limits).
@@ -155,6 +158,21 @@ impl Recorder {
             seq,
             at_us,
         }
+    }
+}
+
+/// Roughly the archived size of a body's variable parts.
+fn body_size_hint(body: &Body) -> usize {
+    match body {
+        Body::Frame(f) => f.bytes.len(),
+        Body::Statement(s) => {
+            s.text.len()
+                + s.params
+                    .iter()
+                    .map(|p| p.value.as_ref().map_or(0, |v| v.len()) + 16)
+                    .sum::<usize>()
+        }
+        _ => 256,
     }
 }
 
