@@ -5,6 +5,7 @@
 
 use bytes::BytesMut;
 use gatehouse_core::event::SessionId;
+use gatehouse_core::mask::{ColumnRule, Detector, MaskRules, Masker, Strategy};
 use gatehouse_core::pg::{Action, Authorized, Session, SessionConfig, UpstreamLogin};
 use libfuzzer_sys::fuzz_target;
 
@@ -16,6 +17,20 @@ fuzz_target!(|data: &[u8]| {
         max_upstream_frame: 4096,
         backend_key: (1, 2),
     };
+    // Masking on, with a column rule, so the shape tracker and the frame
+    // rewriting see the same arbitrary traffic.
+    let rules = MaskRules {
+        columns: vec![ColumnRule {
+            pattern: "ssn".into(),
+            strategy: Strategy::Redact,
+        }],
+        detectors: vec![(Detector::Email, Strategy::Redact)],
+        dictionaries: vec![],
+    };
+    let Ok(masker) = Masker::new(rules, b"") else {
+        return;
+    };
+    let masker = std::sync::Arc::new(masker);
     let mut s = Session::new(SessionId([0; 16]), cfg, "fuzz".into(), 0);
     let mut client = BytesMut::new();
     let mut upstream = BytesMut::new();
@@ -52,7 +67,7 @@ fuzz_target!(|data: &[u8]| {
                             user: "u".into(),
                             password: Some("pw".into()),
                         },
-                masker: None,
+                        masker: Some(masker.clone()),
                     },
                     now,
                 ),

@@ -53,6 +53,28 @@ fn valid_server_stream() -> Vec<u8> {
     s.extend_from_slice(encode::ready_for_query(b'I').bytes());
     s.extend_from_slice(encode::frame(b'C', |b| b.extend_from_slice(b"SELECT 1\0")).bytes());
     s.extend_from_slice(encode::error_response("ERROR", "42601", "syntax", Some("hint")).bytes());
+    // Ends the catalog phase when masking is on; then a row to mask.
+    s.extend_from_slice(encode::ready_for_query(b'I').bytes());
+    s.extend_from_slice(
+        encode::frame(b'T', |b| {
+            b.extend_from_slice(&1i16.to_be_bytes());
+            b.extend_from_slice(b"n\0");
+            b.extend_from_slice(&[
+                0, 0, 64, 0, 0, 1, 0, 0, 0, 25, 255, 255, 255, 255, 255, 255, 0, 0,
+            ]);
+        })
+        .bytes(),
+    );
+    s.extend_from_slice(
+        encode::frame(b'D', |b| {
+            b.extend_from_slice(&1i16.to_be_bytes());
+            b.extend_from_slice(&20i32.to_be_bytes());
+            b.extend_from_slice(b"jane.doe@example.com");
+        })
+        .bytes(),
+    );
+    s.extend_from_slice(encode::frame(b'C', |b| b.extend_from_slice(b"SELECT 1\0")).bytes());
+    s.extend_from_slice(encode::ready_for_query(b'I').bytes());
     s
 }
 
@@ -85,6 +107,19 @@ fn drive(client: &[u8], server: &[u8], rng: &mut Rng) {
         backend_key: (1, 2),
     };
     let mut s = Session::new(SessionId([0; 16]), cfg, "t".into(), 0);
+    // Half the runs with masking on (a column rule, so the catalog phase
+    // and the shape tracker run too).
+    let masker = (rng.below(2) == 0).then(|| {
+        let rules = crate::mask::MaskRules {
+            columns: vec![crate::mask::ColumnRule {
+                pattern: "n".into(),
+                strategy: crate::mask::Strategy::Redact,
+            }],
+            detectors: vec![(crate::mask::Detector::Email, crate::mask::Strategy::Redact)],
+            dictionaries: vec![],
+        };
+        std::sync::Arc::new(crate::mask::Masker::new(rules, b"").unwrap())
+    });
     let (mut cbuf, mut ubuf) = (BytesMut::new(), BytesMut::new());
     let (mut ci, mut ui) = (0, 0);
     while ci < client.len() || ui < server.len() {
@@ -122,7 +157,7 @@ fn drive(client: &[u8], server: &[u8], rng: &mut Rng) {
                             user: "u".into(),
                             password: Some("pw".into()),
                         },
-                        masker: None,
+                        masker: masker.clone(),
                     },
                     1,
                 ),
