@@ -257,6 +257,18 @@ impl Session {
         )
     }
 
+    /// Whether the session is opening its target: connecting, logging in,
+    /// or reading the catalog before the client is greeted. The driver
+    /// bounds this with the target's connect timeout and reports
+    /// [`upstream_failed`](Self::upstream_failed) when it passes: a target
+    /// that accepts TCP and then never answers must not hold the client.
+    pub fn is_logging_in(&self) -> bool {
+        matches!(
+            self.phase,
+            Phase::Connecting(_) | Phase::LoggingIn(_) | Phase::Catalog(_)
+        )
+    }
+
     /// The next bytes to write.
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
         self.transmits.pop_front()
@@ -381,10 +393,10 @@ impl Session {
         self.phase = Phase::LoggingIn(Box::new(login));
     }
 
-    /// The target could not be reached (or the connection broke during
-    /// login).
+    /// The target could not be reached (or the connection broke, or it
+    /// stopped answering, during login or the catalog read that follows).
     pub fn upstream_failed(&mut self, why: &str, now_us: i64) {
-        if !matches!(self.phase, Phase::Connecting(_) | Phase::LoggingIn(_)) {
+        if !self.is_logging_in() {
             return;
         }
         self.last_us = now_us;
@@ -410,7 +422,7 @@ impl Session {
                 self.fatal("08006", "the target closed the connection", now_us);
                 self.close(CloseReason::UpstreamClosed, now_us);
             }
-            Phase::Connecting(_) | Phase::LoggingIn(_) => {
+            Phase::Connecting(_) | Phase::LoggingIn(_) | Phase::Catalog(_) => {
                 self.upstream_failed("the connection closed during login", now_us)
             }
             _ => self.close(CloseReason::UpstreamClosed, now_us),

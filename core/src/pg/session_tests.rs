@@ -429,3 +429,55 @@ fn an_error_in_a_non_utf8_client_encoding_is_relayed_not_fatal() {
             .any(|b| matches!(b, Body::Error(e) if e.code == "22012"))
     );
 }
+
+#[test]
+fn a_login_that_never_finishes_fails_with_08001_when_the_driver_says_so() {
+    let mut h = Harness::new(true);
+    h.client(&startup("orders"), 1000);
+    h.client(encode::password_message(b"the.grant").bytes(), 1000);
+    assert!(!h.s.is_logging_in());
+    h.s.authorized(
+        Authorized {
+            subject: "agent:t".into(),
+            jti: "j1".into(),
+            issuer: "gatehouse".into(),
+            purpose: "test".into(),
+            ticket: None,
+            use_number: 1,
+            max_uses: Some(1),
+            expires_at: 100,
+            login: UpstreamLogin {
+                database: "orders_db".into(),
+                user: "app".into(),
+                password: None,
+            },
+            masker: None,
+        },
+        1,
+    );
+    assert!(h.s.is_logging_in());
+    h.s.upstream_connected(2);
+    h.drain();
+    assert!(h.s.is_logging_in(), "the target has not answered");
+    h.to_client.clear();
+    h.s.upstream_failed("logging in timed out", 3);
+    h.drain();
+    assert!(h.s.is_closed() && !h.s.is_logging_in());
+    assert_eq!(h.to_client.first(), Some(&b'E'));
+    assert!(h.to_client.windows(5).any(|w| w == b"08001"));
+    assert!(
+        matches!(h.bodies.last(), Some(Body::Closed(c)) if c.reason == CloseReason::UpstreamUnavailable)
+    );
+}
+
+#[test]
+fn the_session_is_not_logging_in_once_greeted() {
+    let mut h = Harness::new(true);
+    h.open();
+    assert!(!h.s.is_logging_in());
+    h.s.upstream_failed("late", 5);
+    assert!(
+        !h.s.is_closed(),
+        "a relaying session ignores a login failure"
+    );
+}

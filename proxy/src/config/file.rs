@@ -176,7 +176,7 @@ pub struct TargetSection {
     /// `password`: never allowed; present only so that the error can say
     /// what to do instead.
     pub password: Option<toml::Value>,
-    /// `connect_timeout`. Default 5s.
+    /// `connect_timeout`: bounds TCP connect and login together. Default 5s.
     pub connect_timeout: String,
     /// `[targets.NAME.masking]`: what to mask in this target's results.
     pub masking: Option<MaskingSection>,

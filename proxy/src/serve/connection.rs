@@ -28,6 +28,9 @@ use super::targets::TargetAddr;
 
 /// A client that has not finished startup by then is disconnected.
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a finished session waits for each side to take what is still
+/// queued for it.
+const FINISH_LIMIT: Duration = Duration::from_secs(10);
 /// Bytes read per call.
 const READ_CHUNK: usize = 64 * 1024;
 /// After the session ends, the client may still be sending (the rest of a
@@ -69,6 +72,7 @@ pub async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr) {
         upstream_addr: None,
         pending_ack: None,
         client_in: None,
+        login_deadline: None,
     };
     async {
         let started = tokio::time::timeout(STARTUP_TIMEOUT, conn.handshake(tcp)).await;
@@ -98,6 +102,11 @@ struct Conn {
     /// The client's read side once the relay has ended, for the lingering
     /// close in [`Conn::finish`].
     client_in: Option<ReadHalf<Box<dyn Io>>>,
+    /// When opening the target (TCP connect, login, catalog read) must be
+    /// done by: the target's `connect_timeout` covers all of it, so a
+    /// target that accepts TCP and then never answers cannot hold the
+    /// client.
+    login_deadline: Option<tokio::time::Instant>,
 }
 
 enum Client {
@@ -260,6 +269,7 @@ impl Conn {
             let upstream_room = self.upstream_out.as_ref().is_none_or(OutQueue::has_room);
             let read_client = self.session.wants_client_data() && upstream_room;
             let read_upstream = self.upstream_in.is_some() && client_room;
+            let login_deadline = self.login_deadline.filter(|_| self.session.is_logging_in());
             cbuf.reserve(READ_CHUNK);
             ubuf.reserve(READ_CHUNK);
             tokio::select! {
@@ -277,8 +287,22 @@ impl Conn {
                 _ = changed(&self.client_out) => self.check_writers(),
                 _ = changed(&self.upstream_out) => self.check_writers(),
                 _ = shutdown.changed() => self.session.shutdown(now_us()),
+                _ = sleep_until_opt(login_deadline) => self.login_timed_out(),
             }
         }
+    }
+
+    /// The target accepted TCP but did not finish the login in time.
+    fn login_timed_out(&mut self) {
+        let why = match &self.target {
+            Some(t) => format!(
+                "logging in to {}:{} timed out after {:?}",
+                t.host, t.port, t.connect_timeout
+            ),
+            None => "logging in timed out".to_owned(),
+        };
+        tracing::warn!("{why}");
+        self.session.upstream_failed(&why, now_us());
     }
 
     fn check_writers(&mut self) {
@@ -383,8 +407,10 @@ impl Conn {
             self.session.upstream_failed("no target address", now_us());
             return;
         };
+        let deadline = tokio::time::Instant::now() + target.connect_timeout;
+        self.login_deadline = Some(deadline);
         let connect = TcpStream::connect((target.host.as_str(), target.port));
-        match tokio::time::timeout(target.connect_timeout, connect).await {
+        match tokio::time::timeout_at(deadline, connect).await {
             Ok(Ok(stream)) => {
                 let _ = stream.set_nodelay(true);
                 self.upstream_addr = stream.peer_addr().ok();
@@ -415,10 +441,10 @@ impl Conn {
         self.record_without_waiting().await;
         let mut store_failed = false;
         if let Some(q) = self.upstream_out.take() {
-            store_failed |= q.finish().await == Ended::Store;
+            store_failed |= q.finish_within(FINISH_LIMIT).await == Ended::Store;
         }
         if let Some(q) = self.client_out.take() {
-            let _ = tokio::time::timeout(Duration::from_secs(5), q.finish()).await;
+            let _ = q.finish_within(FINISH_LIMIT).await;
         }
         if let Some(r) = self.client_in.take() {
             linger(r).await;
@@ -457,6 +483,13 @@ async fn read_opt(
 ) -> std::io::Result<usize> {
     match r {
         Some(r) => r.read_buf(buf).await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn sleep_until_opt(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
         None => std::future::pending().await,
     }
 }

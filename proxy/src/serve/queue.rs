@@ -100,10 +100,19 @@ impl OutQueue {
     }
 
     /// Stops taking bytes, waits until everything queued is written (or the
-    /// writer fails) and shuts the stream down.
-    pub async fn finish(mut self) -> Ended {
+    /// writer fails) and shuts the stream down — for at most `limit`: a peer
+    /// that stopped reading must not keep a finished session (and its
+    /// socket) alive. What was not written by then is dropped with the
+    /// connection.
+    pub async fn finish_within(mut self, limit: std::time::Duration) -> Ended {
         self.tx = None;
-        (&mut self.task).await.unwrap_or(Ended::Io)
+        match tokio::time::timeout(limit, &mut self.task).await {
+            Ok(ended) => ended.unwrap_or(Ended::Io),
+            Err(_) => {
+                self.task.abort();
+                Ended::Io
+            }
+        }
     }
 }
 

@@ -14,7 +14,8 @@ pub struct TargetAddr {
     pub host: String,
     /// TCP port.
     pub port: u16,
-    /// How long a connect may take.
+    /// How long opening a session may take: TCP connect, login and the
+    /// catalog read together.
     pub connect_timeout: Duration,
 }
 
