@@ -16,6 +16,7 @@ fuzz_target!(|data: &[u8]| {
         max_client_frame: 4096,
         max_upstream_frame: 4096,
         backend_key: (1, 2),
+        seal_key: None,
     };
     // Masking on, with a column rule, so the shape tracker and the frame
     // rewriting see the same arbitrary traffic.

@@ -277,7 +277,7 @@ pub fn check(reader: &Reader, ledger: &Ledger) -> anyhow::Result<CheckReport> {
                 _ => {}
             }
         }
-        let chain = gatehouse_replay::verify::verify_session(reader, id)
+        let chain = gatehouse_replay::verify::verify_session(reader, id, None)
             .with_context(|| format!("cannot verify session {id}"))?;
         report.chain_events += chain.events;
         for brk in chain.breaks {
@@ -395,6 +395,7 @@ mod tests {
                 bytes_to_client: 0,
                 statements: 0,
                 duration_us: 1000,
+                seal: None,
             }),
         ));
         store.writer().append_blocking(events).expect("append");

@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context as _;
+use gatehouse_core::event::SealKey;
 use gatehouse_core::grant::{KeySet, Verifier, VerifyingKey};
 use serde::Deserialize;
 
@@ -151,6 +152,23 @@ pub struct Store {
     pub durability: Durability,
     /// With [`Durability::Os`]: how often to fsync.
     pub os_sync_interval: Duration,
+    /// The key that seals sessions (PKCS#8 PEM); `None`: sessions are
+    /// recorded unsealed. Validation has read and parsed it.
+    pub seal_key: Option<PathBuf>,
+}
+
+impl Store {
+    /// Reads and parses the seal key file, if one is configured.
+    pub fn load_seal_key(&self) -> anyhow::Result<Option<SealKey>> {
+        let Some(path) = &self.seal_key else {
+            return Ok(None);
+        };
+        let pem = std::fs::read_to_string(path)
+            .with_context(|| format!("store.seal_key: cannot read {}", path.display()))?;
+        let key = SealKey::from_pkcs8_pem(&pem)
+            .with_context(|| format!("store.seal_key: {}", path.display()))?;
+        Ok(Some(key))
+    }
 }
 
 /// `[grants]`, resolved.
@@ -320,7 +338,7 @@ impl Config {
         };
         format!(
             "{} target{} ({}), listener {} ({tls}), engine {} with {} worker{}, \
-             store {} ({}), {} grant key{}",
+             store {} ({}, {}), {} grant key{}",
             targets.len(),
             plural(targets.len()),
             targets.join(", "),
@@ -335,6 +353,11 @@ impl Config {
                     "os, fsync every {}",
                     units::Human(self.store.os_sync_interval)
                 ),
+            },
+            if self.store.seal_key.is_some() {
+                "sealed"
+            } else {
+                "unsealed"
             },
             self.grants.keys.len(),
             plural(self.grants.keys.len()),

@@ -14,15 +14,23 @@
 //! | `undecodable` | the value is not a valid event archive |
 //! | `appended` | an event beyond the count the session summary records, or after the session's `Closed` event |
 //!
+//! | `unsealed` | (with a public key) the session's `Closed` event carries no seal |
+//! | `bad_seal` | (with a public key) the `Closed` event's seal does not verify: it, its `prev`, or its place was altered, or another key sealed it |
+//!
 //! One altered event yields one break, not a cascade: a link is checked
 //! only between two events that are each in their right place.
 //!
-//! What this does not prove yet: the last event of a session has no
-//! successor to vouch for it, so an altered last event (or a whole forged
-//! tail with a summary to match) passes. Closing events will be sealed with
-//! the gateway's signing key; verifying the seals is planned.
+//! The last event of a session has no successor to vouch for it; the
+//! `Closed` event's seal does instead ([`gatehouse_core::event::seal_message`]
+//! covers its `prev`, so the whole chain). Given the gateway's seal public
+//! key, every `Closed` event's seal is verified. A session without a
+//! `Closed` event was cut (a gateway crash or kill); it is reported as a
+//! [`Warning`], not a break: its tail is not sealed, so events removed from
+//! its end are detectable only through the session summary.
 
-use gatehouse_core::event::{Body, Event, HASH_LEN, Hash, SessionId, decode, hash_of};
+use gatehouse_core::event::{
+    Body, Event, HASH_LEN, Hash, SealError, SealPublicKey, SessionId, decode, hash_of, verify_seal,
+};
 use gatehouse_store::{RawEvent, Reader, StoreError};
 use serde::Serialize;
 
@@ -42,6 +50,10 @@ pub enum BreakKind {
     Undecodable,
     /// Events beyond what the session recorded.
     Appended,
+    /// A `Closed` event without a seal, where a seal key was given.
+    Unsealed,
+    /// A `Closed` event whose seal does not verify.
+    BadSeal,
 }
 
 impl BreakKind {
@@ -54,6 +66,8 @@ impl BreakKind {
             BreakKind::Misplaced => "misplaced",
             BreakKind::Undecodable => "undecodable",
             BreakKind::Appended => "appended",
+            BreakKind::Unsealed => "unsealed",
+            BreakKind::BadSeal => "bad seal",
         }
     }
 }
@@ -90,6 +104,22 @@ impl std::fmt::Display for Break {
                 self.detail
             ),
         }
+    }
+}
+
+/// Something an auditor should know that is not a break: a session cut
+/// before its `Closed` event (expected after a gateway crash).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Warning {
+    /// The session.
+    pub session: String,
+    /// What was found.
+    pub detail: String,
+}
+
+impl std::fmt::Display for Warning {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "session {}: {}", self.session, self.detail)
     }
 }
 
@@ -133,16 +163,21 @@ pub struct SessionCheck {
     pub events: u64,
     /// What is broken; empty when the chain holds.
     pub breaks: Vec<Break>,
+    /// What is not broken but worth knowing (a cut session).
+    pub warnings: Vec<Warning>,
 }
 
 /// Checks one session's stored values, in key order. `recorded` is the
-/// event count of the session's summary, if it has one.
+/// event count of the session's summary, if it has one. With `seal_key`,
+/// the seal of its `Closed` event is verified too.
 pub fn check_chain(
     session: SessionId,
     recorded: Option<u64>,
+    seal_key: Option<&SealPublicKey>,
     stored: impl IntoIterator<Item = Stored>,
 ) -> SessionCheck {
     let name = session.to_string();
+    let mut warnings = Vec::new();
     let mut breaks = Vec::new();
     let mut brk = |seq: Option<u64>, kind, detail: String| {
         breaks.push(Break {
@@ -216,8 +251,21 @@ pub fn check_chain(
                 ),
             );
         }
-        if matches!(event.body, Body::Closed(_)) && closed_at.is_none() {
+        if let Body::Closed(closed) = &event.body
+            && closed_at.is_none()
+        {
             closed_at = Some(seq);
+            if let Some(key) = seal_key {
+                match verify_seal(key, session, seq, &event.prev, closed) {
+                    Ok(()) => {}
+                    Err(SealError::Unsealed) => brk(
+                        Some(seq),
+                        BreakKind::Unsealed,
+                        "the Closed event carries no seal".into(),
+                    ),
+                    Err(e) => brk(Some(seq), BreakKind::BadSeal, e.to_string()),
+                }
+            }
         }
         prev = Some(hash);
     }
@@ -245,10 +293,21 @@ pub fn check_chain(
             );
         }
     }
+    if closed_at.is_none() && read > 0 {
+        warnings.push(Warning {
+            session: name.clone(),
+            detail: format!(
+                "cut (not sealed): no Closed event after #{}; the session ended without \
+                 closing (a gateway crash or kill), so its tail is not sealed",
+                next.saturating_sub(1)
+            ),
+        });
+    }
     SessionCheck {
-        session: session.to_string(),
+        session: name,
         events: read,
         breaks,
+        warnings,
     }
 }
 
@@ -306,11 +365,16 @@ pub fn stored_events(
     })
 }
 
-/// Verifies session `id` (its summary, if any, gives the expected count).
-pub fn verify_session(reader: &Reader, id: SessionId) -> Result<SessionCheck, StoreError> {
+/// Verifies session `id` (its summary, if any, gives the expected count),
+/// and with `seal_key` its seal.
+pub fn verify_session(
+    reader: &Reader,
+    id: SessionId,
+    seal_key: Option<&SealPublicKey>,
+) -> Result<SessionCheck, StoreError> {
     let recorded = reader.session(id)?.map(|s| s.events);
     let stored = stored_events(reader, id).collect::<Result<Vec<_>, _>>()?;
-    Ok(check_chain(id, recorded, stored))
+    Ok(check_chain(id, recorded, seal_key, stored))
 }
 
 /// The outcome for a whole store.
@@ -322,6 +386,8 @@ pub struct Report {
     pub events: u64,
     /// Every break found.
     pub breaks: Vec<Break>,
+    /// Every warning (cut sessions).
+    pub warnings: Vec<Warning>,
 }
 
 impl Report {
@@ -330,6 +396,7 @@ impl Report {
         self.sessions += 1;
         self.events += check.events;
         self.breaks.extend(check.breaks);
+        self.warnings.extend(check.warnings);
     }
 
     /// Sessions with at least one break.
@@ -348,6 +415,7 @@ impl Report {
 /// count.
 pub fn verify_store(
     reader: &Reader,
+    seal_key: Option<&SealPublicKey>,
     mut each: impl FnMut(&SessionCheck),
 ) -> Result<Report, StoreError> {
     let mut report = Report::default();
@@ -365,7 +433,7 @@ pub fn verify_store(
             Err(e) => return Err(e),
         };
         let stored = stored_events(reader, id).collect::<Result<Vec<_>, _>>()?;
-        let mut check = check_chain(id, recorded, stored);
+        let mut check = check_chain(id, recorded, seal_key, stored);
         if let Some(reason) = summary_break {
             check.breaks.insert(
                 0,
@@ -417,7 +485,7 @@ mod tests {
     #[test]
     fn intact_chain_has_no_breaks() {
         let (id, events) = session(5);
-        let check = check_chain(id, Some(5), events.iter().map(stored));
+        let check = check_chain(id, Some(5), None, events.iter().map(stored));
         assert_eq!((check.events, check.breaks.len()), (5, 0));
     }
 
@@ -432,7 +500,7 @@ mod tests {
         // #5 undecodable; #6 missing.
         s[5].content = Content::Undecodable("garbage".into());
         s.remove(6);
-        let check = check_chain(id, Some(9), s);
+        let check = check_chain(id, Some(9), None, s);
         let found: Vec<(Option<u64>, BreakKind)> =
             check.breaks.iter().map(|b| (b.seq, b.kind)).collect();
         assert_eq!(
@@ -457,7 +525,7 @@ mod tests {
             session: SessionId([9; 16]),
             seq: 3,
         };
-        let check = check_chain(id, Some(4), s);
+        let check = check_chain(id, Some(4), None, s);
         let found: Vec<(Option<u64>, BreakKind)> =
             check.breaks.iter().map(|b| (b.seq, b.kind)).collect();
         assert_eq!(

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::Command;
 
 use common::*;
-use gatehouse_core::event::{CloseReason, SessionId, decode, event_key};
+use gatehouse_core::event::{Body, CloseReason, SealKey, SessionId, decode, encode, event_key};
 use gatehouse_replay::cli::open_store;
 use gatehouse_replay::verify::{BreakKind, verify_session, verify_store};
 
@@ -50,7 +50,7 @@ fn tamper(dir: &Path, f: impl FnOnce(&fjall::Keyspace)) {
 
 fn breaks(dir: &Path) -> Vec<(String, Option<u64>, BreakKind)> {
     let reader = open_store(dir).unwrap();
-    let report = verify_store(&reader, |_| {}).unwrap();
+    let report = verify_store(&reader, None, |_| {}).unwrap();
     assert_eq!(report.sessions, 2);
     report
         .breaks
@@ -81,7 +81,10 @@ fn an_intact_store_verifies() {
     assert!(breaks(dir.path()).is_empty());
     let (code, out, err) = audit(dir.path(), &[]);
     assert_eq!(code, 0, "{out}{err}");
-    assert_eq!(out, "2 sessions, 14 events verified\n");
+    assert_eq!(
+        out,
+        "2 sessions, 14 events verified, seals not checked (no --pubkey)\n"
+    );
 }
 
 #[test]
@@ -124,7 +127,13 @@ fn a_modified_value_is_reported_where_it_is() {
         dir.path(),
         &["--session", &sid(T0_MS + 5, B).to_string()[..13]],
     );
-    assert_eq!((code, out.as_str()), (0, "1 session, 7 events verified\n"));
+    assert_eq!(
+        (code, out.as_str()),
+        (
+            0,
+            "1 session, 7 events verified, seals not checked (no --pubkey)\n"
+        )
+    );
 }
 
 #[test]
@@ -202,7 +211,7 @@ fn undecodable_reordered_and_misplaced_values() {
         ]
     );
     let reader = open_store(dir.path()).unwrap();
-    let check = verify_session(&reader, b).unwrap();
+    let check = verify_session(&reader, b, None).unwrap();
     assert!(
         check.breaks[0]
             .detail
@@ -235,13 +244,14 @@ fn an_appended_event_is_reported() {
 }
 
 #[test]
-fn help_says_signatures_come_later() {
+fn help_explains_seals() {
     let out = Command::new(env!("CARGO_BIN_EXE_gatehouse-audit"))
         .args(["verify", "--help"])
         .output()
         .unwrap();
     let help = String::from_utf8(out.stdout).unwrap();
-    assert!(help.contains("Not yet checked: signatures"), "{help}");
+    assert!(help.contains("--pubkey"), "{help}");
+    assert!(help.contains("bad seal"), "{help}");
 }
 
 #[test]
@@ -260,7 +270,7 @@ fn a_session_stripped_of_its_events_still_shows_who_and_is_missing_everything() 
     assert_eq!(t.header.subject.as_deref(), Some("agent:reconciler"));
     assert_eq!(t.header.started_us, (T0_MS * 1000) as i64);
     assert!(t.items.is_empty());
-    let check = verify_session(&reader, a).unwrap();
+    let check = verify_session(&reader, a, None).unwrap();
     assert_eq!(check.breaks.len(), 1);
     assert_eq!(
         (check.breaks[0].seq, check.breaks[0].kind),
@@ -271,4 +281,127 @@ fn a_session_stripped_of_its_events_still_shows_who_and_is_missing_everything() 
         "{}",
         check.breaks[0].detail
     );
+}
+
+fn seal_key(seed: u8) -> std::sync::Arc<SealKey> {
+    std::sync::Arc::new(SealKey::from_secret_bytes(&[seed; 32]))
+}
+
+/// Writes `key`'s public half into `dir` and returns its path.
+fn pubkey_file(dir: &Path, key: &SealKey, name: &str) -> std::path::PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, key.public_key().to_spki_pem().unwrap()).unwrap();
+    path
+}
+
+#[test]
+fn seals_verify_and_a_changed_total_in_the_last_event_is_a_bad_seal() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = tempfile::tempdir().unwrap();
+    let key = seal_key(11);
+    let (a, b) = (sid(T0_MS, A), sid(T0_MS + 5, B));
+    let sa = {
+        let mut s = SessionBuilder::sealed(a, Some(key.clone()));
+        s.opened().greeting();
+        s.wait(1_000).up(&[query("SELECT 1")]);
+        s.wait(500).down(&[complete("SELECT 1"), ready()]);
+        s.closed(CloseReason::ClientTerminated);
+        s
+    };
+    let mut sb = SessionBuilder::sealed(b, Some(key.clone()));
+    sb.opened().greeting();
+    sb.closed(CloseReason::ClientDisconnected);
+    write_store(dir.path(), &[&sa, &sb]);
+    let closed_seq = sa.events.len() as u64 - 1;
+    let public = pubkey_file(keys.path(), &key, "seal.pub");
+    let pubkey = public.to_str().unwrap();
+
+    let (code, out, err) = audit(dir.path(), &["--pubkey", pubkey]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("seals checked with key"), "{out}");
+    assert!(!out.contains("WARN"), "{out}");
+
+    // Lower the recorded statement count of a's Closed event, re-encoded
+    // with its prev untouched: the chain has nothing after it to notice.
+    tamper(dir.path(), |events| {
+        let k = event_key(a, closed_seq);
+        let mut event = decode(&events.get(k).unwrap().unwrap()).unwrap();
+        let Body::Closed(closed) = &mut event.body else {
+            panic!("not Closed: {event:?}")
+        };
+        closed.statements = 0;
+        events.insert(k, encode(&event).as_slice()).unwrap();
+    });
+    assert!(
+        breaks(dir.path()).is_empty(),
+        "the chain alone cannot see it"
+    );
+    let reader = open_store(dir.path()).unwrap();
+    let report = verify_store(&reader, Some(&key.public_key()), |_| {}).unwrap();
+    drop(reader);
+    let found: Vec<_> = report
+        .breaks
+        .iter()
+        .map(|b| (b.session.clone(), b.seq, b.kind))
+        .collect();
+    assert_eq!(
+        found,
+        [(a.to_string(), Some(closed_seq), BreakKind::BadSeal)]
+    );
+    let (code, out, _) = audit(dir.path(), &["--pubkey", pubkey]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains(&format!("BREAK session {a} #{closed_seq}: bad seal")),
+        "{out}"
+    );
+
+    // Another key: every seal is bad, and says which key sealed it.
+    let other = pubkey_file(keys.path(), &seal_key(12), "other.pub");
+    let (code, out, _) = audit(dir.path(), &["--pubkey", other.to_str().unwrap()]);
+    assert_eq!(code, 1, "{out}");
+    assert_eq!(
+        out.matches(": bad seal: sealed with key").count(),
+        2,
+        "{out}"
+    );
+}
+
+#[test]
+fn unsealed_sessions_break_with_a_pubkey_and_cut_sessions_only_warn() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = tempfile::tempdir().unwrap();
+    let (a, b) = (sid(T0_MS, A), sid(T0_MS + 5, B));
+    // a: closed without a seal; b: sealed, but cut before its Closed event.
+    let mut sb = SessionBuilder::sealed(b, Some(seal_key(11)));
+    sb.opened().greeting();
+    write_store(dir.path(), &[&small_session(a), &sb]);
+    let public = pubkey_file(keys.path(), &seal_key(11), "seal.pub");
+
+    let (code, out, _) = audit(dir.path(), &["--pubkey", public.to_str().unwrap()]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains(&format!("BREAK session {a} #6: unsealed")),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!("WARN session {b}: cut (not sealed)")),
+        "{out}"
+    );
+    assert!(!out.contains(&format!("BREAK session {b}")), "{out}");
+
+    // Without a key, the cut session is still a warning, not a break.
+    let (code, out, _) = audit(dir.path(), &[]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("WARN"), "{out}");
+}
+
+#[test]
+fn an_unreadable_pubkey_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    store_with_two(dir.path());
+    let bad = dir.path().join("bad.pub");
+    std::fs::write(&bad, "not a key").unwrap();
+    let (code, _, err) = audit(dir.path(), &["--pubkey", bad.to_str().unwrap()]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--pubkey"), "{err}");
 }

@@ -11,7 +11,9 @@ use crate::StoreError;
 /// The version of the store's own layout: keyspaces, keys, and the encoding
 /// of session summaries and grant use counts. Stored in the `meta` keyspace
 /// next to the event format ([`FORMAT_VERSION`]) and checked on open.
-pub const STORE_FORMAT_VERSION: u32 = 1;
+///
+/// 2: session summaries hold the sealed `Closed` of event format 2.
+pub const STORE_FORMAT_VERSION: u32 = 2;
 
 const EVENTS: &str = "events";
 const SESSIONS: &str = "sessions";

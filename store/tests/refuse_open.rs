@@ -45,6 +45,32 @@ fn stamp(dir: &std::path::Path, key: &str, version: u32) {
     db.persist(fjall::PersistMode::SyncAll).unwrap();
 }
 
+/// A store written before seals (event format 1, store format 1) is not
+/// read as if its `Closed` events had the current layout.
+#[test]
+fn a_store_of_the_unsealed_format_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    Store::open(dir.path(), fsync())
+        .unwrap()
+        .shutdown()
+        .unwrap();
+    assert_eq!(gatehouse_core::event::FORMAT_VERSION, 2);
+    stamp(dir.path(), "event_format", 1);
+    stamp(dir.path(), "store_format", 1);
+    let err = Reader::open(dir.path()).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StoreError::UnknownFormat {
+                what: "event",
+                found: 1,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+}
+
 #[test]
 fn unknown_format_versions_are_refused() {
     let dir = tempfile::tempdir().unwrap();

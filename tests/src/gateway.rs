@@ -103,6 +103,13 @@ impl Gateway {
             Command::new(&binary).arg("keygen").arg("--out").arg(&keys),
             DEFAULT_TIMEOUT,
         );
+        run_ok(
+            Command::new(&binary)
+                .arg("keygen")
+                .args(["--name", "seal", "--out"])
+                .arg(&keys),
+            DEFAULT_TIMEOUT,
+        );
         let certs = options.tls.then(|| TestCerts::generate(&root));
         let mut gateway = Gateway {
             dir: Some(dir),
@@ -160,6 +167,17 @@ impl Gateway {
     /// The grant verification key named in the config.
     pub fn public_key(&self) -> PathBuf {
         self.root.join("keys").join("grant.pub")
+    }
+
+    /// The key that seals sessions (`[store] seal_key`,
+    /// `gatehouse keygen --name seal`).
+    pub fn seal_key(&self) -> PathBuf {
+        self.root.join("keys").join("seal.key")
+    }
+
+    /// The seal key's public half, for `gatehouse-audit verify --pubkey`.
+    pub fn seal_public_key(&self) -> PathBuf {
+        self.root.join("keys").join("seal.pub")
     }
 
     /// The TLS material, when the options asked for TLS.
@@ -374,6 +392,7 @@ impl Gateway {
         let none = PathBuf::new();
         let store = self.store_dir();
         let public_key = self.public_key();
+        let seal_key = self.seal_key();
         let text = gateway_config::render(
             &self.options,
             self.port,
@@ -383,6 +402,7 @@ impl Gateway {
                 key: key.as_ref().unwrap_or(&none),
                 store: &store,
                 public_key: &public_key,
+                seal_key: &seal_key,
             },
         );
         std::fs::write(self.config_path(), text)

@@ -178,6 +178,7 @@ pub(crate) struct ConfigPaths<'a> {
     pub key: &'a Path,
     pub store: &'a Path,
     pub public_key: &'a Path,
+    pub seal_key: &'a Path,
 }
 
 /// The gateway's config file for `options`, listening on 127.0.0.1:`port`
@@ -203,6 +204,7 @@ pub(crate) fn render(
     let _ = writeln!(s, "\n[store]");
     let _ = writeln!(s, "dir = {}", qp(paths.store));
     let _ = writeln!(s, "durability = {}", q(options.durability.as_str()));
+    let _ = writeln!(s, "seal_key = {}", qp(paths.seal_key));
     let _ = writeln!(s, "\n[grants]");
     let _ = writeln!(s, "issuer = \"gatehouse\"");
     let _ = writeln!(s, "audience = \"gatehouse\"");
@@ -265,6 +267,7 @@ mod tests {
             key: p,
             store: p,
             public_key: p,
+            seal_key: p,
         };
         let options = options.with_masking(
             "orders_md5user",
@@ -302,5 +305,6 @@ mod tests {
             value["grants"]["keys"][0]["public_key"].as_str(),
             Some("/tmp/x \"y\"")
         );
+        assert_eq!(value["store"]["seal_key"].as_str(), Some("/tmp/x \"y\""));
     }
 }

@@ -28,8 +28,8 @@ fn example_text() -> String {
 }
 
 /// A temp dir holding `config` as `gatehouse.toml`, with the files the
-/// example refers to (relative to the config file): `keys/grant.pub` from
-/// `gatehouse keygen`, and `certs/gatehouse.{crt,key}`.
+/// example refers to (relative to the config file): `keys/grant.pub` and
+/// `keys/seal.key` from `gatehouse keygen`, and `certs/gatehouse.{crt,key}`.
 struct ExampleDir {
     dir: TempDir,
     kid: String,
@@ -45,6 +45,13 @@ impl ExampleDir {
             Command::new(Gateway::binary())
                 .arg("keygen")
                 .arg("--out")
+                .arg(dir.path().join("keys")),
+            DEFAULT_TIMEOUT,
+        );
+        run_ok(
+            Command::new(Gateway::binary())
+                .arg("keygen")
+                .args(["--name", "seal", "--out"])
                 .arg(dir.path().join("keys")),
             DEFAULT_TIMEOUT,
         );
@@ -229,6 +236,15 @@ fn mistakes_are_refused_and_named() {
             words: vec!["tls.cert", "expired.crt"],
         },
         Mistake {
+            what: "a seal key that is a public key",
+            config: edit(
+                &text,
+                "seal_key = \"keys/seal.key\"",
+                "seal_key = \"keys/seal.pub\"",
+            ),
+            words: vec!["store.seal_key", "seal.pub", "PKCS#8"],
+        },
+        Mistake {
             what: "a misspelt key",
             config: edit(&text, "connect_timeout = \"5s\"", "conect_timeout = \"5s\""),
             words: vec!["conect_timeout"],
@@ -247,4 +263,20 @@ fn mistakes_are_refused_and_named() {
         );
         assert_eq!(out.status.code(), Some(1), "{}: {}", m.what, render(&out));
     }
+}
+
+#[test]
+fn without_a_seal_key_the_config_checks_out_with_a_warning() {
+    let text = edit(&example_text(), "seal_key = \"keys/seal.key\"", "");
+    let dir = ExampleDir::new(&text);
+    let out = dir.check();
+    assert!(out.status.success(), "{}", render(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("unsealed"), "{}", render(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("warning: store.seal_key: not set"),
+        "{}",
+        render(&out)
+    );
 }

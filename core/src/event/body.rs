@@ -3,6 +3,8 @@
 
 use bytes::Bytes;
 
+use super::Seal;
+
 /// Which way a frame went.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
 #[rkyv(derive(Debug, PartialEq, Eq, Clone, Copy))]
@@ -276,4 +278,8 @@ pub struct Closed {
     pub statements: u64,
     /// Microseconds from the first to the last event.
     pub duration_us: u64,
+    /// The gateway's signature over this event, its place and the chain
+    /// before it ([`super::seal_message`]); `None` when the gateway has no
+    /// seal key.
+    pub seal: Option<Seal>,
 }

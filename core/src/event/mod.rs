@@ -4,8 +4,10 @@
 //! direction, and the semantic steps around them (opened, statement, command
 //! complete, error, closed). Events are rkyv-archived; each carries the
 //! BLAKE3 hash of the previous event of its session, so a session is a hash
-//! chain. [`Recorder`] assigns sequence numbers, chains and encodes; the
-//! store only appends what it is given.
+//! chain. The `Closed` event is sealed: signed with the gateway's key over
+//! its place and the chain before it ([`seal_message`]). [`Recorder`]
+//! assigns sequence numbers, chains, seals and encodes; the store only
+//! appends what it is given.
 //!
 //! # On-disk format
 //!
@@ -17,6 +19,7 @@
 mod body;
 mod id;
 mod record;
+mod seal;
 
 pub use body::{
     Body, CloseReason, Closed, Direction, ErrorInfo, Frame, MaskHit, Masked, MaskedCell, Opened,
@@ -25,9 +28,12 @@ pub use body::{
 pub use id::SessionId;
 pub use record::{
     ArchivedEvent, DecodeError, Encoded, Event, EventKind, HASH_LEN, Hash, Recorder, decode,
-    event_key, hash_of,
+    encode, event_key, hash_of,
 };
+pub use seal::{SIGNATURE_LEN, Seal, SealError, SealKey, SealPublicKey, seal_message, verify_seal};
 
 /// The archived layout version of [`Event`]. Stored once per store and
 /// checked when a store is opened.
-pub const FORMAT_VERSION: u32 = 1;
+///
+/// 2: [`Closed`] carries a [`Seal`].
+pub const FORMAT_VERSION: u32 = 2;

@@ -1,9 +1,11 @@
 //! Events, their encoding, and the per-session hash chain.
 
+use std::sync::Arc;
+
 use rkyv::rancor;
 use rkyv::util::AlignedVec;
 
-use super::{Body, SessionId};
+use super::{Body, SealKey, SessionId};
 
 /// Bytes in a chain hash (BLAKE3-256).
 pub const HASH_LEN: usize = 32;
@@ -97,7 +99,7 @@ pub fn hash_of(encoded: &[u8]) -> Hash {
     *blake3::hash(encoded).as_bytes()
 }
 
-/// Numbers, chains and encodes the events of one session.
+/// Numbers, chains, seals and encodes the events of one session.
 ///
 /// One per session, owned by whoever drives the session. Events must be
 /// handed to the store in the order they were recorded.
@@ -106,15 +108,23 @@ pub struct Recorder {
     session: SessionId,
     next_seq: u64,
     prev: Hash,
+    seal_key: Option<Arc<SealKey>>,
 }
 
 impl Recorder {
-    /// A recorder for a new session.
+    /// A recorder for a new session that does not seal it.
     pub fn new(session: SessionId) -> Self {
+        Self::sealed_with(session, None)
+    }
+
+    /// A recorder for a new session; with a key, every [`Body::Closed`] it
+    /// records gets a [`Seal`](super::Seal) over the chain before it.
+    pub fn sealed_with(session: SessionId, seal_key: Option<Arc<SealKey>>) -> Self {
         Recorder {
             session,
             next_seq: 0,
             prev: [0; HASH_LEN],
+            seal_key,
         }
     }
 
@@ -129,8 +139,13 @@ impl Recorder {
     }
 
     /// Numbers, chains and encodes `body` as happening at `at_us`.
-    pub fn record(&mut self, at_us: i64, body: Body) -> Encoded {
+    /// A `Closed` body is sealed when the recorder has a seal key (its
+    /// `seal` replaced); without one it is recorded as given.
+    pub fn record(&mut self, at_us: i64, mut body: Body) -> Encoded {
         let kind = body.kind();
+        if let (Body::Closed(closed), Some(key)) = (&mut body, &self.seal_key) {
+            closed.seal = Some(key.seal(self.session, self.next_seq, &self.prev, closed));
+        }
         let event = Event {
             session: self.session,
             seq: self.next_seq,
@@ -138,15 +153,7 @@ impl Recorder {
             prev: self.prev,
             body,
         };
-        // Sized up front: growing the buffer from empty costs several
-        // reallocations per event on the hot path.
-        let buffer = AlignedVec::with_capacity(body_size_hint(&event.body) + 128);
-        let bytes = match rkyv::api::high::to_bytes_in::<_, rancor::Error>(&event, buffer) {
-            Ok(bytes) => bytes,
-            // Serializing into a growable in-memory buffer has no failure
-            // mode for these types (no shared pointers, no size limits).
-            Err(e) => unreachable!("rkyv serialization into memory failed: {e}"),
-        };
+        let bytes = encode(&event);
         self.prev = hash_of(&bytes);
         let seq = self.next_seq;
         self.next_seq += 1;
@@ -158,6 +165,20 @@ impl Recorder {
             seq,
             at_us,
         }
+    }
+}
+
+/// The stored encoding (rkyv archive) of an event. [`Recorder::record`]
+/// uses it; on its own it serves tools and tests that rewrite events.
+pub fn encode(event: &Event) -> AlignedVec {
+    // Sized up front: growing the buffer from empty costs several
+    // reallocations per event on the hot path.
+    let buffer = AlignedVec::with_capacity(body_size_hint(&event.body) + 128);
+    match rkyv::api::high::to_bytes_in::<_, rancor::Error>(event, buffer) {
+        Ok(bytes) => bytes,
+        // Serializing into a growable in-memory buffer has no failure
+        // mode for these types (no shared pointers, no size limits).
+        Err(e) => unreachable!("rkyv serialization into memory failed: {e}"),
     }
 }
 
@@ -221,6 +242,50 @@ mod tests {
         assert_eq!(a_ev.body, frame(b"Q\0\0\0\x05\0"));
         assert_eq!(&a.key[..16], &id.0);
         assert_eq!(&b.key[16..], &1u64.to_be_bytes());
+    }
+
+    #[test]
+    fn recorder_seals_closed_over_its_prev() {
+        use crate::event::{CloseReason, Closed, SealKey, verify_seal};
+        let key = Arc::new(SealKey::from_secret_bytes(&[5; 32]));
+        let id = SessionId([7; 16]);
+        let mut rec = Recorder::sealed_with(id, Some(key.clone()));
+        let a = rec.record(1, frame(b"X\0\0\0\x04"));
+        let closed = Closed {
+            reason: CloseReason::ClientTerminated,
+            bytes_to_upstream: 5,
+            bytes_to_client: 0,
+            statements: 0,
+            duration_us: 1,
+            seal: None,
+        };
+        let c = rec.record(2, Body::Closed(closed));
+        let ev = decode(&c.bytes).unwrap();
+        assert_eq!(ev.prev, hash_of(&a.bytes));
+        let Body::Closed(mut closed) = ev.body else {
+            panic!("not closed: {:?}", ev.body)
+        };
+        let public = key.public_key();
+        assert_eq!(verify_seal(&public, id, 1, &ev.prev, &closed), Ok(()));
+        closed.statements = 1;
+        assert!(verify_seal(&public, id, 1, &ev.prev, &closed).is_err());
+        // Without a key, Closed is recorded unsealed.
+        let mut plain = Recorder::new(id);
+        let c = plain.record(
+            2,
+            Body::Closed(Closed {
+                reason: CloseReason::Shutdown,
+                bytes_to_upstream: 0,
+                bytes_to_client: 0,
+                statements: 0,
+                duration_us: 0,
+                seal: None,
+            }),
+        );
+        assert!(matches!(
+            decode(&c.bytes).unwrap().body,
+            Body::Closed(Closed { seal: None, .. })
+        ));
     }
 
     #[test]

@@ -105,6 +105,7 @@ fn drive(client: &[u8], server: &[u8], rng: &mut Rng) {
         max_client_frame: 4096,
         max_upstream_frame: 4096,
         backend_key: (1, 2),
+        seal_key: None,
     };
     let mut s = Session::new(SessionId([0; 16]), cfg, "t".into(), 0);
     // Half the runs with masking on (a column rule, so the catalog phase

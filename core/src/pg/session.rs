@@ -45,7 +45,7 @@ use super::shape::ShapeTracker;
 use super::upstream::{LoggedIn, Login, LoginStep, UpstreamLogin};
 use crate::event::{
     Body, CloseReason, Closed, Direction, Encoded, ErrorInfo, Opened, Param, Recorder, Refusal,
-    Refused, SessionId, Statement, StatementProtocol, TlsInfo,
+    Refused, SealKey, SessionId, Statement, StatementProtocol, TlsInfo,
 };
 use crate::mask::Masker;
 
@@ -62,6 +62,9 @@ pub struct SessionConfig {
     pub max_upstream_frame: usize,
     /// The cancel key the gateway hands this client: `(pid, secret)`.
     pub backend_key: (i32, i32),
+    /// The key that seals the session's `Closed` event; `None` records it
+    /// unsealed.
+    pub seal_key: Option<Arc<SealKey>>,
 }
 
 /// Startup parameters passed on to the target. Others are dropped: the
@@ -218,9 +221,9 @@ impl Session {
     /// A session for a connection accepted at `now_us` from `client_addr`.
     pub fn new(id: SessionId, cfg: SessionConfig, client_addr: String, now_us: i64) -> Self {
         Session {
+            recorder: Recorder::sealed_with(id, cfg.seal_key.clone()),
             cfg,
             phase: Phase::Startup,
-            recorder: Recorder::new(id),
             client_addr,
             tls: None,
             client: Client::default(),
@@ -1049,6 +1052,7 @@ impl Session {
                 bytes_to_client: self.bytes_to_client,
                 statements: self.statements,
                 duration_us: now_us.saturating_sub(self.started_us).max(0) as u64,
+                seal: None,
             };
             self.record(now_us, Body::Closed(closed));
         }

@@ -14,6 +14,7 @@ fn cfg(plaintext_allowed: bool) -> SessionConfig {
         max_client_frame: 1024,
         max_upstream_frame: 1 << 20,
         backend_key: (4242, 99),
+        seal_key: None,
     }
 }
 

@@ -1,4 +1,5 @@
-//! `gatehouse keygen`: an Ed25519 key pair for signing grants.
+//! `gatehouse keygen`: an Ed25519 key pair for signing grants (or, with
+//! `--name seal`, for sealing recorded sessions).
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -9,16 +10,20 @@ use ed25519_dalek::pkcs8::spki::der::pem::LineEnding;
 use ed25519_dalek::pkcs8::{EncodePrivateKey as _, KeypairBytes};
 use gatehouse_core::grant::SigningKey;
 
-/// The private key's file name in `--out`.
-pub const PRIVATE_KEY_FILE: &str = "grant.key";
-/// The public key's file name in `--out`.
-pub const PUBLIC_KEY_FILE: &str = "grant.pub";
+/// The private key's file name in `--out` is `NAME` + this.
+pub const PRIVATE_KEY_SUFFIX: &str = ".key";
+/// The public key's file name in `--out` is `NAME` + this.
+pub const PUBLIC_KEY_SUFFIX: &str = ".pub";
 
 #[derive(Debug, clap::Args)]
 pub struct KeygenArgs {
-    /// Directory to write grant.key and grant.pub into (created if missing).
+    /// Directory to write NAME.key and NAME.pub into (created if missing).
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
+    /// The key files' name: `grant` for a grant-signing key, `seal` for the
+    /// key that seals recorded sessions (`[store] seal_key`).
+    #[arg(long, value_name = "NAME", default_value = "grant", value_parser = key_name)]
+    pub name: String,
     /// Overwrite existing key files. Grants signed with the old key stop
     /// verifying once the gateway has the new public key.
     #[arg(long)]
@@ -36,24 +41,51 @@ pub struct KeyPair {
     pub kid: String,
 }
 
+/// A file name stem: letters, digits, `-` and `_`.
+fn key_name(name: &str) -> Result<String, String> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if ok {
+        Ok(name.to_owned())
+    } else {
+        Err("use 1 to 64 letters, digits, '-' or '_'".to_owned())
+    }
+}
+
 pub fn run(args: &KeygenArgs) -> anyhow::Result<()> {
     let pair = generate(args)?;
-    println!(
-        "wrote {} (private key: keep it secret; `gatehouse grant --key` signs with it)",
-        pair.private_key.display()
-    );
-    println!(
-        "wrote {} (public key: list it under [[grants.keys]] in the gateway's config)",
-        pair.public_key.display()
-    );
+    if args.name == "seal" {
+        println!(
+            "wrote {} (private key: keep it secret; name it as [store] seal_key in the \
+             gateway's config)",
+            pair.private_key.display()
+        );
+        println!(
+            "wrote {} (public key: `gatehouse-audit verify --pubkey` checks seals with it)",
+            pair.public_key.display()
+        );
+    } else {
+        println!(
+            "wrote {} (private key: keep it secret; `gatehouse grant --key` signs with it)",
+            pair.private_key.display()
+        );
+        println!(
+            "wrote {} (public key: list it under [[grants.keys]] in the gateway's config)",
+            pair.public_key.display()
+        );
+    }
     println!("kid: {}", pair.kid);
     Ok(())
 }
 
 /// Generates a key pair and writes it into `args.out`.
 pub fn generate(args: &KeygenArgs) -> anyhow::Result<KeyPair> {
-    let private_path = args.out.join(PRIVATE_KEY_FILE);
-    let public_path = args.out.join(PUBLIC_KEY_FILE);
+    let name = key_name(&args.name).map_err(|e| anyhow::anyhow!("--name {:?}: {e}", args.name))?;
+    let private_path = args.out.join(format!("{name}{PRIVATE_KEY_SUFFIX}"));
+    let public_path = args.out.join(format!("{name}{PUBLIC_KEY_SUFFIX}"));
     if !args.force {
         for path in [&private_path, &public_path] {
             if path.symlink_metadata().is_ok() {

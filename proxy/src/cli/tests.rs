@@ -24,6 +24,7 @@ fn keygen_then_grant_then_verify() {
     let keys = dir.path().join("keys");
     let pair = generate(&KeygenArgs {
         out: keys.clone(),
+        name: "grant".into(),
         force: false,
     })
     .unwrap();
@@ -113,6 +114,7 @@ fn grant_defaults_and_not_before() {
     let dir = tempfile::tempdir().unwrap();
     let pair = generate(&KeygenArgs {
         out: dir.path().to_owned(),
+        name: "grant".into(),
         force: false,
     })
     .unwrap();
@@ -200,6 +202,7 @@ fn grant_refuses_nonsense() {
     let dir = tempfile::tempdir().unwrap();
     let pair = generate(&KeygenArgs {
         out: dir.path().to_owned(),
+        name: "grant".into(),
         force: false,
     })
     .unwrap();
@@ -260,6 +263,7 @@ fn keygen_refuses_to_overwrite_without_force() {
     let dir = tempfile::tempdir().unwrap();
     let args = KeygenArgs {
         out: dir.path().to_owned(),
+        name: "grant".into(),
         force: false,
     };
     let first = generate(&args).unwrap();
@@ -282,6 +286,7 @@ fn keygen_refuses_to_overwrite_without_force() {
 
     let second = generate(&KeygenArgs {
         out: dir.path().to_owned(),
+        name: "grant".into(),
         force: true,
     })
     .unwrap();
@@ -323,4 +328,43 @@ fn serve_and_check_config_parse() {
 fn cli_definition_is_consistent() {
     use clap::CommandFactory as _;
     Cli::command().debug_assert();
+}
+
+#[test]
+fn keygen_name_seal_writes_a_seal_key_pair_beside_the_grant_pair() {
+    let dir = tempfile::tempdir().unwrap();
+    let parse = |argv: &[&str]| match Cli::try_parse_from(argv).unwrap().command {
+        Command::Keygen(args) => args,
+        other => panic!("parsed as {other:?}"),
+    };
+    let out = dir.path().to_str().unwrap();
+    let grant = generate(&parse(&["gatehouse", "keygen", "--out", out])).unwrap();
+    let seal = generate(&parse(&[
+        "gatehouse",
+        "keygen",
+        "--name",
+        "seal",
+        "--out",
+        out,
+    ]))
+    .unwrap();
+    assert!(grant.private_key.ends_with("grant.key"));
+    assert_eq!(seal.private_key, dir.path().join("seal.key"));
+    assert_eq!(seal.public_key, dir.path().join("seal.pub"));
+    let key = gatehouse_core::event::SealKey::from_pkcs8_pem(
+        &std::fs::read_to_string(&seal.private_key).unwrap(),
+    )
+    .unwrap();
+    let public = gatehouse_core::event::SealPublicKey::from_spki_pem(
+        &std::fs::read_to_string(&seal.public_key).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        (key.kid(), public.kid()),
+        (seal.kid.as_str(), seal.kid.as_str())
+    );
+    assert!(
+        Cli::try_parse_from(["gatehouse", "keygen", "--name", "../x", "--out", out]).is_err(),
+        "a name is a file name, not a path"
+    );
 }

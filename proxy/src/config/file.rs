@@ -110,6 +110,9 @@ pub struct StoreSection {
     pub durability: Durability,
     /// `os_sync_interval`: how often `os` durability fsyncs. Default 5ms.
     pub os_sync_interval: String,
+    /// `seal_key`: the Ed25519 private key (PKCS#8 PEM) that seals each
+    /// session's Closed event. Optional: without it sessions are unsealed.
+    pub seal_key: Option<String>,
 }
 
 impl Default for StoreSection {
@@ -118,6 +121,7 @@ impl Default for StoreSection {
             dir: "data/store".to_owned(),
             durability: Durability::Fsync,
             os_sync_interval: "5ms".to_owned(),
+            seal_key: None,
         }
     }
 }

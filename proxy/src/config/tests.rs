@@ -25,6 +25,7 @@ key = "certs/gatehouse.key"
 
 [store]
 dir = "data/store"
+seal_key = "keys/seal.key"
 
 [grants]
 leeway = "5s"
@@ -70,6 +71,12 @@ impl Fixture {
             .to_public_key_pem(LineEnding::LF)
             .unwrap();
         write(&root.join("keys/other.pub"), &other_pem, 0o644);
+        {
+            use ed25519_dalek::pkcs8::EncodePrivateKey as _;
+            let seal = ed25519_dalek::SigningKey::from_bytes(&[9u8; 32]);
+            let pem = seal.to_pkcs8_pem(LineEnding::LF).unwrap();
+            write(&root.join("keys/seal.key"), &pem, 0o600);
+        }
 
         let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
         write(&root.join("certs/gatehouse.crt"), &cert.cert.pem(), 0o644);
@@ -138,6 +145,7 @@ fn the_example_config_is_valid() {
     assert!(!config.listener.allow_plaintext);
     assert_eq!(config.store.durability, Durability::Fsync);
     assert_eq!(config.store.os_sync_interval, Duration::from_millis(5));
+    assert!(config.store.load_seal_key().unwrap().is_some());
     assert!(config.warnings.is_empty(), "{:?}", config.warnings);
 }
 
@@ -197,8 +205,14 @@ fn defaults() {
     );
     assert_eq!(orders.password, None, "neither env nor file: no password");
     assert_eq!(orders.connect_timeout, Duration::from_secs(5));
-    // Plaintext on loopback is not worth a warning.
-    assert!(config.warnings.is_empty(), "{:?}", config.warnings);
+    // Plaintext on loopback is not worth a warning; unsealed sessions are.
+    assert_eq!(config.store.seal_key, None);
+    assert_eq!(config.warnings.len(), 1, "{:?}", config.warnings);
+    assert!(
+        config.warnings[0].starts_with("store.seal_key: not set"),
+        "{:?}",
+        config.warnings
+    );
 }
 
 #[test]
@@ -297,6 +311,30 @@ fn mistakes_name_the_key() {
                 "targets.orders.password: passwords must not be written in the config file"
                     .to_owned(),
             ],
+        ),
+        (
+            "seal key missing",
+            r(r#"seal_key = "keys/seal.key""#, r#"seal_key = "keys/nope.key""#),
+            vec![],
+            vec![format!(
+                "store.seal_key: cannot read {}",
+                root.join("keys/nope.key").display()
+            )],
+        ),
+        (
+            "seal key is a public key",
+            r(r#"seal_key = "keys/seal.key""#, r#"seal_key = "keys/grant.pub""#),
+            vec![],
+            vec![
+                "store.seal_key: ".to_owned(),
+                "not an Ed25519 private key in PKCS#8 PEM".to_owned(),
+            ],
+        ),
+        (
+            "seal key empty",
+            r(r#"seal_key = "keys/seal.key""#, "seal_key = \"\""),
+            vec![],
+            vec!["store.seal_key: is empty".to_owned()],
         ),
         (
             "env var not set",

@@ -245,8 +245,28 @@ fn store(f: &mut Findings, s: StoreSection, base: &Path) -> Store {
             format!("{} exists and is not a directory", dir.display()),
         );
     }
-    Store {
+    let seal_key = match s.seal_key {
+        Some(text) if text.trim().is_empty() => {
+            f.problem(
+                "store.seal_key",
+                "is empty; give an Ed25519 private key file (PKCS#8 PEM), or remove the key",
+            );
+            None
+        }
+        Some(text) => Some(path(base, &text)),
+        None => {
+            f.warning(
+                "store.seal_key",
+                "not set: sessions are recorded unsealed, so an altered or removed last event \
+                 of a session goes undetected; `gatehouse keygen --name seal --out keys` makes \
+                 a key (seal_key = \"keys/seal.key\")",
+            );
+            None
+        }
+    };
+    let store = Store {
         dir,
+        seal_key,
         durability: s.durability,
         os_sync_interval: f.duration(
             "store.os_sync_interval",
@@ -254,7 +274,11 @@ fn store(f: &mut Findings, s: StoreSection, base: &Path) -> Store {
             MIN_OS_SYNC,
             MAX_OS_SYNC,
         ),
+    };
+    if let Err(e) = store.load_seal_key() {
+        f.problems.push(format!("{e:#}"));
     }
+    store
 }
 
 fn grants(f: &mut Findings, s: GrantsSection, base: &Path) -> GrantsConfig {

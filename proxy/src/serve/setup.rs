@@ -68,12 +68,18 @@ pub fn server(config: Config) -> Result<Server> {
         ledger: GrantLedger::from_recorded(recorded),
         cache: Default::default(),
     };
+    let seal_key = config.store.load_seal_key()?.map(Arc::new);
+    // Without a key, validation's warning has been logged.
+    if let Some(key) = &seal_key {
+        tracing::info!(kid = key.kid(), "sealing sessions");
+    }
     let session = SessionConfig {
         tls_available: tls.is_some(),
         plaintext_allowed: config.listener.allow_plaintext,
         max_client_frame: config.listener.max_frame_bytes,
         max_upstream_frame: MAX_UPSTREAM_FRAME,
         backend_key: (0, 0),
+        seal_key,
     };
     Ok(Server {
         address: config.listener.address,

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
+use gatehouse_core::event::SealPublicKey;
 use gatehouse_replay::cli::{open_store, resolve_session};
 use gatehouse_replay::verify::{Report, verify_session, verify_store};
 
@@ -19,7 +20,7 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Verify the hash chain of every recorded session.
+    /// Verify the hash chain and seal of every recorded session.
     ///
     /// Each event records the BLAKE3 hash of the event before it. verify
     /// walks every session's stored events and reports each break: an
@@ -27,13 +28,15 @@ enum Command {
     /// number), misplaced (from another session), undecodable, or appended
     /// (beyond what the session recorded, or after its close).
     ///
-    /// Not yet checked: signatures. Closing events will be sealed with the
-    /// gateway's signing key and verified here with only its public key;
-    /// until then the last event of a session has nothing after it to
-    /// vouch for it.
+    /// The Closed event of a session is sealed with the gateway's seal key
+    /// ([store] seal_key) over the chain before it. With --pubkey (the
+    /// seal key's public half), every seal is verified: a Closed event
+    /// without one is `unsealed`, one that does not verify is `bad seal`.
+    /// A session with no Closed event was cut (a gateway crash or kill):
+    /// reported as a warning, not a break.
     ///
-    /// Exit status: 0 when every chain holds, 1 when any break is found,
-    /// 2 when the store cannot be read.
+    /// Exit status: 0 when every chain (and seal) holds, 1 when any break
+    /// is found, 2 when the store or the key cannot be read.
     #[command(verbatim_doc_comment)]
     Verify {
         /// The store directory (a stopped gateway's, or an exported copy).
@@ -42,6 +45,10 @@ enum Command {
         /// Verify only this session (its id or a unique prefix of it).
         #[arg(long, value_name = "ID")]
         session: Option<String>,
+        /// The gateway's seal public key (SPKI PEM, `gatehouse keygen
+        /// --name seal` writes seal.pub): verify every session's seal.
+        #[arg(long, value_name = "FILE")]
+        pubkey: Option<PathBuf>,
         /// Print the report as JSON.
         #[arg(long)]
         json: bool,
@@ -65,21 +72,34 @@ fn run(cli: Cli) -> Result<bool> {
     let Command::Verify {
         store,
         session,
+        pubkey,
         json,
     } = cli.command;
+    let seal_key = match &pubkey {
+        Some(path) => {
+            let pem = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read the public key {}", path.display()))?;
+            Some(
+                SealPublicKey::from_spki_pem(&pem)
+                    .with_context(|| format!("--pubkey {}", path.display()))?,
+            )
+        }
+        None => None,
+    };
+    let seal_key = seal_key.as_ref();
     let reader = open_store(&store)?;
     let stdout = io::stdout();
     let mut out = BufWriter::new(stdout.lock());
     let report = match session {
         Some(prefix) => {
             let id = resolve_session(&reader, &prefix)?;
-            let check =
-                verify_session(&reader, id).with_context(|| format!("cannot read session {id}"))?;
+            let check = verify_session(&reader, id, seal_key)
+                .with_context(|| format!("cannot read session {id}"))?;
             let mut report = Report::default();
             report.add(check);
             report
         }
-        None => verify_store(&reader, |_| {}).context("cannot read the store")?,
+        None => verify_store(&reader, seal_key, |_| {}).context("cannot read the store")?,
     };
     if json {
         serde_json::to_writer_pretty(&mut out, &report)?;
@@ -88,10 +108,17 @@ fn run(cli: Cli) -> Result<bool> {
         for b in &report.breaks {
             writeln!(out, "BREAK {b}")?;
         }
+        for w in &report.warnings {
+            writeln!(out, "WARN {w}")?;
+        }
         let sessions = plural(report.sessions, "session", "sessions");
         let events = plural(report.events, "event", "events");
+        let seals = match seal_key {
+            Some(key) => format!(", seals checked with key {}", key.kid()),
+            None => ", seals not checked (no --pubkey)".to_owned(),
+        };
         if report.breaks.is_empty() {
-            writeln!(out, "{sessions}, {events} verified")?;
+            writeln!(out, "{sessions}, {events} verified{seals}")?;
         } else {
             writeln!(
                 out,

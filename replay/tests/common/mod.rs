@@ -8,8 +8,8 @@ use std::path::Path;
 use bytes::Bytes;
 use gatehouse_core::event::{
     Body, CloseReason, Closed, Direction, Encoded, Event, Frame as FrameEvent, MaskHit, Masked,
-    MaskedCell, Opened, Recorder, Refusal, Refused, SessionId, Statement, StatementProtocol,
-    TlsInfo, decode,
+    MaskedCell, Opened, Recorder, Refusal, Refused, SealKey, SessionId, Statement,
+    StatementProtocol, TlsInfo, decode,
 };
 use gatehouse_core::pg::encode;
 use gatehouse_core::pg::frame::Frame;
@@ -37,9 +37,14 @@ pub struct SessionBuilder {
 
 impl SessionBuilder {
     pub fn new(id: SessionId) -> Self {
+        Self::sealed(id, None)
+    }
+
+    /// A builder whose `Closed` event is sealed with `key`.
+    pub fn sealed(id: SessionId, key: Option<std::sync::Arc<SealKey>>) -> Self {
         let t = (id.unix_ms() * 1000) as i64;
         SessionBuilder {
-            rec: Recorder::new(id),
+            rec: Recorder::sealed_with(id, key),
             events: Vec::new(),
             t,
             start: t,
@@ -156,6 +161,7 @@ impl SessionBuilder {
             bytes_to_client: 200,
             statements: 3,
             duration_us,
+            seal: None,
         }))
     }
 

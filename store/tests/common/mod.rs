@@ -60,6 +60,7 @@ pub fn closed(statements: u64) -> Body {
         bytes_to_client: 0,
         statements,
         duration_us: 0,
+        seal: None,
     })
 }
 
