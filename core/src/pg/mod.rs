@@ -21,10 +21,4 @@ pub use session::{Action, Authorized, Rejection, Session, SessionConfig, Transmi
 pub use upstream::UpstreamLogin;
 
 #[cfg(test)]
-mod session_tests;
-
-#[cfg(test)]
-mod robustness_tests;
-
-#[cfg(test)]
-mod mask_tests;
+mod tests;

@@ -630,13 +630,8 @@ impl Session {
     }
 
     fn on_login(&mut self, buf: &mut BytesMut, now_us: i64) -> bool {
-        let frame = match frame::decode(buf, self.cfg.max_upstream_frame) {
-            Ok(Some(f)) => f,
-            Ok(None) => return false,
-            Err(e) => {
-                self.upstream_failed(&format!("protocol error: {e}"), now_us);
-                return false;
-            }
+        let Some(frame) = self.next_login_frame(buf, now_us) else {
+            return false;
         };
         let Phase::LoggingIn(login) = &mut self.phase else {
             return false;
@@ -668,15 +663,22 @@ impl Session {
         }
     }
 
-    /// The answer to the catalog query: kept rows, then the greeting.
-    fn on_catalog(&mut self, buf: &mut BytesMut, now_us: i64) -> bool {
-        let frame = match frame::decode(buf, self.cfg.max_upstream_frame) {
-            Ok(Some(f)) => f,
-            Ok(None) => return false,
+    /// The next whole frame from the target before the client is greeted;
+    /// a framing error fails the login.
+    fn next_login_frame(&mut self, buf: &mut BytesMut, now_us: i64) -> Option<frame::Frame> {
+        match frame::decode(buf, self.cfg.max_upstream_frame) {
+            Ok(f) => f,
             Err(e) => {
                 self.upstream_failed(&format!("protocol error: {e}"), now_us);
-                return false;
+                None
             }
+        }
+    }
+
+    /// The answer to the catalog query: kept rows, then the greeting.
+    fn on_catalog(&mut self, buf: &mut BytesMut, now_us: i64) -> bool {
+        let Some(frame) = self.next_login_frame(buf, now_us) else {
+            return false;
         };
         let Phase::Catalog(state) = &mut self.phase else {
             return false;

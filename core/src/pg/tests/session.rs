@@ -2,10 +2,10 @@
 
 use bytes::{Bytes, BytesMut};
 
-use super::encode;
-use super::session::*;
-use super::upstream::UpstreamLogin;
 use crate::event::{Body, CloseReason, Direction, Refusal, SessionId, decode};
+use crate::pg::encode;
+use crate::pg::session::*;
+use crate::pg::upstream::UpstreamLogin;
 
 fn cfg(plaintext_allowed: bool) -> SessionConfig {
     SessionConfig {

@@ -3,10 +3,10 @@
 
 use std::sync::Arc;
 
-use super::session_tests::{Harness, query};
-use super::{backend, encode, frame};
+use super::session::{Harness, query};
 use crate::event::Body;
 use crate::mask::{ColumnRule, Detector, MaskRules, Masker, Strategy};
+use crate::pg::{backend, encode, frame};
 
 const CARD: &str = "4111 1111 1111 1111";
 const EMAIL: &str = "jane.doe@example.com";

@@ -4,10 +4,10 @@
 
 use bytes::{Bytes, BytesMut};
 
-use super::session::*;
-use super::upstream::UpstreamLogin;
-use super::{backend, encode, frame, frontend};
 use crate::event::SessionId;
+use crate::pg::session::*;
+use crate::pg::upstream::UpstreamLogin;
+use crate::pg::{backend, encode, frame, frontend};
 
 /// xorshift64*: enough randomness to shake decoders, no dependency.
 struct Rng(u64);
