@@ -28,6 +28,8 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use bytes::Bytes;
+
 use crate::event::{MaskHit, Masked, MaskedCell};
 use crate::mask::{Applied, Masker, Outcome, Strategy};
 
@@ -35,6 +37,17 @@ use super::catalog::ColumnOrigins;
 use super::encode;
 use super::shape::{Column, Shape};
 use super::wire::Reader;
+
+/// Appends a DataRow field: its length (-1 for NULL) and bytes.
+fn write_value(b: &mut Vec<u8>, v: Option<&[u8]>) {
+    match v {
+        Some(v) => {
+            b.extend_from_slice(&(v.len() as i32).to_be_bytes());
+            b.extend_from_slice(v);
+        }
+        None => b.extend_from_slice(&(-1i32).to_be_bytes()),
+    }
+}
 
 /// Type OIDs whose binary form is their text.
 const TEXT_LIKE: &[u32] = &[25, 1043, 1042, 19, 114, 142, 705];
@@ -104,7 +117,7 @@ impl FrameMasker {
         body: &[u8],
         shape: Option<&Shape>,
         index: u32,
-    ) -> Option<Vec<u8>> {
+    ) -> Option<Bytes> {
         match tag {
             b'D' => self.data_row(body, shape, index),
             b'H' => {
@@ -119,11 +132,7 @@ impl FrameMasker {
                 let mut out = Vec::new();
                 let outcome = self.masker.mask_value(body, &mut out)?;
                 self.count(&outcome, "copy", index, 0);
-                Some(
-                    encode::frame(b'd', |b| b.extend_from_slice(&out))
-                        .bytes()
-                        .to_vec(),
-                )
+                Some(encode::frame(b'd', |b| b.extend_from_slice(&out)).into_bytes())
             }
             b'E' | b'N' => {
                 self.copy_text = false;
@@ -135,7 +144,7 @@ impl FrameMasker {
     }
 
     /// NOTIFY payloads carry whatever the notifier put there.
-    fn notification(&mut self, body: &[u8], index: u32) -> Option<Vec<u8>> {
+    fn notification(&mut self, body: &[u8], index: u32) -> Option<Bytes> {
         let mut r = Reader::new(body);
         let pid = r.i32()?;
         let channel = r.cstr_bytes()?;
@@ -154,8 +163,7 @@ impl FrameMasker {
                 b.extend(out.iter().copied().filter(|c| *c != 0));
                 b.push(0);
             })
-            .bytes()
-            .to_vec(),
+            .into_bytes(),
         )
     }
 
@@ -170,47 +178,39 @@ impl FrameMasker {
         });
     }
 
-    fn data_row(&mut self, body: &[u8], shape: Option<&Shape>, index: u32) -> Option<Vec<u8>> {
+    fn data_row(&mut self, body: &[u8], shape: Option<&Shape>, index: u32) -> Option<Bytes> {
         let mut r = Reader::new(body);
         let n = usize::try_from(r.i16()?).ok()?;
         let mut values = Vec::with_capacity(n.min(body.len() / 4));
         for _ in 0..n {
             values.push(r.value()?);
         }
-        let mut out: Vec<Option<Vec<u8>>> = Vec::new();
-        let mut changed = false;
+        // Only the values masking changes are copied; a row with none is
+        // forwarded as it came.
+        let mut changes: Vec<(usize, Option<Vec<u8>>)> = Vec::new();
         for (i, value) in values.iter().enumerate() {
             let column = shape.and_then(|s| s.get(i));
-            let masked = match value {
-                Some(v) => self.value(v, column, i, index),
-                None => None,
-            };
-            match masked {
-                Some(m) => {
-                    changed = true;
-                    out.push(m);
-                }
-                None => out.push(value.map(<[u8]>::to_vec)),
+            if let Some(v) = value
+                && let Some(masked) = self.value(v, column, i, index)
+            {
+                changes.push((i, masked));
             }
         }
-        if !changed {
+        if changes.is_empty() {
             return None;
         }
+        let mut changes = changes.into_iter().peekable();
         Some(
             encode::frame(b'D', |b| {
-                b.extend_from_slice(&(out.len() as i16).to_be_bytes());
-                for v in &out {
-                    match v {
-                        Some(v) => {
-                            b.extend_from_slice(&(v.len() as i32).to_be_bytes());
-                            b.extend_from_slice(v);
-                        }
-                        None => b.extend_from_slice(&(-1i32).to_be_bytes()),
+                b.extend_from_slice(&(values.len() as i16).to_be_bytes());
+                for (i, original) in values.iter().enumerate() {
+                    match changes.next_if(|(at, _)| *at == i) {
+                        Some((_, masked)) => write_value(b, masked.as_deref()),
+                        None => write_value(b, *original),
                     }
                 }
             })
-            .bytes()
-            .to_vec(),
+            .into_bytes(),
         )
     }
 
@@ -272,7 +272,7 @@ impl FrameMasker {
         Some(Some(out))
     }
 
-    fn notice(&mut self, tag: u8, body: &[u8], index: u32) -> Option<Vec<u8>> {
+    fn notice(&mut self, tag: u8, body: &[u8], index: u32) -> Option<Bytes> {
         // Fields as bytes, not UTF-8: a message in a client encoding such
         // as LATIN1 is masked like any other.
         let Some(fields) = notice_fields(body) else {
@@ -283,11 +283,7 @@ impl FrameMasker {
             if outcome.nulled() {
                 out = b"****".to_vec();
             }
-            return Some(
-                encode::frame(tag, |b| b.extend_from_slice(&out))
-                    .bytes()
-                    .to_vec(),
-            );
+            return Some(encode::frame(tag, |b| b.extend_from_slice(&out)).into_bytes());
         };
         let mut changed = false;
         let mut rewritten: Vec<(u8, Vec<u8>)> = Vec::with_capacity(fields.len());
@@ -329,8 +325,7 @@ impl FrameMasker {
                 }
                 b.push(0);
             })
-            .bytes()
-            .to_vec(),
+            .into_bytes(),
         )
     }
 }

@@ -903,7 +903,7 @@ impl Session {
 
     /// The masked form of a target frame, if masking changes it; keeps the
     /// row-shape tracker in step.
-    fn mask_frame(&mut self, tag: u8, body: &[u8], index: u32) -> Option<Vec<u8>> {
+    fn mask_frame(&mut self, tag: u8, body: &[u8], index: u32) -> Option<Bytes> {
         let (masker, tracker) = self.masking.as_mut()?;
         match tag {
             b'T' => {
