@@ -1,7 +1,7 @@
 //! Masking applied to the target's frames before they leave the gateway.
 //!
 //! Where values are masked:
-//! - **DataRow** values, matched to their columns by the [`ShapeTracker`].
+//! - **DataRow** values, matched to their columns by the [`ShapeTracker`](super::shape::ShapeTracker).
 //!   A column rule replaces the whole value; otherwise the content
 //!   detectors and dictionaries run over it. Text-format values are masked
 //!   as text. Binary-format values of text-like types (`text`, `varchar`,

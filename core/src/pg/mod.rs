@@ -5,6 +5,8 @@
 //! - [`encode`]: the messages the gateway writes itself.
 //! - [`upstream`]: logging in to the target with the real credential.
 //! - [`session`]: one client connection through the gateway.
+//! - [`mask`], [`shape`], [`catalog`]: masking the target's frames, matching
+//!   rows to their columns, and resolving column rules to table columns.
 
 pub mod backend;
 pub mod catalog;

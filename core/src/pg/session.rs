@@ -1,6 +1,6 @@
 //! One client connection through the gateway, as a sans-IO state machine.
 //!
-//! The phases, in order (each a [`Phase`] variant):
+//! The phases, in order:
 //!
 //! 1. `Startup`: untagged packets. SSLRequest is answered `S` (then the
 //!    driver performs the TLS handshake and calls
@@ -11,13 +11,18 @@
 //! 2. `AwaitPassword`: the client was asked for a cleartext password, which
 //!    is its grant; the driver validates it ([`Action::Authorize`]) and
 //!    answers with [`Session::authorized`] or [`Session::refuse`].
-//! 3. `Connecting` → `LoggingIn`: the driver connects to the target
-//!    ([`Action::ConnectUpstream`]); the session logs in with the real
-//!    credential, then greets the client with AuthenticationOk, the
-//!    target's ParameterStatus messages, the gateway's own BackendKeyData
-//!    and ReadyForQuery.
+//! 3. `Connecting` → `LoggingIn` (→ `Catalog`): the driver connects to the
+//!    target ([`Action::ConnectUpstream`]); the session logs in with the
+//!    real credential; when the target has column masking rules it reads
+//!    the target's catalog once (see [`super::catalog`]); then it greets the
+//!    client with AuthenticationOk, the target's ParameterStatus messages,
+//!    the gateway's own BackendKeyData and ReadyForQuery. The driver bounds
+//!    this whole step by the target's connect timeout
+//!    ([`Session::is_logging_in`]).
 //! 4. `Relay`: whole frames pass through in order, in batches, each batch
-//!    recorded as one event and forwarded as one `Bytes`.
+//!    recorded as one event and forwarded as one `Bytes`; with masking, a
+//!    batch holding a rewritten frame is rebuilt, and a `Masked` event
+//!    precedes it.
 //! 5. `Closed`.
 //!
 //! # Driving a session
