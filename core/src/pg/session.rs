@@ -33,7 +33,10 @@
 //! [`Session::take_events`]. **Audit before forward:** before writing any
 //! bytes to the target, and before acting on
 //! [`Action::ConnectUpstream`], the driver must have every event taken so far
-//! acknowledged by the store.
+//! acknowledged by the store. A refusal ([`Session::refuse`]) must likewise
+//! be acknowledged before its error is written to the client, so that no
+//! client is ever told of a refusal the record lacks. Bytes for the client
+//! otherwise need not wait: responses are recorded with a bounded delay.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
