@@ -8,7 +8,8 @@
 //!   dictionaries, compiled once into a prefiltered matcher.
 //! - [`pg`]: the PostgreSQL wire protocol: incremental frame decoding, message
 //!   views and encoders, upstream login, and the sans-IO session state
-//!   machine that both IO engines drive.
+//!   machine the IO engine drives (the tokio engine today; the io_uring
+//!   engine will drive the same one).
 //!
 //! What this crate is not: it opens no connection, reads no file and asks no
 //! clock. Time comes in as arguments, bytes come in as buffers, and what to

@@ -2,7 +2,8 @@
 //!
 //! - `gatehouse serve --config FILE`: run the gateway.
 //! - `gatehouse check-config --config FILE`: validate a config and exit.
-//! - `gatehouse keygen --out DIR`: make a grant signing key pair.
+//! - `gatehouse keygen --out DIR [--name seal]`: make a grant (or seal)
+//!   signing key pair.
 //! - `gatehouse grant --key FILE …`: mint a grant.
 //!
 //! Logs go to stderr; `GATEHOUSE_LOG` filters them (`info` by default,

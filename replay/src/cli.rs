@@ -24,7 +24,7 @@ pub fn open_store(dir: &Path) -> Result<Reader> {
             dir.display()
         ),
         StoreError::NotFound { .. } => anyhow!(
-            "{} holds no Gatehouse store (expected the directory the gateway's store.path names)",
+            "{} holds no Gatehouse store (expected the directory the gateway's [store] dir names)",
             dir.display()
         ),
         e => anyhow::Error::new(e).context(format!("cannot open the store at {}", dir.display())),

@@ -4,7 +4,8 @@
 //!   statements, parameters, result rows, errors, notices, notifications,
 //!   COPY data and timings — as a model ([`Transcript`]).
 //! - [`render`]: a transcript as psql-like text; [`list`]: the session list.
-//! - [`verify`]: hash-chain verification of the recorded events.
+//! - [`verify`]: hash-chain verification of the recorded events, and of
+//!   each session's seal given the gateway's public key.
 //! - [`cli`]: opening a store and resolving session ids for the binaries
 //!   `gatehouse-replay` (`list`, `show`) and `gatehouse-audit` (`verify`).
 //!

@@ -94,9 +94,9 @@ pub struct GatewayOptions {
     pub tls: bool,
     /// `[listener] allow_plaintext`.
     pub allow_plaintext: bool,
-    /// `[gateway] io`: `"tokio"` or `"io_uring"`. Defaults to
-    /// `$GATEHOUSE_TEST_IO`, else `"tokio"`, so the suite can run on both
-    /// engines.
+    /// `[gateway] io`. Defaults to `$GATEHOUSE_TEST_IO`, else `"tokio"`
+    /// (the only engine built so far; the io_uring one will run the same
+    /// suite).
     pub io: String,
     /// `[gateway] workers`.
     pub workers: u32,

@@ -4,8 +4,8 @@
 //! direction, and the semantic steps around them (opened, statement, command
 //! complete, error, closed). Events are rkyv-archived; each carries the
 //! BLAKE3 hash of the previous event of its session, so a session is a hash
-//! chain. The `Closed` event is sealed: signed with the gateway's key over
-//! its place and the chain before it ([`seal_message`]). [`Recorder`]
+//! chain. When the gateway has a seal key, the `Closed` event is sealed:
+//! signed over its place and the chain before it ([`seal_message`]). [`Recorder`]
 //! assigns sequence numbers, chains, seals and encodes; the store only
 //! appends what it is given.
 //!

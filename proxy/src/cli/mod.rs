@@ -25,8 +25,9 @@ enum Command {
     /// Load and validate a config file, print a summary, and exit
     /// (status 1 if it has mistakes).
     CheckConfig(check_config::CheckConfigArgs),
-    /// Make an Ed25519 key pair for signing grants: DIR/grant.key (private,
-    /// mode 0600) and DIR/grant.pub (public, for [[grants.keys]]).
+    /// Make an Ed25519 key pair: DIR/NAME.key (private, mode 0600) and
+    /// DIR/NAME.pub (public). NAME is `grant` (for [[grants.keys]]) unless
+    /// --name says otherwise (`seal`, for [store] seal_key).
     Keygen(keygen::KeygenArgs),
     /// Mint a grant and print it (the JWT alone) on stdout.
     Grant(grant::GrantArgs),
