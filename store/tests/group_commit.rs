@@ -163,3 +163,38 @@ fn os_mode_syncs_an_idle_writer_within_the_interval() {
     assert_eq!(store.stats().syncs, syncs);
     store.shutdown().unwrap();
 }
+
+/// Submissions that queue up while the writer is busy share one batch and
+/// one fsync: many pipelined submissions, far fewer batches and syncs.
+#[test]
+fn queued_submissions_share_batches_and_fsyncs() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+    let w = store.writer();
+    let mut rec = Recorder::new(sid(1_700_000_000_000, 9));
+    let acks: Vec<_> = (0..500)
+        .map(|i| {
+            let body = if i == 0 {
+                opened("g", 1)
+            } else {
+                statement("SELECT 1")
+            };
+            w.submit_blocking(vec![rec.record(i, body)]).unwrap()
+        })
+        .collect();
+    for ack in acks {
+        ack.wait_blocking().unwrap();
+    }
+    let stats = store.stats();
+    eprintln!(
+        "{} submissions in {} batches, {} syncs",
+        stats.submissions, stats.batches, stats.syncs
+    );
+    assert_eq!(stats.submissions, 500);
+    // Without group commit every submission would be its own batch and
+    // fsync. Queueing 500 submissions takes far less than 500 fsyncs, so
+    // most of them must have shared one.
+    assert!(stats.batches < 250, "{} batches", stats.batches);
+    assert!(stats.syncs < 250, "{} syncs", stats.syncs);
+    store.shutdown().unwrap();
+}
