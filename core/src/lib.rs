@@ -25,3 +25,4 @@ pub mod event;
 pub mod grant;
 pub mod mask;
 pub mod pg;
+pub mod policy;

@@ -54,13 +54,91 @@ pub struct Plan {
     pub uses: Option<u32>,
 }
 
-/// What a grant allows on one target.
+/// What a grant allows on one target: the operations it may run, those it
+/// may run once a human approves them, and limits.
 ///
-/// Empty for now: a later version adds operations and limits here. Unknown
-/// fields are ignored (see [`Plan`]).
+/// An empty scope allows only what every plan allows (transaction control,
+/// `SHOW`, harmless `SET`s): fail closed. Unknown fields are ignored (see
+/// [`Plan`]); a misspelt field therefore allows nothing.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
-pub struct TargetScope {}
+pub struct TargetScope {
+    /// Operations allowed as they come.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub allow: Vec<Rule>,
+    /// Operations that may run once a human approves them.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub approve: Vec<Rule>,
+    /// Limits on each session.
+    #[serde(skip_serializing_if = "Limits::is_unlimited")]
+    pub limits: Limits,
+}
+
+/// One rule of a plan: operations, on relations, and functions.
+///
+/// - `ops`: relation operations (`select`, `insert`, `update`, `delete`,
+///   `truncate`, `lock`) and commands named by their kind (`do`,
+///   `set_role`, `copy_program`, `create_table`, `drop`, `notify`, …);
+///   `*` is every operation and command.
+/// - `relations`: `schema.name`, `schema.*` or `*`; a name without a schema
+///   is in `public`. A relation operation, or a command acting on a
+///   relation, is allowed only on relations listed here.
+/// - `functions`: functions the statements may call beyond the
+///   side-effect-free built-ins, as the SQL spells them
+///   (`public.refresh_totals` does not cover an unqualified
+///   `refresh_totals`); `schema.*` and `*` too.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Rule {
+    /// A name for messages and the record; the rule's position otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Operations and commands.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub ops: Vec<String>,
+    /// Relation patterns.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub relations: Vec<String>,
+    /// Function patterns.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub functions: Vec<String>,
+}
+
+impl Rule {
+    /// A rule that allows every operation and command on every relation,
+    /// and every function: a plan that trusts the agent fully (the
+    /// statements are still classified and recorded).
+    pub fn everything() -> Rule {
+        Rule {
+            name: None,
+            ops: vec!["*".to_owned()],
+            relations: vec!["*".to_owned()],
+            functions: vec!["*".to_owned()],
+        }
+    }
+}
+
+/// Limits on one session of a grant; `None` is no limit.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Limits {
+    /// Statements the session may run; the next one is refused.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub statements: Option<u64>,
+    /// Rows the session may receive; the session ends at the next.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rows: Option<u64>,
+    /// How long the session may last, in seconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duration_s: Option<u64>,
+}
+
+impl Limits {
+    /// Whether nothing is limited.
+    pub fn is_unlimited(&self) -> bool {
+        self.statements.is_none() && self.rows.is_none() && self.duration_s.is_none()
+    }
+}
 
 impl Plan {
     /// The scope for `target`, if the plan names it.

@@ -30,7 +30,7 @@ mod verify;
 #[cfg(test)]
 mod tests;
 
-pub use claims::{Claims, Plan, TargetScope, check_target};
+pub use claims::{Claims, Limits, Plan, Rule, TargetScope, check_target};
 pub use error::{GrantError, SQLSTATE_INVALID_AUTHORIZATION, SQLSTATE_INVALID_PASSWORD, UnixTime};
 pub use key::{ED25519_KEY_LEN, KeyError, KeySet, SigningKey, VerifyingKey, key_id};
 pub use verify::{MAX_TOKEN_LEN, Verifier, sign};

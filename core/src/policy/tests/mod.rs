@@ -1,0 +1,2 @@
+mod classify;
+mod verdict;
