@@ -6,7 +6,11 @@
 use bytes::BytesMut;
 use gatehouse_core::event::SessionId;
 use gatehouse_core::mask::{ColumnRule, Detector, MaskRules, Masker, Strategy};
-use gatehouse_core::pg::{Action, Authorized, Session, SessionConfig, UpstreamLogin};
+use gatehouse_core::grant::{Limits, Rule, TargetScope};
+use gatehouse_core::pg::{
+    Action, ApprovalDecision, Authorized, HoldMode, Policy, Session, SessionConfig, UpstreamLogin,
+};
+use gatehouse_core::policy::ClassifierCache;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -32,6 +36,34 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let masker = std::sync::Arc::new(masker);
+    // A plan that allows reading `public` only, with limits: most
+    // statements are denied, so the denial rewrites and the ledger of
+    // requests in flight see the arbitrary traffic too.
+    let policy = Policy {
+        scope: std::sync::Arc::new(TargetScope {
+            allow: vec![Rule {
+                name: None,
+                ops: vec!["select".into()],
+                relations: vec!["public.*".into()],
+                functions: vec![],
+            }],
+            approve: vec![Rule {
+                name: None,
+                ops: vec!["update".into(), "delete".into()],
+                relations: vec!["public.*".into()],
+                functions: vec![],
+            }],
+            limits: Limits {
+                statements: Some(50),
+                rows: Some(100),
+                duration_s: Some(1),
+            },
+        }),
+        classifier: std::sync::Arc::new(ClassifierCache::new(64)),
+        jti: "j".into(),
+        hold: HoldMode::Wait,
+        approvals: None,
+    };
     let mut s = Session::new(SessionId([0; 16]), cfg, "fuzz".into(), 0);
     let mut client = BytesMut::new();
     let mut upstream = BytesMut::new();
@@ -69,10 +101,24 @@ fuzz_target!(|data: &[u8]| {
                             password: Some("pw".into()),
                         },
                         masker: Some(masker.clone()),
+                        policy: policy.clone(),
                     },
                     now,
                 ),
                 Action::ConnectUpstream => s.upstream_connected(now),
+                // Holds are decided at once, either way.
+                Action::RequestApproval {
+                    request,
+                    wait: true,
+                } => {
+                    let decision = ApprovalDecision {
+                        approved: now % 2 == 0,
+                        approver: "fuzz".into(),
+                        reason: "r".into(),
+                    };
+                    s.approval_decided(&request.id, decision, now);
+                    s.handle_client_data(&mut client, now);
+                }
                 _ => {}
             }
         }

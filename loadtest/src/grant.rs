@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context as _, bail};
 use base64::Engine as _;
-use gatehouse_core::grant::{Claims, Plan, SigningKey, TargetScope, sign};
+use gatehouse_core::grant::{Claims, Plan, Rule, SigningKey, TargetScope, sign};
 
 /// What minted grants say, beyond the key.
 #[derive(Debug, Clone)]
@@ -109,7 +109,16 @@ impl Grants {
                     targets: opts
                         .targets
                         .iter()
-                        .map(|t| (t.clone(), TargetScope::default()))
+                        .map(|t| {
+                            // The harness's statements are its own: it
+                            // measures the gateway, classification included,
+                            // not a plan.
+                            let scope = TargetScope {
+                                allow: vec![Rule::everything()],
+                                ..TargetScope::default()
+                            };
+                            (t.clone(), scope)
+                        })
                         .collect::<BTreeMap<_, _>>(),
                     uses: opts.uses,
                 },

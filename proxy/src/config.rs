@@ -22,6 +22,7 @@ use gatehouse_core::event::SealKey;
 use gatehouse_core::grant::{KeySet, Verifier, VerifyingKey};
 use serde::Deserialize;
 
+mod admin;
 mod file;
 mod masking;
 mod target;
@@ -32,6 +33,7 @@ mod validate;
 #[cfg(test)]
 mod tests;
 
+pub use admin::{AdminSettings, AdminToken, ApprovalSettings};
 pub use file::{ConfigFile, Durability};
 pub use validate::Env;
 
@@ -92,6 +94,10 @@ pub struct Config {
     /// `[targets.NAME]`, by name: the database name a client asks for.
     /// Never empty.
     pub targets: BTreeMap<String, Target>,
+    /// `[admin]`; `None`: no admin API (held statements can only time out).
+    pub admin: Option<AdminSettings>,
+    /// `[approvals]`
+    pub approvals: ApprovalSettings,
     /// Things that are allowed but probably unwise (plaintext on a network
     /// address, a password file others can read). [`Config::load`] logs
     /// them; `check-config` prints them.

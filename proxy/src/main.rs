@@ -5,6 +5,8 @@
 //! - `gatehouse keygen --out DIR [--name seal]`: make a grant (or seal)
 //!   signing key pair.
 //! - `gatehouse grant --key FILE …`: mint a grant.
+//! - `gatehouse approvals list|approve|deny|watch`: decide held statements
+//!   through a running gateway's admin API.
 //!
 //! Logs go to stderr; `GATEHOUSE_LOG` filters them (`info` by default,
 //! `GATEHOUSE_LOG=debug`, `GATEHOUSE_LOG=gatehouse=trace,warn`, …). Errors
@@ -14,6 +16,8 @@ use std::process::ExitCode;
 
 use clap::Parser as _;
 
+mod admin;
+mod approvals;
 mod cli;
 mod config;
 mod serve;

@@ -95,6 +95,27 @@ pub fn render(t: &Transcript, out: &mut dyn Write) -> io::Result<()> {
                 direction.replace('_', " "),
                 sanitize(detail, false)
             ))?,
+            ItemKind::Denied { text, reason } => {
+                w.line(&format!("denied by the plan: {}", sanitize(text, false)))?;
+                w.line(&format!("  because {}", sanitize(reason, false)))?
+            }
+            ItemKind::Approval {
+                id,
+                state,
+                approver,
+                detail,
+            } => {
+                let by = if approver.is_empty() {
+                    String::new()
+                } else {
+                    format!(" by {}", sanitize(approver, false))
+                };
+                w.line(&format!(
+                    "approval {}: {state}{by}: {}",
+                    sanitize(id, false),
+                    sanitize(detail, false)
+                ))?
+            }
             ItemKind::Unreadable { detail } => {
                 w.line(&format!("<unreadable event> {}", sanitize(detail, false)))?
             }
@@ -212,6 +233,14 @@ fn header(h: &Header, out: &mut dyn Write) -> io::Result<()> {
             })
             .collect();
         writeln!(out, "  masked: {}", totals.join(", "))?;
+    }
+    if h.denied > 0 || h.held > 0 {
+        writeln!(
+            out,
+            "  plan: {} denied, {} held for approval",
+            grouped(h.denied),
+            grouped(h.held)
+        )?;
     }
     Ok(())
 }

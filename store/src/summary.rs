@@ -158,6 +158,7 @@ pub(crate) fn inspect(enc: &Encoded) -> Result<Fact, StoreError> {
         ArchivedBody::CommandComplete { .. } => (EventKind::CommandComplete, Fact::Other),
         ArchivedBody::Error(_) => (EventKind::Error, Fact::Other),
         ArchivedBody::Masked(_) => (EventKind::Masked, Fact::Other),
+        ArchivedBody::Verdict(_) => (EventKind::Verdict, Fact::Other),
     };
     if kind != enc.kind {
         return Err(invalid(format!(

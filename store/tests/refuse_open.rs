@@ -45,25 +45,24 @@ fn stamp(dir: &std::path::Path, key: &str, version: u32) {
     db.persist(fjall::PersistMode::SyncAll).unwrap();
 }
 
-/// A store written before seals (event format 1, store format 1) is not
-/// read as if its `Closed` events had the current layout.
+/// A store written by an older build (here: before verdicts, event format
+/// 2) is not read as if its events had the current layout.
 #[test]
-fn a_store_of_the_unsealed_format_is_refused() {
+fn a_store_of_an_older_event_format_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     Store::open(dir.path(), fsync())
         .unwrap()
         .shutdown()
         .unwrap();
-    assert_eq!(gatehouse_core::event::FORMAT_VERSION, 2);
-    stamp(dir.path(), "event_format", 1);
-    stamp(dir.path(), "store_format", 1);
+    assert_eq!(gatehouse_core::event::FORMAT_VERSION, 3);
+    stamp(dir.path(), "event_format", 2);
     let err = Reader::open(dir.path()).unwrap_err();
     assert!(
         matches!(
             err,
             StoreError::UnknownFormat {
                 what: "event",
-                found: 1,
+                found: 2,
                 ..
             }
         ),

@@ -25,6 +25,9 @@ pub struct GrantArgs {
     pub purpose: String,
     /// `--ticket`; omitted when `None`.
     pub ticket: Option<String>,
+    /// `--allow` rules, one flag each. Everything (`*`) by default: tests
+    /// about the plan say what they allow.
+    pub allow: Vec<String>,
     /// Further arguments, appended as given.
     pub extra: Vec<String>,
 }
@@ -38,6 +41,7 @@ impl Default for GrantArgs {
             uses: None,
             purpose: "integration test".to_owned(),
             ticket: None,
+            allow: vec!["*".to_owned()],
             extra: Vec::new(),
         }
     }
@@ -60,6 +64,9 @@ impl GrantArgs {
         args.extend(["--purpose".to_owned(), self.purpose.clone()]);
         if let Some(ticket) = &self.ticket {
             args.extend(["--ticket".to_owned(), ticket.clone()]);
+        }
+        for rule in &self.allow {
+            args.extend(["--allow".to_owned(), rule.clone()]);
         }
         args.extend(self.extra.iter().cloned());
         args
@@ -93,7 +100,7 @@ mod tests {
         };
         assert_eq!(
             args.to_args().join(" "),
-            "--sub agent-7 --target orders --ttl 15m --uses 1 --purpose integration test --ticket OPS-1"
+            "--sub agent-7 --target orders --ttl 15m --uses 1 --purpose integration test --ticket OPS-1 --allow *"
         );
     }
 

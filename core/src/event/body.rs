@@ -41,6 +41,51 @@ pub enum Body {
     /// The gateway masked values in the frames of the next `Frame` event:
     /// which rule hit which column how often, and where. Never the values.
     Masked(Masked),
+    /// The plan's answer to a statement, given before anything of it was
+    /// forwarded.
+    Verdict(Verdict),
+}
+
+/// What the plan decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+#[rkyv(derive(Debug, PartialEq, Eq, Clone, Copy))]
+pub enum Decision {
+    /// Forwarded.
+    Allow,
+    /// Refused: the client got an error, the target never ran it.
+    Deny,
+    /// Waits for a human's approval (or, in reject-and-retry mode, was
+    /// refused until one approves it).
+    Hold,
+}
+
+/// The plan's answer to one simple query or one Parse.
+#[derive(Debug, Clone, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+#[rkyv(derive(Debug))]
+pub struct Verdict {
+    /// What was decided.
+    pub decision: Decision,
+    /// A simple query, or a Parse.
+    pub protocol: StatementProtocol,
+    /// The prepared statement's name, for a Parse.
+    pub statement_name: String,
+    /// The SQL. Left empty for an allowed simple query: the `Statement`
+    /// event just before it holds the text.
+    pub text: String,
+    /// The kind of each statement (`select`, `update`, `begin`, …).
+    pub kinds: Vec<String>,
+    /// What the statements do, as the plan sees it
+    /// (`update on public.invoices`, `calling function nextval`).
+    pub accesses: Vec<String>,
+    /// For a denial or a hold: what the plan lacks, why the SQL could not
+    /// be classified, or the approver's reason.
+    pub reason: String,
+    /// The approval request this verdict belongs to (a hold, and the
+    /// decision that ends it), or empty.
+    pub approval: String,
+    /// Who decided the approval (the admin token's name; `gatehouse` for a
+    /// timeout), or empty.
+    pub approver: String,
 }
 
 /// A masking summary for one batch of frames.
@@ -262,6 +307,8 @@ pub enum CloseReason {
     UpstreamUnavailable,
     /// The store failed, so the session could not go on being recorded.
     StoreFailed,
+    /// A limit of the grant's plan (rows, duration) was reached.
+    LimitReached,
 }
 
 /// The end of a session, with its totals.

@@ -22,8 +22,8 @@ mod record;
 mod seal;
 
 pub use body::{
-    Body, CloseReason, Closed, Direction, ErrorInfo, Frame, MaskHit, Masked, MaskedCell, Opened,
-    Param, Refusal, Refused, Statement, StatementProtocol, TlsInfo,
+    Body, CloseReason, Closed, Decision, Direction, ErrorInfo, Frame, MaskHit, Masked, MaskedCell,
+    Opened, Param, Refusal, Refused, Statement, StatementProtocol, TlsInfo, Verdict,
 };
 pub use id::SessionId;
 pub use record::{
@@ -36,4 +36,5 @@ pub use seal::{SIGNATURE_LEN, Seal, SealError, SealKey, SealPublicKey, seal_mess
 /// checked when a store is opened.
 ///
 /// 2: [`Closed`] carries a [`Seal`].
-pub const FORMAT_VERSION: u32 = 2;
+/// 3: [`Body::Verdict`].
+pub const FORMAT_VERSION: u32 = 3;

@@ -49,6 +49,8 @@ pub enum EventKind {
     Closed,
     /// [`Body::Masked`].
     Masked,
+    /// [`Body::Verdict`].
+    Verdict,
 }
 
 impl Body {
@@ -63,6 +65,7 @@ impl Body {
             Body::Error(_) => EventKind::Error,
             Body::Closed(_) => EventKind::Closed,
             Body::Masked(_) => EventKind::Masked,
+            Body::Verdict(_) => EventKind::Verdict,
         }
     }
 }

@@ -70,6 +70,7 @@ fn reason_code(reason: CloseReason) -> u8 {
         CloseReason::Refused => 8,
         CloseReason::UpstreamUnavailable => 9,
         CloseReason::StoreFailed => 10,
+        CloseReason::LimitReached => 11,
     }
 }
 

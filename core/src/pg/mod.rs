@@ -11,6 +11,7 @@
 pub mod backend;
 pub mod catalog;
 pub mod encode;
+pub mod enforce;
 pub mod frame;
 pub mod frontend;
 pub mod mask;
@@ -19,6 +20,7 @@ pub mod shape;
 pub mod upstream;
 mod wire;
 
+pub use enforce::{ApprovalDecision, ApprovalRequest, ApprovedStatements, HoldMode, Policy};
 pub use session::{Action, Authorized, Rejection, Session, SessionConfig, Transmit};
 pub use upstream::UpstreamLogin;
 

@@ -46,6 +46,7 @@ use bytes::{Bytes, BytesMut};
 use super::backend;
 use super::catalog::{self, ColumnOrigins};
 use super::encode;
+use super::enforce::{ApprovalDecision, ApprovalRequest, Enforcer, Policy, Step};
 use super::frame::{self, FrameError, Startup};
 use super::frontend;
 use super::mask::FrameMasker;
@@ -133,6 +134,18 @@ pub enum Action {
         /// Gateway-issued secret.
         secret: i32,
     },
+    /// A statement needs a human's approval: register the request with the
+    /// gateway's approvers. With `wait`, the session holds the statement
+    /// (and reads nothing more from the client) until the driver reports
+    /// the decision with [`Session::approval_decided`] — a denial of its
+    /// own when none comes in time; otherwise the client has been refused
+    /// and may retry once it is approved.
+    RequestApproval {
+        /// What to approve.
+        request: ApprovalRequest,
+        /// Whether the session waits for the decision.
+        wait: bool,
+    },
     /// Close both connections, after writing all transmits.
     Close,
 }
@@ -161,6 +174,8 @@ pub struct Authorized {
     pub login: UpstreamLogin,
     /// The target's masking rules, if it has any.
     pub masker: Option<Arc<Masker>>,
+    /// The grant's plan for this target, enforced on every statement.
+    pub policy: Policy,
 }
 
 /// The grant checks failed.
@@ -218,6 +233,10 @@ pub struct Session {
     /// Masking, when the target has rules: the masker and the tracker that
     /// matches rows to their columns.
     masking: Option<(FrameMasker, ShapeTracker)>,
+    /// The plan, once the grant is accepted.
+    enforcer: Option<Enforcer>,
+    /// The approval a held statement waits for.
+    held: Option<String>,
     started_us: i64,
     last_us: i64,
     bytes_to_upstream: u64,
@@ -240,6 +259,8 @@ impl Session {
             events: Vec::new(),
             prepared: HashMap::new(),
             masking: None,
+            enforcer: None,
+            held: None,
             started_us: now_us,
             last_us: now_us,
             bytes_to_upstream: 0,
@@ -262,10 +283,31 @@ impl Session {
     /// waits on the driver (grant check, upstream connect and login), client
     /// bytes stay unread.
     pub fn wants_client_data(&self) -> bool {
-        matches!(
-            self.phase,
-            Phase::Startup | Phase::AwaitPassword | Phase::Relay
-        )
+        match self.phase {
+            Phase::Startup | Phase::AwaitPassword => true,
+            Phase::Relay => self.held.is_none(),
+            _ => false,
+        }
+    }
+
+    /// The approval a held statement waits for, if one does.
+    pub fn held_approval(&self) -> Option<&str> {
+        self.held.as_deref()
+    }
+
+    /// The approval `id` was decided (or timed out: the driver's own
+    /// denial). Then call [`handle_client_data`](Self::handle_client_data)
+    /// with the client buffer as it is: the held statement is judged
+    /// again, with the decision, and what follows it goes on.
+    pub fn approval_decided(&mut self, id: &str, decision: ApprovalDecision, now_us: i64) {
+        if self.held.as_deref() != Some(id) {
+            return;
+        }
+        self.last_us = now_us;
+        self.held = None;
+        if let Some(e) = &mut self.enforcer {
+            e.decide(id.to_owned(), decision);
+        }
     }
 
     /// Whether the session is opening its target: connecting, logging in,
@@ -308,6 +350,8 @@ impl Session {
             let progressed = match self.phase {
                 Phase::Startup => self.on_startup(buf, now_us),
                 Phase::AwaitPassword => self.on_password(buf, now_us),
+                // A held statement waits in `buf` for its decision.
+                Phase::Relay if self.held.is_some() => false,
                 Phase::Relay => self.relay_client(buf, now_us),
                 _ => false,
             };
@@ -367,6 +411,12 @@ impl Session {
         self.masking = auth
             .masker
             .map(|m| (FrameMasker::new(m), ShapeTracker::default()));
+        let id = self.id().to_string();
+        let prefix = id
+            .get(id.len().saturating_sub(12)..)
+            .unwrap_or(&id)
+            .to_owned();
+        self.enforcer = Some(Enforcer::new(auth.policy, prefix));
         self.phase = Phase::Connecting(Some(auth.login));
         self.actions.push_back(Action::ConnectUpstream);
     }
@@ -734,8 +784,12 @@ impl Session {
         self.send_client(greeting.freeze(), now_us);
     }
 
-    /// Forwards the whole client frames in `buf` as one batch.
+    /// Forwards the whole client frames in `buf` as one batch; a frame the
+    /// plan denies ends the batch and is replaced (see [`super::enforce`]).
     fn relay_client(&mut self, buf: &mut BytesMut, now_us: i64) -> bool {
+        if self.past_duration_limit(now_us) {
+            return false;
+        }
         let mut end = 0;
         let mut terminated = false;
         loop {
@@ -750,17 +804,44 @@ impl Session {
                 }
             };
             let (tag, body) = split_frame(rest, len);
-            match frontend::Message::parse_parts(tag, body) {
-                Ok(msg) => terminated = self.observe_client(msg, now_us),
+            let step = match frontend::Message::parse_parts(tag, body) {
+                Ok(msg) => self.observe_client(msg, now_us),
                 Err(e) => {
                     self.flush_client_batch(buf, end, now_us);
                     self.protocol_violation(&e.to_string(), now_us);
                     return false;
                 }
-            }
-            end += len;
-            if terminated {
-                break;
+            };
+            match step {
+                ClientStep::Forward => end += len,
+                ClientStep::Terminate => {
+                    end += len;
+                    terminated = true;
+                    break;
+                }
+                ClientStep::Hold(request) => {
+                    // What came before goes; the held frame stays in `buf`
+                    // until the decision.
+                    self.flush_client_batch(buf, end, now_us);
+                    self.held = Some(request.id.clone());
+                    self.actions.push_back(Action::RequestApproval {
+                        request,
+                        wait: true,
+                    });
+                    return false;
+                }
+                ClientStep::Replace(bytes) => {
+                    // What came before goes as it is; the client's frame is
+                    // dropped (its Statement and Verdict events hold it) and
+                    // the replacement is recorded and sent on its own.
+                    self.flush_client_batch(buf, end, now_us);
+                    let _ = buf.split_to(len);
+                    end = 0;
+                    self.send_upstream_own(bytes, now_us);
+                    if buf.is_empty() {
+                        return true;
+                    }
+                }
             }
         }
         self.flush_client_batch(buf, end, now_us);
@@ -769,6 +850,48 @@ impl Session {
             return false;
         }
         end > 0
+    }
+
+    /// Ends the session once the plan's duration limit has passed.
+    fn past_duration_limit(&mut self, now_us: i64) -> bool {
+        let Some(enforcer) = &self.enforcer else {
+            return false;
+        };
+        let Some(limit) = enforcer.duration_limit_us() else {
+            return false;
+        };
+        if now_us.saturating_sub(self.started_us) <= limit {
+            return false;
+        }
+        let message = format!(
+            "gatehouse: the plan of grant {} limits a session to {} s, and this one has lasted longer",
+            enforcer.jti(),
+            limit / 1_000_000
+        );
+        self.fatal("54000", &message, now_us);
+        self.close(CloseReason::LimitReached, now_us);
+        true
+    }
+
+    /// Sends bytes of the gateway's own to the target, recorded as one
+    /// batch.
+    fn send_upstream_own(&mut self, bytes: Bytes, now_us: i64) {
+        if let Some((_, tracker)) = &mut self.masking {
+            for f in frame::split(&bytes) {
+                if let Ok(msg) = frontend::Message::parse(&f) {
+                    tracker.client(&msg);
+                }
+            }
+        }
+        self.bytes_to_upstream += bytes.len() as u64;
+        self.record(
+            now_us,
+            Body::Frame(crate::event::Frame {
+                dir: Direction::ToUpstream,
+                bytes: bytes.clone(),
+            }),
+        );
+        self.transmits.push_back(Transmit::Upstream(bytes));
     }
 
     fn flush_client_batch(&mut self, buf: &mut BytesMut, end: usize, now_us: i64) {
@@ -787,13 +910,52 @@ impl Session {
         self.transmits.push_back(Transmit::Upstream(batch));
     }
 
-    /// Records what a client message means; returns true for Terminate.
-    fn observe_client(&mut self, msg: frontend::Message<'_>, now_us: i64) -> bool {
+    /// Records what a client message means and judges it by the plan.
+    fn observe_client(&mut self, msg: frontend::Message<'_>, now_us: i64) -> ClientStep {
+        let judged = self.enforcer.as_mut().map(|e| e.client(&msg));
+        let replace = match judged {
+            Some(judged) => {
+                let replace = match judged.step {
+                    Step::Forward => None,
+                    Step::Replace(bytes) => Some(bytes),
+                    Step::Hold(request) => {
+                        if let Some(v) = judged.verdict {
+                            self.record(now_us, Body::Verdict(v));
+                        }
+                        return ClientStep::Hold(request);
+                    }
+                };
+                if let Some(request) = judged.request {
+                    self.actions.push_back(Action::RequestApproval {
+                        request,
+                        wait: false,
+                    });
+                }
+                if let frontend::Message::Query(sql) = msg {
+                    self.record_statement(
+                        StatementProtocol::Simple,
+                        sql.to_owned(),
+                        "",
+                        "",
+                        Vec::new(),
+                        now_us,
+                    );
+                }
+                if let Some(v) = judged.verdict {
+                    self.record(now_us, Body::Verdict(v));
+                }
+                replace
+            }
+            None => None,
+        };
+        if let Some(bytes) = replace {
+            return ClientStep::Replace(bytes);
+        }
         if let Some((_, tracker)) = &mut self.masking {
             tracker.client(&msg);
         }
         match msg {
-            frontend::Message::Query(sql) => {
+            frontend::Message::Query(sql) if self.enforcer.is_none() => {
                 self.record_statement(
                     StatementProtocol::Simple,
                     sql.to_owned(),
@@ -833,10 +995,10 @@ impl Session {
             frontend::Message::Close { kind: b'S', name } => {
                 self.prepared.remove(name);
             }
-            frontend::Message::Terminate => return true,
+            frontend::Message::Terminate => return ClientStep::Terminate,
             _ => {}
         }
-        false
+        ClientStep::Forward
     }
 
     fn record_statement(
@@ -881,7 +1043,20 @@ impl Session {
                 }
             };
             let (tag, body) = split_frame(rest, len);
+            if tag == b'D' && !self.enforcer.as_mut().is_none_or(Enforcer::row) {
+                self.flush_upstream_batch(buf, end, rebuilt, now_us);
+                self.row_limit_reached(now_us);
+                return false;
+            }
+            let ours = self.enforcer.as_mut().is_some_and(|e| e.server(tag));
             let replacement = self.mask_frame(tag, body, index);
+            // An answer to the gateway's own request is dropped: rebuilt
+            // without it.
+            let replacement = if ours {
+                Some(Bytes::new())
+            } else {
+                replacement
+            };
             let (tag, body) = match &replacement {
                 Some(new) => split_frame(new, new.len()),
                 None => (tag, body),
@@ -903,10 +1078,27 @@ impl Session {
                 (None, None) => {}
             }
             end += len;
-            index = index.saturating_add(1);
+            if !ours {
+                index = index.saturating_add(1);
+            }
         }
         self.flush_upstream_batch(buf, end, rebuilt, now_us);
         end > 0
+    }
+
+    /// The plan's row limit is reached: the row past it is not delivered
+    /// and the session ends.
+    fn row_limit_reached(&mut self, now_us: i64) {
+        let Some(enforcer) = &self.enforcer else {
+            return;
+        };
+        let message = format!(
+            "gatehouse: the plan of grant {} limits a session to {} rows, and this result goes past it",
+            enforcer.jti(),
+            enforcer.row_limit()
+        );
+        self.fatal("54000", &message, now_us);
+        self.close(CloseReason::LimitReached, now_us);
     }
 
     /// The masked form of a target frame, if masking changes it; keeps the
@@ -1069,6 +1261,16 @@ impl Session {
         self.phase = Phase::Closed;
         self.actions.push_back(Action::Close);
     }
+}
+
+/// What to do with one client frame.
+enum ClientStep {
+    Forward,
+    Terminate,
+    /// Keep it until the approval is decided.
+    Hold(ApprovalRequest),
+    /// Send these bytes in its place.
+    Replace(Bytes),
 }
 
 /// The type byte and body of the whole frame of `len` bytes at the front of

@@ -1,11 +1,12 @@
 //! `gatehouse grant`: mint a grant with the gateway's signing key.
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
-use gatehouse_core::grant::{Claims, Plan, SigningKey, TargetScope, sign};
+use gatehouse_core::grant::{Claims, Plan, Rule, SigningKey, sign};
+
+use super::plan;
 
 /// Longer than this and `grant` warns: grants are meant to be short-lived.
 const LONG_TTL: Duration = Duration::from_secs(24 * 3600);
@@ -19,9 +20,32 @@ pub struct GrantArgs {
     #[arg(long, value_name = "AGENT")]
     pub sub: String,
     /// A target the grant allows: the database name the client connects
-    /// to. Repeat for several.
-    #[arg(long = "target", value_name = "NAME", required = true)]
+    /// to. Repeat for several. The rule and limit flags apply to each.
+    #[arg(long = "target", value_name = "NAME", required_unless_present = "plan")]
     pub targets: Vec<String>,
+    /// What the agent may run, as `OPS[:RELATIONS]` or `fn:FUNCTIONS`
+    /// (`select:public.invoices,public.payments`, `update:public.invoices`,
+    /// `select:reporting.*`, `do`, `fn:public.refresh_totals`, `*` for
+    /// everything). Repeat for several rules.
+    #[arg(long = "allow", value_name = "RULE", value_parser = plan::parse_rule)]
+    pub allow: Vec<Rule>,
+    /// What the agent may run once a human approves it; same form as
+    /// --allow.
+    #[arg(long = "approve", value_name = "RULE", value_parser = plan::parse_rule)]
+    pub approve: Vec<Rule>,
+    /// The plan from a file (TOML, or JSON if it ends in .json): the `plan`
+    /// claim, with [targets.NAME] tables of allow, approve and limits.
+    #[arg(long, value_name = "FILE")]
+    pub plan: Option<PathBuf>,
+    /// Statements each session may run.
+    #[arg(long, value_name = "N")]
+    pub max_statements: Option<u64>,
+    /// Rows each session may receive.
+    #[arg(long, value_name = "N")]
+    pub max_rows: Option<u64>,
+    /// How long each session may last (`10m`).
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub max_duration: Option<Duration>,
     /// How long the grant is valid, from its not-before time (`15m`, `2h`).
     #[arg(long, value_name = "DURATION", default_value = "15m", value_parser = humantime::parse_duration)]
     pub ttl: Duration,
@@ -61,6 +85,36 @@ pub fn run(args: &GrantArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The plan: the file's, if any, with each `--target` added and the rule
+/// and limit flags applied to every target.
+fn build_plan(args: &GrantArgs) -> anyhow::Result<Plan> {
+    let mut plan = match &args.plan {
+        Some(path) => plan::read_plan(path)?,
+        None => Plan::default(),
+    };
+    for t in &args.targets {
+        plan.targets.entry(t.clone()).or_default();
+    }
+    for scope in plan.targets.values_mut() {
+        scope.allow.extend(args.allow.iter().cloned());
+        scope.approve.extend(args.approve.iter().cloned());
+        if let Some(n) = args.max_statements {
+            scope.limits.statements = Some(n);
+        }
+        if let Some(n) = args.max_rows {
+            scope.limits.rows = Some(n);
+        }
+        if let Some(d) = args.max_duration {
+            scope.limits.duration_s = Some(d.as_secs().max(1));
+        }
+    }
+    if args.uses.is_some() {
+        plan.uses = args.uses;
+    }
+    plan::check_plan(&plan)?;
+    Ok(plan)
+}
+
 /// Signs a grant from `args`: `iat` = `now_s`, `nbf` = `now_s` +
 /// `--not-before-in`, `exp` = `nbf` + `--ttl`, `jti` = `jti`.
 pub fn mint(args: &GrantArgs, now_s: i64, jti: String) -> anyhow::Result<String> {
@@ -73,6 +127,7 @@ pub fn mint(args: &GrantArgs, now_s: i64, jti: String) -> anyhow::Result<String>
     if let Some(empty) = args.targets.iter().find(|t| t.is_empty()) {
         anyhow::bail!("--target {empty:?}: a target name cannot be empty");
     }
+    let plan = build_plan(args)?;
     if args.ttl.is_zero() {
         anyhow::bail!("--ttl must be longer than 0s");
     }
@@ -110,14 +165,7 @@ pub fn mint(args: &GrantArgs, now_s: i64, jti: String) -> anyhow::Result<String>
         jti,
         purpose: args.purpose.clone(),
         ticket: args.ticket.clone(),
-        plan: Plan {
-            targets: args
-                .targets
-                .iter()
-                .map(|t| (t.clone(), TargetScope::default()))
-                .collect::<BTreeMap<_, _>>(),
-            uses: args.uses,
-        },
+        plan,
     };
     Ok(sign(&claims, &key)?)
 }

@@ -6,9 +6,11 @@ use clap::{Parser, Subcommand};
 
 use crate::config::{Config, IoEngine};
 
+mod approvals;
 mod check_config;
 mod grant;
 mod keygen;
+mod plan;
 
 /// Gatehouse: a recording gateway between AI agents and PostgreSQL.
 #[derive(Debug, Parser)]
@@ -19,6 +21,10 @@ pub struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "parsed once per process; boxing `GrantArgs` buys nothing"
+)]
 enum Command {
     /// Run the gateway.
     Serve(ServeArgs),
@@ -31,6 +37,9 @@ enum Command {
     Keygen(keygen::KeygenArgs),
     /// Mint a grant and print it (the JWT alone) on stdout.
     Grant(grant::GrantArgs),
+    /// List, approve, deny or watch statements held for approval, through
+    /// a running gateway's admin API ([admin] in its config).
+    Approvals(approvals::ApprovalsArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -50,6 +59,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::CheckConfig(args) => check_config::run(&args),
         Command::Keygen(args) => keygen::run(&args),
         Command::Grant(args) => grant::run(&args),
+        Command::Approvals(args) => approvals::run(&args),
     }
 }
 

@@ -9,9 +9,17 @@ use crate::config::Config;
 /// 2026-11-25T18:00:00Z
 const NOW: i64 = 1_795_629_600;
 
+/// `gatehouse grant` with `cli`; a plan allowing everything unless `cli`
+/// names rules or a plan file (tests about the plan do).
 fn grant_args(cli: &[&str]) -> GrantArgs {
     let mut argv = vec!["gatehouse", "grant"];
     argv.extend_from_slice(cli);
+    if !cli
+        .iter()
+        .any(|a| matches!(*a, "--allow" | "--approve" | "--plan"))
+    {
+        argv.extend(["--allow", "*"]);
+    }
     match Cli::try_parse_from(argv).unwrap().command {
         Command::Grant(args) => args,
         other => panic!("parsed as {other:?}"),
@@ -366,5 +374,85 @@ fn keygen_name_seal_writes_a_seal_key_pair_beside_the_grant_pair() {
     assert!(
         Cli::try_parse_from(["gatehouse", "keygen", "--name", "../x", "--out", out]).is_err(),
         "a name is a file name, not a path"
+    );
+}
+
+#[test]
+fn grant_plans_from_flags_and_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let pair = generate(&KeygenArgs {
+        out: dir.path().to_owned(),
+        name: "grant".into(),
+        force: false,
+    })
+    .unwrap();
+    let key = pair.private_key.to_str().unwrap();
+    let base = ["--key", key, "--sub", "a", "--purpose", "p"];
+    let claims = |extra: &[&str]| {
+        let mut argv = base.to_vec();
+        argv.extend_from_slice(extra);
+        let token = mint(&grant_args(&argv), NOW, "j".to_owned())?;
+        let payload = token.split('.').nth(1).unwrap().to_owned();
+        use base64::Engine as _;
+        let json = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .unwrap();
+        anyhow::Ok(serde_json::from_slice::<serde_json::Value>(&json).unwrap())
+    };
+
+    let c = claims(&[
+        "--target",
+        "orders",
+        "--allow",
+        "select:public.invoices,public.payments",
+        "--allow",
+        "update:public.invoices",
+        "--approve",
+        "delete:public.invoices",
+        "--max-statements",
+        "100",
+        "--max-rows",
+        "5000",
+        "--max-duration",
+        "10m",
+    ])
+    .unwrap();
+    let scope = &c["plan"]["targets"]["orders"];
+    assert_eq!(scope["allow"][0]["relations"][1], "public.payments");
+    assert_eq!(scope["allow"][1]["ops"][0], "update");
+    assert_eq!(scope["approve"][0]["ops"][0], "delete");
+    assert_eq!(scope["limits"]["statements"], 100);
+    assert_eq!(scope["limits"]["rows"], 5000);
+    assert_eq!(scope["limits"]["duration_s"], 600);
+
+    // A plan file, with the flags applied to each of its targets.
+    let file = dir.path().join("plan.toml");
+    std::fs::write(
+        &file,
+        "uses = 1\n[targets.orders]\nallow = [{ ops = [\"select\"], relations = [\"public.*\"] }]\n[targets.billing]\n",
+    )
+    .unwrap();
+    let c = claims(&[
+        "--plan",
+        file.to_str().unwrap(),
+        "--approve",
+        "update:public.*",
+    ])
+    .unwrap();
+    assert_eq!(c["plan"]["uses"], 1);
+    assert_eq!(
+        c["plan"]["targets"]["billing"]["approve"][0]["ops"][0],
+        "update"
+    );
+    assert_eq!(
+        c["plan"]["targets"]["orders"]["allow"][0]["ops"][0],
+        "select"
+    );
+
+    // A plan that allows nothing is refused, naming the fix.
+    let err = claims(&["--target", "orders", "--plan", file.to_str().unwrap()]).unwrap_err();
+    assert!(
+        format!("{err:#}").contains("allows nothing on target \"billing\""),
+        "{err:#}"
     );
 }

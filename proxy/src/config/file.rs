@@ -34,6 +34,68 @@ pub struct ConfigFile {
     /// `[targets.NAME]`
     #[serde(default)]
     pub targets: BTreeMap<String, TargetSection>,
+    /// `[admin]`; without it there is no admin API.
+    #[serde(default)]
+    pub admin: Option<AdminSection>,
+    /// `[approvals]`
+    #[serde(default)]
+    pub approvals: ApprovalsSection,
+}
+
+/// `[admin]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdminSection {
+    /// `listen`: `ip:port` of the admin API. Default `127.0.0.1:15480`.
+    pub listen: String,
+    /// `[[admin.tokens]]`: who may use it.
+    pub tokens: Vec<AdminTokenSection>,
+}
+
+impl Default for AdminSection {
+    fn default() -> Self {
+        AdminSection {
+            listen: "127.0.0.1:15480".to_owned(),
+            tokens: Vec::new(),
+        }
+    }
+}
+
+/// `[[admin.tokens]]`
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminTokenSection {
+    /// `name`: the approver's identity.
+    pub name: Option<String>,
+    /// `token_file`: file holding the bearer token.
+    pub token_file: Option<String>,
+    /// `token_env`: environment variable holding it.
+    pub token_env: Option<String>,
+    /// `token`: never allowed; present only so that the error can say what
+    /// to do instead.
+    pub token: Option<toml::Value>,
+}
+
+/// `[approvals]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ApprovalsSection {
+    /// `timeout`: how long a held statement waits. Default 5m.
+    pub timeout: String,
+    /// `mode`: `wait` (default) or `reject`.
+    pub mode: String,
+    /// `webhook_url`: where new requests are POSTed (http only).
+    pub webhook_url: Option<String>,
+}
+
+impl Default for ApprovalsSection {
+    fn default() -> Self {
+        ApprovalsSection {
+            timeout: "5m".to_owned(),
+            mode: "wait".to_owned(),
+            webhook_url: None,
+        }
+    }
 }
 
 /// `[gateway]`

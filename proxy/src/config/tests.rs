@@ -665,3 +665,272 @@ fn io_engine_check() {
     assert!(IoEngine::Tokio.check_built().is_ok());
     assert!(IoEngine::Uring.check_built().is_err());
 }
+
+/// `[admin]` with one token from a file and one from the environment.
+const ADMIN: &str = r#"
+[admin]
+listen = "127.0.0.1:15480"
+[[admin.tokens]]
+name = "alice"
+token_file = "secrets/alice.token"
+[[admin.tokens]]
+name = "bob"
+token_env = "GATEHOUSE_BOB_TOKEN"
+
+[approvals]
+timeout = "90s"
+mode = "reject"
+webhook_url = "http://127.0.0.1:8080/hooks/approvals"
+"#;
+
+const ALICE_TOKEN: &str = "alice-0123456789abcdef0123456789";
+const BOB_TOKEN: &str = "bob-0123456789abcdef0123456789";
+
+fn admin_env() -> Vec<(&'static str, &'static str)> {
+    vec![
+        ("GATEHOUSE_ORDERS_PASSWORD", "pw-from-env"),
+        ("GATEHOUSE_BOB_TOKEN", BOB_TOKEN),
+    ]
+}
+
+#[test]
+fn admin_and_approvals_default_to_off_and_wait() {
+    let fx = Fixture::new();
+    let config = fx.load(GOOD).unwrap();
+    assert_eq!(config.admin, None, "no [admin]: no admin API");
+    assert_eq!(config.approvals, ApprovalSettings::default());
+    assert_eq!(config.approvals.timeout, Duration::from_secs(300));
+    assert_eq!(config.approvals.mode, crate::approvals::ApprovalMode::Wait);
+    assert_eq!(config.approvals.webhook_url, None);
+
+    // An [admin] section with only tokens listens on loopback.
+    write(&fx.root().join("secrets/alice.token"), ALICE_TOKEN, 0o600);
+    let text = format!(
+        "{GOOD}\n[[admin.tokens]]\nname = \"alice\"\ntoken_file = \"secrets/alice.token\"\n"
+    );
+    let config = fx.load(&text).unwrap();
+    let admin = config.admin.unwrap();
+    assert_eq!(admin.listen, SocketAddr::from(([127, 0, 0, 1], 15480)));
+    assert_eq!(admin.tokens.len(), 1);
+}
+
+#[test]
+fn admin_and_approvals_resolve() {
+    let fx = Fixture::new();
+    write(
+        &fx.root().join("secrets/alice.token"),
+        &format!("{ALICE_TOKEN}\n"),
+        0o600,
+    );
+    let config = fx
+        .load_env(&format!("{GOOD}{ADMIN}"), &admin_env())
+        .unwrap();
+    let admin = config.admin.as_ref().unwrap();
+    assert_eq!(admin.listen, SocketAddr::from(([127, 0, 0, 1], 15480)));
+    let tokens: Vec<(&str, &str)> = admin
+        .tokens
+        .iter()
+        .map(|t| (t.name.as_str(), t.token.expose()))
+        .collect();
+    assert_eq!(tokens, [("alice", ALICE_TOKEN), ("bob", BOB_TOKEN)]);
+    assert_eq!(config.approvals.timeout, Duration::from_secs(90));
+    assert_eq!(
+        config.approvals.mode,
+        crate::approvals::ApprovalMode::Reject
+    );
+    assert_eq!(
+        config
+            .approvals
+            .webhook_url
+            .as_ref()
+            .map(ToString::to_string),
+        Some("http://127.0.0.1:8080/hooks/approvals".to_owned())
+    );
+    assert!(config.warnings.is_empty(), "{:?}", config.warnings);
+    let debug = format!("{config:?}");
+    assert!(!debug.contains(ALICE_TOKEN) && !debug.contains(BOB_TOKEN));
+
+    let open = format!("{GOOD}{ADMIN}").replace("127.0.0.1:15480", "0.0.0.0:15480");
+    let config = fx.load_env(&open, &admin_env()).unwrap();
+    let all = config.warnings.join("\n");
+    assert!(
+        all.contains("admin.listen: the admin API listens on 0.0.0.0:15480"),
+        "{all}"
+    );
+}
+
+#[test]
+fn admin_and_approvals_mistakes_name_the_key() {
+    let fx = Fixture::new();
+    write(&fx.root().join("secrets/alice.token"), ALICE_TOKEN, 0o600);
+    write(&fx.root().join("secrets/short.token"), "short", 0o600);
+    let full = format!("{GOOD}{ADMIN}");
+    let r = |from: &str, to: &str| {
+        assert!(full.contains(from), "{from:?}");
+        full.replace(from, to)
+    };
+    let cases: Vec<(&str, String, &str)> = vec![
+        (
+            "no tokens",
+            format!("{GOOD}\n[admin]\nlisten = \"127.0.0.1:15480\"\n"),
+            "admin.tokens: no tokens",
+        ),
+        (
+            "bad listen address",
+            r("127.0.0.1:15480", "localhost"),
+            "admin.listen: \"localhost\" is not an IP address",
+        ),
+        (
+            "unknown admin key",
+            r("[admin]\n", "[admin]\nport = 1\n"),
+            "unknown field `port`",
+        ),
+        (
+            "unknown approvals key",
+            r("[approvals]\n", "[approvals]\nwebhook = \"x\"\n"),
+            "unknown field `webhook`",
+        ),
+        (
+            "token in the config",
+            r(
+                "token_file = \"secrets/alice.token\"",
+                "token = \"alice-0123456789abcdef\"",
+            ),
+            "admin.tokens[0].token: tokens must not be written in the config file",
+        ),
+        (
+            "no token source",
+            r("token_file = \"secrets/alice.token\"\n", ""),
+            "admin.tokens[0]: give token_file or token_env",
+        ),
+        (
+            "both token sources",
+            r(
+                "token_file = \"secrets/alice.token\"",
+                "token_file = \"secrets/alice.token\"\ntoken_env = \"X\"",
+            ),
+            "admin.tokens[0]: set token_env or token_file, not both",
+        ),
+        (
+            "token file missing",
+            r("secrets/alice.token", "secrets/nope.token"),
+            "admin.tokens[0].token_file: cannot read",
+        ),
+        (
+            "token env unset",
+            r("GATEHOUSE_BOB_TOKEN", "GATEHOUSE_UNSET_TOKEN"),
+            "admin.tokens[1].token_env: environment variable GATEHOUSE_UNSET_TOKEN is not set",
+        ),
+        (
+            "short token",
+            r("secrets/alice.token", "secrets/short.token"),
+            "admin.tokens[0]: the token must be at least 16 bytes",
+        ),
+        (
+            "duplicate names",
+            r("name = \"bob\"", "name = \"alice\""),
+            "admin.tokens[1].name: \"alice\" is also an earlier token's name",
+        ),
+        (
+            "reserved name",
+            r("name = \"bob\"", "name = \"gatehouse\""),
+            "admin.tokens[1].name: \"gatehouse\" is reserved",
+        ),
+        (
+            "missing name",
+            r("name = \"bob\"\n", ""),
+            "admin.tokens[1].name: is missing",
+        ),
+        (
+            "bad mode",
+            r("mode = \"reject\"", "mode = \"queue\""),
+            "approvals.mode: \"queue\" is not a mode",
+        ),
+        (
+            "bad timeout",
+            r("timeout = \"90s\"", "timeout = \"soon\""),
+            "approvals.timeout: \"soon\" is not a duration",
+        ),
+        (
+            "timeout too long",
+            r("timeout = \"90s\"", "timeout = \"2days\""),
+            "approvals.timeout: 2days is longer than the maximum 1day",
+        ),
+        (
+            "https webhook",
+            r("http://127.0.0.1:8080", "https://hooks.example.com"),
+            "approvals.webhook_url: https webhooks are not supported yet",
+        ),
+        (
+            "not a URL",
+            r("http://127.0.0.1:8080/hooks/approvals", "hooks approvals"),
+            "approvals.webhook_url: \"hooks approvals\" is not a URL",
+        ),
+        (
+            "not http",
+            r("http://127.0.0.1:8080/hooks/approvals", "ftp://x/y"),
+            "approvals.webhook_url: \"ftp://x/y\" is not an http:// URL",
+        ),
+    ];
+    for (name, text, expected) in cases {
+        let err = match fx.load_env(&text, &admin_env()) {
+            Ok(_) => panic!("case {name:?} should fail"),
+            Err(e) => format!("{e:#}"),
+        };
+        assert!(
+            err.contains(expected),
+            "case {name:?}: {expected:?} not in:\n{err}"
+        );
+        assert!(
+            !err.contains(ALICE_TOKEN),
+            "case {name:?} repeats a token: {err}"
+        );
+    }
+
+    // The same token twice.
+    let env = vec![
+        ("GATEHOUSE_ORDERS_PASSWORD", "pw-from-env"),
+        ("GATEHOUSE_BOB_TOKEN", ALICE_TOKEN),
+    ];
+    let err = format!("{:#}", fx.load_env(&full, &env).unwrap_err());
+    assert!(
+        err.contains("admin.tokens[1]: the same token as an earlier one"),
+        "{err}"
+    );
+}
+
+#[test]
+fn the_examples_commented_admin_section_is_valid() {
+    let fx = Fixture::new();
+    write(&fx.root().join("secrets/alice.token"), ALICE_TOKEN, 0o600);
+    let uncommented: String = EXAMPLE
+        .lines()
+        .map(|line| {
+            let keep = [
+                "[admin]",
+                "[[admin.tokens]]",
+                "listen = ",
+                "name = ",
+                "token_file = ",
+                "token_env = ",
+                "webhook_url = ",
+            ];
+            match line.strip_prefix("# ") {
+                Some(rest) if keep.iter().any(|k| rest.starts_with(k)) => rest,
+                _ => line,
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(uncommented.contains("\n[admin]\n"), "{uncommented}");
+    let env = [
+        ("GATEHOUSE_ORDERS_PASSWORD", "pw"),
+        ("GATEHOUSE_ADMIN_TOKEN_BOB", BOB_TOKEN),
+    ];
+    let config = fx.load_env(&uncommented, &env).unwrap();
+    let admin = config.admin.unwrap();
+    assert_eq!(admin.listen, SocketAddr::from(([127, 0, 0, 1], 15480)));
+    let names: Vec<&str> = admin.tokens.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(names, ["alice", "bob"]);
+    assert!(config.approvals.webhook_url.is_some());
+}

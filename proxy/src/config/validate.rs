@@ -109,6 +109,10 @@ impl ConfigFile {
         let listener = listener(&mut f, self.listener, tls.is_some());
         let store = store(&mut f, self.store, base);
         let grants = grants(&mut f, self.grants, base);
+        let admin = self
+            .admin
+            .and_then(|a| super::admin::admin(&mut f, a, base, env));
+        let approvals = super::admin::approvals(&mut f, self.approvals);
         if self.targets.is_empty() {
             f.problem(
                 "targets",
@@ -140,6 +144,8 @@ impl ConfigFile {
             store,
             grants,
             targets,
+            admin,
+            approvals,
             warnings,
         })
     }

@@ -2,11 +2,12 @@
 //! target, and has a use left.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use gatehouse_core::event::Refusal;
 use gatehouse_core::grant::{self, Claims, GrantError, Verifier};
-use gatehouse_core::pg::{Authorized, Rejection};
+use gatehouse_core::pg::{Authorized, HoldMode, Policy, Rejection};
+use gatehouse_core::policy::ClassifierCache;
 
 use super::ledger::GrantLedger;
 use super::targets::{Target, TargetAddr};
@@ -25,12 +26,14 @@ pub struct Authorizer {
     /// for the signature once. Time, target and uses are checked on every
     /// connection.
     pub cache: VerifiedCache,
+    /// SQL classifications, shared by every session.
+    pub classifier: Arc<ClassifierCache>,
 }
 
 /// Verified grants, bounded.
 #[derive(Debug, Default)]
 pub struct VerifiedCache {
-    entries: Mutex<HashMap<[u8; 32], Claims>>,
+    entries: Mutex<HashMap<[u8; 32], Arc<Claims>>>,
 }
 
 /// Entries above which expired grants are dropped (and, if that is not
@@ -38,7 +41,12 @@ pub struct VerifiedCache {
 const CACHE_MAX: usize = 10_000;
 
 impl VerifiedCache {
-    fn verify(&self, verifier: &Verifier, token: &str, now_s: i64) -> Result<Claims, GrantError> {
+    fn verify(
+        &self,
+        verifier: &Verifier,
+        token: &str,
+        now_s: i64,
+    ) -> Result<Arc<Claims>, GrantError> {
         let key = *blake3::hash(token.trim().as_bytes()).as_bytes();
         let hit = self
             .entries
@@ -50,7 +58,7 @@ impl VerifiedCache {
             verifier.check_time(&claims, now_s)?;
             return Ok(claims);
         }
-        let claims = verifier.verify(token, now_s)?;
+        let claims = Arc::new(verifier.verify(token, now_s)?);
         let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
         if entries.len() >= CACHE_MAX {
             entries.retain(|_, c| verifier.check_time(c, now_s).is_ok());
@@ -58,7 +66,7 @@ impl VerifiedCache {
                 entries.clear();
             }
         }
-        entries.insert(key, claims.clone());
+        entries.insert(key, Arc::clone(&claims));
         Ok(claims)
     }
 }
@@ -92,17 +100,26 @@ impl Authorizer {
             .ledger
             .reserve(&claims.jti, claims.plan.uses, claims.exp, now_s)
             .map_err(|e| rejection(&e, known))?;
+        let scope = claims.plan.scope(target).cloned().unwrap_or_default();
         let auth = Authorized {
-            subject: claims.sub,
-            jti: claims.jti,
-            issuer: claims.iss,
-            purpose: claims.purpose,
-            ticket: claims.ticket,
+            subject: claims.sub.clone(),
+            jti: claims.jti.clone(),
+            issuer: claims.iss.clone(),
+            purpose: claims.purpose.clone(),
+            ticket: claims.ticket.clone(),
             use_number,
             max_uses: claims.plan.uses,
             expires_at: claims.exp,
             login: t.login.clone(),
             masker: t.masker.clone(),
+            policy: Policy {
+                scope: Arc::new(scope),
+                classifier: Arc::clone(&self.classifier),
+                jti: claims.jti.clone(),
+                // The driver sets how holds go, from the approvals config.
+                hold: HoldMode::Wait,
+                approvals: None,
+            },
         };
         Ok((auth, t.addr.clone()))
     }

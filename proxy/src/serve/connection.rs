@@ -15,7 +15,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::{Bytes, BytesMut};
 use gatehouse_core::event::{SessionId, TlsInfo};
-use gatehouse_core::pg::{Action, Session, Transmit};
+use gatehouse_core::pg::{Action, ApprovalDecision, ApprovalRequest, HoldMode, Session, Transmit};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf};
 use tokio::net::TcpStream;
 use tracing::Instrument;
@@ -25,6 +25,7 @@ use super::cancel::CancelTarget;
 use super::queue::{Ended, OutQueue};
 use super::stream::{Io, Rewind};
 use super::targets::TargetAddr;
+use crate::approvals::{ApprovalMode, Decision, PendingApproval};
 
 /// A client that has not finished startup by then is disconnected.
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
@@ -33,6 +34,9 @@ const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
 const FINISH_LIMIT: Duration = Duration::from_secs(10);
 /// Bytes read per call.
 const READ_CHUNK: usize = 64 * 1024;
+/// While a statement is held for approval, the client is still read (so
+/// that a client that gives up is noticed) but not past this much.
+const HELD_BUFFER_MAX: usize = 1024 * 1024;
 /// After the session ends, the client may still be sending (the rest of a
 /// frame over the size cap, a pipeline behind a FATAL error). Closing a
 /// socket with unread input makes the kernel reset the connection, and
@@ -73,6 +77,8 @@ pub async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr) {
         pending_ack: None,
         client_in: None,
         login_deadline: None,
+        grant: None,
+        held: None,
     };
     async {
         let started = tokio::time::timeout(STARTUP_TIMEOUT, conn.handshake(tcp)).await;
@@ -107,6 +113,26 @@ struct Conn {
     /// target that accepts TCP and then never answers cannot hold the
     /// client.
     login_deadline: Option<tokio::time::Instant>,
+    /// The accepted grant, named in approval requests.
+    grant: Option<GrantInfo>,
+    /// The approval a held statement waits for.
+    held: Option<Held>,
+}
+
+/// What approvers are told about the grant behind a request.
+struct GrantInfo {
+    jti: String,
+    subject: String,
+    purpose: String,
+    ticket: Option<String>,
+    target: String,
+}
+
+/// A statement held until an approver decides or the timeout passes.
+struct Held {
+    id: String,
+    decision: tokio::sync::oneshot::Receiver<Decision>,
+    deadline: tokio::time::Instant,
 }
 
 enum Client {
@@ -228,9 +254,22 @@ impl Conn {
     async fn authorize(&mut self, token: &str, target: &str) {
         let now = now_us();
         match self.shared.authorize(token, target, now / 1_000_000) {
-            Ok((auth, addr)) => {
+            Ok((mut auth, addr)) => {
                 tracing::info!(subject = %auth.subject, jti = %auth.jti, target, "grant accepted");
+                let approvals = &self.shared.approvals;
+                auth.policy.hold = match approvals.mode() {
+                    ApprovalMode::Wait => HoldMode::Wait,
+                    ApprovalMode::Reject => HoldMode::Reject,
+                };
+                auth.policy.approvals = Some(approvals.clone());
                 self.target = Some(addr);
+                self.grant = Some(GrantInfo {
+                    jti: auth.jti.clone(),
+                    subject: auth.subject.clone(),
+                    purpose: auth.purpose.clone(),
+                    ticket: auth.ticket.clone(),
+                    target: target.to_owned(),
+                });
                 self.session.authorized(auth, now);
             }
             Err(rejection) => {
@@ -267,7 +306,10 @@ impl Conn {
             }
             let client_room = self.client_out.as_ref().is_none_or(OutQueue::has_room);
             let upstream_room = self.upstream_out.as_ref().is_none_or(OutQueue::has_room);
-            let read_client = self.session.wants_client_data() && upstream_room;
+            let held = self.held.is_some();
+            let read_client = (self.session.wants_client_data()
+                || (held && cbuf.len() < HELD_BUFFER_MAX))
+                && upstream_room;
             let read_upstream = self.upstream_in.is_some() && client_room;
             let login_deadline = self.login_deadline.filter(|_| self.session.is_logging_in());
             cbuf.reserve(READ_CHUNK);
@@ -275,8 +317,13 @@ impl Conn {
             tokio::select! {
                 r = client_in.read_buf(&mut cbuf), if read_client => match r {
                     Ok(0) | Err(_) => self.session.client_closed(now_us()),
+                    // Held: kept in the buffer for after the decision.
+                    Ok(_) if held => {}
                     Ok(_) => self.session.handle_client_data(&mut cbuf, now_us()),
                 },
+                (id, decision) = held_decision(&mut self.held), if held => {
+                    self.decided(&id, decision, &mut cbuf);
+                }
                 r = read_opt(&mut self.upstream_in, &mut ubuf), if read_upstream => match r {
                     Ok(0) | Err(_) => {
                         self.upstream_in = None;
@@ -289,6 +336,52 @@ impl Conn {
                 _ = shutdown.changed() => self.session.shutdown(now_us()),
                 _ = sleep_until_opt(login_deadline) => self.login_timed_out(),
             }
+        }
+    }
+
+    /// A held statement's approval was decided (or timed out): the session
+    /// judges it again and goes on with what the client sent after it.
+    fn decided(&mut self, id: &str, decision: ApprovalDecision, cbuf: &mut BytesMut) {
+        self.held = None;
+        if decision.approver == TIMEOUT_APPROVER {
+            self.shared.approvals.withdraw(id);
+        }
+        tracing::info!(
+            approval = id,
+            approved = decision.approved,
+            approver = %decision.approver,
+            "approval decided"
+        );
+        let now = now_us();
+        self.session.approval_decided(id, decision, now);
+        self.session.handle_client_data(cbuf, now);
+    }
+
+    /// Registers a statement for approval; holds it when the session waits.
+    fn request_approval(&mut self, request: ApprovalRequest, wait: bool) {
+        let Some(grant) = &self.grant else {
+            return;
+        };
+        let pending = PendingApproval {
+            id: request.id.clone(),
+            session: self.session.id().to_string(),
+            jti: grant.jti.clone(),
+            subject: grant.subject.clone(),
+            target: grant.target.clone(),
+            purpose: grant.purpose.clone(),
+            ticket: grant.ticket.clone(),
+            statement: request.statement,
+            needs: request.needs,
+            requested_at_us: now_us(),
+        };
+        tracing::info!(approval = %request.id, wait, "statement needs approval");
+        let decision = self.shared.approvals.request(pending);
+        if wait {
+            self.held = Some(Held {
+                id: request.id,
+                decision,
+                deadline: tokio::time::Instant::now() + self.shared.approvals.timeout(),
+            });
         }
     }
 
@@ -342,6 +435,7 @@ impl Conn {
                     self.queue_transmits().await;
                     break;
                 }
+                Action::RequestApproval { request, wait } => self.request_approval(request, wait),
                 Action::StartTls { .. } | Action::Authorize { .. } => {
                     tracing::warn!(?action, "unexpected action after startup")
                 }
@@ -436,6 +530,9 @@ impl Conn {
 
     /// Flushes what is queued and closes both sides.
     async fn finish(&mut self) {
+        if let Some(held) = self.held.take() {
+            self.shared.approvals.withdraw(&held.id);
+        }
         self.queue_transmits().await;
         // Whatever is left was recorded by the session on its way out.
         self.record_without_waiting().await;
@@ -499,4 +596,32 @@ async fn changed(q: &Option<OutQueue>) {
         Some(q) => q.changed().await,
         None => std::future::pending().await,
     }
+}
+
+/// Who decides a held statement when no approver does in time.
+const TIMEOUT_APPROVER: &str = "gatehouse";
+
+/// The decision on the held statement: an approver's, or a denial when the
+/// deadline passes (or the registry forgets it).
+async fn held_decision(held: &mut Option<Held>) -> (String, ApprovalDecision) {
+    let Some(h) = held.as_mut() else {
+        return std::future::pending().await;
+    };
+    let timeout = |why: &str| ApprovalDecision {
+        approved: false,
+        approver: TIMEOUT_APPROVER.to_owned(),
+        reason: why.to_owned(),
+    };
+    let decision = tokio::select! {
+        r = &mut h.decision => match r {
+            Ok(d) => ApprovalDecision {
+                approved: d.approved,
+                approver: d.approver,
+                reason: d.reason,
+            },
+            Err(_) => timeout("the request was withdrawn"),
+        },
+        _ = tokio::time::sleep_until(h.deadline) => timeout("no approver decided in time"),
+    };
+    (h.id.clone(), decision)
 }

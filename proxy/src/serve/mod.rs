@@ -3,7 +3,8 @@
 //! One worker thread per core, each with a current-thread tokio runtime and
 //! its own `SO_REUSEPORT` listener, so connections spread over cores with
 //! no shared accept queue. What workers share is only what must be shared:
-//! the store writer, the cancel-key map and the grant ledger.
+//! the store writer, the cancel-key map, the grant ledger and the approval
+//! registry (which the admin API, on a thread of its own, also serves).
 //!
 //! The path of a connection: `listener` → `connection` (handshake, TLS,
 //! `authorize`, upstream connect) → relay, with every frame recorded.
@@ -29,6 +30,8 @@ use gatehouse_store::{Store, Writer};
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
+use crate::approvals::ApprovalRegistry;
+use crate::config::AdminSettings;
 use authorize::Authorizer;
 use ledger::GrantLedger;
 use targets::{Target, TargetAddr};
@@ -47,6 +50,8 @@ pub struct Shared {
     pub authorizer: Authorizer,
     /// Gateway cancel keys of live sessions.
     cancels: CancelMap,
+    /// Statements held for approval, shared with the admin API.
+    pub approvals: Arc<ApprovalRegistry>,
     /// Flips to `true` when the gateway shuts down.
     pub shutdown: watch::Receiver<bool>,
 }
@@ -76,6 +81,10 @@ pub struct Server {
     pub tls: Option<TlsAcceptor>,
     /// The grant check.
     pub authorizer: Authorizer,
+    /// Statements held for approval.
+    pub approvals: Arc<ApprovalRegistry>,
+    /// The admin API, if `[admin]` is configured.
+    pub admin: Option<AdminSettings>,
 }
 
 /// Serves `config` until SIGINT or SIGTERM.
@@ -93,8 +102,18 @@ impl Server {
             writer: self.store.writer(),
             authorizer: self.authorizer,
             cancels: CancelMap::default(),
-            shutdown: stop_rx,
+            approvals: self.approvals.clone(),
+            shutdown: stop_rx.clone(),
         });
+        let admin = match self.admin {
+            Some(settings) => Some(crate::admin::spawn(settings, self.approvals, stop_rx)?),
+            None => {
+                tracing::info!(
+                    "no [admin] section: statements that need approval can only time out"
+                );
+                None
+            }
+        };
         let mut handles = Vec::new();
         for n in 0..self.workers.max(1) {
             let std_listener = listener::bind(self.address)?;
@@ -111,6 +130,9 @@ impl Server {
         let _ = stop_tx.send(true);
         for h in handles {
             let _ = h.join();
+        }
+        if let Some(admin) = admin {
+            let _ = admin.join();
         }
         drop(shared);
         self.store.shutdown().context("closing the store")?;

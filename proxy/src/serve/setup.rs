@@ -7,7 +7,7 @@ use anyhow::{Context, Result};
 use gatehouse_core::pg::{SessionConfig, UpstreamLogin};
 use gatehouse_store::{Durability, Store, StoreOptions};
 
-use super::{Authorizer, GrantLedger, Server, Target, TargetAddr};
+use super::{ApprovalRegistry, Authorizer, GrantLedger, Server, Target, TargetAddr};
 use crate::config::{self, Config};
 
 /// Cap on one frame from a target. Targets are trusted more than clients,
@@ -67,6 +67,7 @@ pub fn server(config: Config) -> Result<Server> {
         targets,
         ledger: GrantLedger::from_recorded(recorded),
         cache: Default::default(),
+        classifier: Default::default(),
     };
     let seal_key = config.store.load_seal_key()?.map(Arc::new);
     // Without a key, validation's warning has been logged.
@@ -88,5 +89,7 @@ pub fn server(config: Config) -> Result<Server> {
         session,
         tls,
         authorizer,
+        approvals: Arc::new(ApprovalRegistry::new(config.approvals.clone())),
+        admin: config.admin.clone(),
     })
 }

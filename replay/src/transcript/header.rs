@@ -1,7 +1,9 @@
 //! The transcript header: the session's grant, target, client and outcome,
 //! from its `Opened`, `Refused` and `Closed` events.
 
-use gatehouse_core::event::{CloseReason, Closed, Masked, Opened, Refusal, Refused, SessionId};
+use gatehouse_core::event::{
+    CloseReason, Closed, Decision, Masked, Opened, Refusal, Refused, SessionId,
+};
 use serde::Serialize;
 
 /// Who, what, when, and how a session ended.
@@ -51,6 +53,16 @@ pub struct Header {
     /// rule then column order. Absent from JSON when nothing was masked.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub masked: Vec<MaskTotal>,
+    /// Statements (simple queries or Parses) the plan denied.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub denied: u64,
+    /// Statements the plan held for approval.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub held: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// How often one masking rule hit one column in a session.
@@ -66,6 +78,15 @@ pub struct MaskTotal {
 }
 
 impl Header {
+    /// Counts a verdict.
+    pub(crate) fn verdict(&mut self, decision: Decision) {
+        match decision {
+            Decision::Allow => {}
+            Decision::Deny => self.denied += 1,
+            Decision::Hold => self.held += 1,
+        }
+    }
+
     pub(crate) fn new(session: SessionId) -> Self {
         Header {
             session: session.to_string(),
@@ -87,6 +108,8 @@ impl Header {
             parameters: Vec::new(),
             events: 0,
             masked: Vec::new(),
+            denied: 0,
+            held: 0,
         }
     }
 
@@ -227,6 +250,7 @@ pub fn close_reason_text(reason: CloseReason) -> &'static str {
         CloseReason::Refused => "refused",
         CloseReason::UpstreamUnavailable => "target unavailable",
         CloseReason::StoreFailed => "store failed",
+        CloseReason::LimitReached => "a limit of the plan was reached",
     }
 }
 
@@ -242,6 +266,7 @@ fn close_reason_code(reason: CloseReason) -> &'static str {
         CloseReason::Refused => "refused",
         CloseReason::UpstreamUnavailable => "upstream_unavailable",
         CloseReason::StoreFailed => "store_failed",
+        CloseReason::LimitReached => "limit_reached",
     }
 }
 

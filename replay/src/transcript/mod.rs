@@ -99,6 +99,25 @@ pub enum ItemKind {
         /// What is wrong.
         detail: String,
     },
+    /// A statement the plan denied: the target never saw it. The error the
+    /// client got follows.
+    Denied {
+        /// The SQL.
+        text: String,
+        /// What the plan lacks.
+        reason: String,
+    },
+    /// A statement held for a human's approval, or the decision on one.
+    Approval {
+        /// The approval's id.
+        id: String,
+        /// `held`, `approved` or `denied`.
+        state: &'static str,
+        /// Who decided (empty while held).
+        approver: String,
+        /// What needs approval, or the approver's reason.
+        detail: String,
+    },
     /// A stored event that could not be read at all.
     Unreadable {
         /// The store's error.

@@ -159,6 +159,7 @@ fn drive(client: &[u8], server: &[u8], rng: &mut Rng) {
                             password: Some("pw".into()),
                         },
                         masker: masker.clone(),
+                        policy: super::with_scope(super::select_only()),
                     },
                     1,
                 ),

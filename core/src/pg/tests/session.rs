@@ -34,6 +34,9 @@ pub(super) struct Harness {
     pub(super) actions: Vec<Action>,
     pub(super) bodies: Vec<Body>,
     pub(super) raw_events: Vec<Vec<u8>>,
+    /// The plan the session enforces; everything allowed unless set
+    /// before `open`.
+    pub(super) policy: Option<crate::pg::Policy>,
 }
 
 impl Harness {
@@ -50,6 +53,7 @@ impl Harness {
             actions: Vec::new(),
             bodies: Vec::new(),
             raw_events: Vec::new(),
+            policy: None,
         }
     }
 
@@ -125,6 +129,7 @@ impl Harness {
                     password: None,
                 },
                 masker,
+                policy: self.policy.clone().unwrap_or_else(super::allow_all),
             },
             1,
         );
@@ -453,6 +458,7 @@ fn a_login_that_never_finishes_fails_with_08001_when_the_driver_says_so() {
                 password: None,
             },
             masker: None,
+            policy: super::allow_all(),
         },
         1,
     );

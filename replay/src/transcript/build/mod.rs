@@ -26,7 +26,7 @@ mod server;
 use std::collections::{HashMap, VecDeque};
 
 use bytes::Bytes;
-use gatehouse_core::event::{Body, Direction, Event, MaskedCell, SessionId};
+use gatehouse_core::event::{Body, Decision, Direction, Event, MaskedCell, SessionId, Verdict};
 use gatehouse_core::pg::frame::{self, Frame};
 
 use super::header::Header;
@@ -158,6 +158,9 @@ pub struct TranscriptBuilder {
     greeted: bool,
     /// The cells of a `Masked` event, for the next `Frame` event.
     masked: Option<Vec<MaskedCell>>,
+    /// Target-bound `Frame` events still to come that the gateway wrote in
+    /// place of a denied statement: not the client's, so not shown.
+    injected: u32,
 }
 
 impl TranscriptBuilder {
@@ -179,6 +182,7 @@ impl TranscriptBuilder {
             bound: HashMap::new(),
             greeted: false,
             masked: None,
+            injected: 0,
         }
     }
 
@@ -208,6 +212,9 @@ impl TranscriptBuilder {
                 self.header.closed(c);
                 self.closed = true;
             }
+            Body::Frame(f) if f.dir == Direction::ToUpstream && self.injected > 0 => {
+                self.injected -= 1;
+            }
             Body::Frame(f) => {
                 let masked = self.masked.take().unwrap_or_default();
                 self.frames(f.dir, &f.bytes, at, masked);
@@ -215,10 +222,47 @@ impl TranscriptBuilder {
             // Semantic events restate what the frames say; the transcript
             // is rebuilt from the frames alone.
             Body::Statement(_) | Body::CommandComplete { .. } | Body::Error(_) => {}
+            Body::Verdict(v) => self.verdict(v),
             Body::Masked(m) => {
                 self.header.masked(m);
                 self.masked = Some(m.cells.clone());
             }
+        }
+    }
+
+    /// A verdict: a denial becomes an item, and the frame the gateway sent
+    /// in the statement's place is not shown as the client's.
+    fn verdict(&mut self, v: &Verdict) {
+        self.header.verdict(v.decision);
+        if !v.approval.is_empty() {
+            let state = match v.decision {
+                Decision::Hold => "held",
+                Decision::Allow => "approved",
+                Decision::Deny => "denied",
+            };
+            self.order += 1;
+            let at = self.last_us;
+            self.push_item(
+                at,
+                ItemKind::Approval {
+                    id: v.approval.clone(),
+                    state,
+                    approver: v.approver.clone(),
+                    detail: v.reason.clone(),
+                },
+            );
+        }
+        if v.decision == Decision::Deny {
+            self.order += 1;
+            let at = self.last_us;
+            self.push_item(
+                at,
+                ItemKind::Denied {
+                    text: v.text.clone(),
+                    reason: v.reason.clone(),
+                },
+            );
+            self.injected += 1;
         }
     }
 

@@ -1,0 +1,158 @@
+//! The plan of a grant from `gatehouse grant` flags and a plan file.
+//!
+//! A rule flag (`--allow`, `--approve`) reads `OPS[:RELATIONS]` or
+//! `fn:FUNCTIONS`, lists comma-separated:
+//!
+//! - `select:public.invoices,public.payments`
+//! - `select,update:public.invoices`
+//! - `select:reporting.*`
+//! - `do` (a command by its kind; no relation)
+//! - `fn:public.refresh_totals,nextval`
+//! - `*` (everything: every operation and command on every relation, and
+//!   every function)
+//!
+//! A plan file (`--plan`, TOML or JSON by its extension) is the `plan`
+//! claim itself: `[targets.NAME]` tables with `allow`, `approve` and
+//! `limits`, and optionally `uses`.
+
+use std::path::Path;
+
+use anyhow::{Context as _, bail};
+use gatehouse_core::grant::{Plan, Rule, TargetScope};
+
+/// Parses one rule flag.
+pub fn parse_rule(spec: &str) -> anyhow::Result<Rule> {
+    let spec = spec.trim();
+    let list = |s: &str| -> Vec<String> {
+        s.split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .map(str::to_owned)
+            .collect()
+    };
+    if spec == "*" {
+        return Ok(Rule::everything());
+    }
+    if let Some(functions) = spec.strip_prefix("fn:") {
+        let functions = list(functions);
+        if functions.is_empty() {
+            bail!("{spec:?}: name the functions after `fn:`");
+        }
+        return Ok(Rule {
+            functions,
+            ..Rule::default()
+        });
+    }
+    let (ops, relations) = match spec.split_once(':') {
+        Some((ops, rels)) => (list(ops), list(rels)),
+        None => (list(spec), Vec::new()),
+    };
+    if ops.is_empty() {
+        bail!("{spec:?}: expected OPS[:RELATIONS] (e.g. select:public.invoices) or fn:NAMES");
+    }
+    for op in &ops {
+        if !op
+            .chars()
+            .all(|c| c == '*' || c == '_' || c.is_ascii_alphanumeric())
+        {
+            bail!("{spec:?}: {op:?} is not an operation or command name");
+        }
+    }
+    Ok(Rule {
+        name: None,
+        ops,
+        relations,
+        functions: Vec::new(),
+    })
+}
+
+/// Reads a plan file: JSON if it ends in `.json`, TOML otherwise.
+pub fn read_plan(path: &Path) -> anyhow::Result<Plan> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("--plan: cannot read {}", path.display()))?;
+    let plan: Plan = if path.extension().is_some_and(|e| e == "json") {
+        serde_json::from_str(&text).with_context(|| format!("--plan {}", path.display()))?
+    } else {
+        toml::from_str(&text).with_context(|| format!("--plan {}", path.display()))?
+    };
+    Ok(plan)
+}
+
+/// Checks that every target's scope can allow something.
+pub fn check_plan(plan: &Plan) -> anyhow::Result<()> {
+    if plan.uses == Some(0) {
+        bail!("`uses` is 0, so the grant would allow nothing");
+    }
+    if plan.targets.is_empty() {
+        bail!("the plan names no target: give --target or a plan file with [targets.NAME]");
+    }
+    for (name, scope) in &plan.targets {
+        if name.is_empty() {
+            bail!("a target name cannot be empty");
+        }
+        if is_empty(scope) {
+            bail!(
+                "the plan allows nothing on target {name:?}: give --allow (e.g. --allow select:public.invoices, or --allow '*' for everything) or a plan file"
+            );
+        }
+    }
+    Ok(())
+}
+
+fn is_empty(scope: &TargetScope) -> bool {
+    scope.allow.is_empty() && scope.approve.is_empty()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rule_flags() {
+        let r = parse_rule("select,update:public.invoices, public.payments").unwrap();
+        assert_eq!(r.ops, ["select", "update"]);
+        assert_eq!(r.relations, ["public.invoices", "public.payments"]);
+        assert_eq!(parse_rule("do").unwrap().ops, ["do"]);
+        assert_eq!(
+            parse_rule("fn:public.f,nextval").unwrap().functions,
+            ["public.f", "nextval"]
+        );
+        let all = parse_rule("*").unwrap();
+        assert_eq!(
+            (all.ops.len(), all.relations.len(), all.functions.len()),
+            (1, 1, 1)
+        );
+        for bad in ["", ":public.x", "fn:", "sel ect:x", "select;drop:x"] {
+            assert!(parse_rule(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn plan_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let toml_path = dir.path().join("plan.toml");
+        std::fs::write(
+            &toml_path,
+            r#"
+uses = 2
+[targets.orders]
+allow = [{ ops = ["select"], relations = ["public.*"] }]
+approve = [{ name = "refunds", ops = ["update"], relations = ["public.invoices"] }]
+[targets.orders.limits]
+rows = 1000
+"#,
+        )
+        .unwrap();
+        let plan = read_plan(&toml_path).unwrap();
+        assert_eq!(plan.uses, Some(2));
+        let scope = &plan.targets["orders"];
+        assert_eq!(scope.approve[0].name.as_deref(), Some("refunds"));
+        assert_eq!(scope.limits.rows, Some(1000));
+        check_plan(&plan).unwrap();
+
+        let json_path = dir.path().join("plan.json");
+        std::fs::write(&json_path, r#"{"targets":{"orders":{}}}"#).unwrap();
+        let plan = read_plan(&json_path).unwrap();
+        assert!(check_plan(&plan).is_err(), "an empty scope allows nothing");
+    }
+}
