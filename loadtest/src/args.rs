@@ -23,8 +23,13 @@ Workloads (--mix NAME=WEIGHT,...):
   masked   the statement given with --masked-sql (a select of a column the
            gateway masks); skipped unless --masked-sql is given
   script   the statements of --script FILE, one per line, in order, per task
-  denied   not available yet: statements a plan denies need per-statement
-           policy in grants, which the gateway does not enforce yet
+  denied   DELETE FROM gatehouse_lt_items WHERE id = $1 AND false (extended
+           protocol): a statement the minted grants' plan denies, as an agent
+           overstepping its plan sends it. Through the gateway it must fail
+           with SQLSTATE 42501 (counted as denied as planned) and be
+           recorded as a denial; direct, it deletes nothing. With denied in
+           the mix, minted plans allow no DELETE at all (a --script cannot
+           delete either)
 
 Every statement sent through the gateway starts with a comment
 /* lt:RUN:g:AGENT:CONN:N */ so that the recording check can find it in the

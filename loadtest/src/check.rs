@@ -16,17 +16,25 @@
 //! | never sent by this run (unknown tag) | never |
 //! | sent on the direct leg | never |
 //!
+//! Those are `Statement` events. The denied workload's statements are
+//! different: the gateway judges a Parse before it forwards it and records a
+//! `Verdict` with the SQL; a denied one never becomes a `Statement` (that is
+//! recorded at Bind, for allowed Parses). So each of them must be in the
+//! store as a `Verdict` with `Decision::Deny` — once when answered, at most
+//! once when not — and never as a `Statement` or an allowing `Verdict`. A
+//! `Statement` recorded between a denied Parse and the next verdict (the
+//! Bind that followed the Parse in the same batch) is a difference of its
+//! own: the gateway recorded a statement that never ran.
+//!
 //! Chains are verified with `gatehouse_replay::verify` (the same check as
-//! `gatehouse-audit verify`). Denials: the harness has no denied workload
-//! yet (the gateway enforces no per-statement policy), so there are none to
-//! check; the report says so.
+//! `gatehouse-audit verify`).
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use gatehouse_core::event::Body;
+use gatehouse_core::event::{Body, Decision, StatementProtocol};
 use gatehouse_store::{Reader, StoreError};
 use serde::Serialize;
 
@@ -58,8 +66,10 @@ pub struct CheckReport {
     /// Connections that opened.
     pub connections_opened: u64,
     /// Statements answered through the gateway: each must be recorded once.
+    /// The denied workload's are counted apart.
     pub statements_answered: u64,
-    /// Statements sent without an answer: each at most once.
+    /// Statements sent without an answer: each at most once (the denied
+    /// workload's apart).
     pub statements_uncertain: u64,
     /// Tagged statements of this run found in the store.
     pub statements_recorded: u64,
@@ -74,8 +84,14 @@ pub struct CheckReport {
     pub chain_events: u64,
     /// Breaks in those chains.
     pub chain_breaks: u64,
-    /// Denials are not checked yet.
-    pub denials: &'static str,
+    /// Denied-workload statements answered through the gateway: each must
+    /// be recorded as a denial once.
+    pub denied_answered: u64,
+    /// Denied-workload statements sent without an answer: each at most once.
+    pub denied_uncertain: u64,
+    /// Denials (`Verdict` events with `Deny`) of denied-workload statements
+    /// found in the store.
+    pub denials_recorded: u64,
     /// Differences by kind.
     pub differences: BTreeMap<&'static str, u64>,
     /// The first differences, spelled out.
@@ -127,9 +143,9 @@ pub fn check(reader: &Reader, ledger: &Ledger) -> anyhow::Result<CheckReport> {
         statements_answered: answered,
         statements_uncertain: uncertain,
         masked_answered: ledger.masked_answered,
-        denials: "not checked: the harness has no denied workload yet",
         ..CheckReport::default()
     };
+    (report.denied_answered, report.denied_uncertain) = ledger.denied_counts();
     let jtis: HashSet<&str> = ledger.jtis.iter().map(String::as_str).collect();
     // Times each statement was recorded, by agent and sequence number.
     let mut seen: Vec<Vec<u8>> = ledger
@@ -137,6 +153,8 @@ pub fn check(reader: &Reader, ledger: &Ledger) -> anyhow::Result<CheckReport> {
         .iter()
         .map(|a| vec![0; a.statements.len()])
         .collect();
+    // Times each denied-workload statement was recorded as denied.
+    let mut denials = seen.clone();
     let from_us = ledger.started_us.saturating_sub(CLOCK_SLACK_US);
     for summary in reader.sessions() {
         let summary = summary.context("cannot read a session summary")?;
@@ -215,6 +233,9 @@ pub fn check(reader: &Reader, ledger: &Ledger) -> anyhow::Result<CheckReport> {
                 format!("session {id} has no Closed event (the gateway was cut off?)")
             }),
         }
+        // The last extended-protocol verdict since the last statement: a
+        // Statement after a denial is the Bind of the denied Parse.
+        let mut pending: Option<Decision> = None;
         for event in reader.events(id) {
             let event = match event {
                 Ok(event) => event,
@@ -225,6 +246,22 @@ pub fn check(reader: &Reader, ledger: &Ledger) -> anyhow::Result<CheckReport> {
             };
             match &event.body {
                 Body::Statement(statement) => {
+                    let after = pending.take();
+                    if statement.protocol == StatementProtocol::Extended
+                        && after == Some(Decision::Deny)
+                    {
+                        report.differ("statement_after_denial", || {
+                            format!(
+                                "session {id} #{}: a Statement was recorded at the Bind of a \
+                                 denied Parse, a statement that never ran ({})",
+                                event.seq,
+                                parse_tag(&statement.text).map_or("untagged".to_owned(), |t| {
+                                    format!("agent {} statement {}", t.agent, t.seq)
+                                })
+                            )
+                        });
+                        continue;
+                    }
                     let Some(tag) = parse_tag(&statement.text) else {
                         report.untagged_statements += 1;
                         continue;
@@ -260,6 +297,16 @@ pub fn check(reader: &Reader, ledger: &Ledger) -> anyhow::Result<CheckReport> {
                             )
                         });
                     }
+                    if is_denied(ledger, tag.agent, tag.seq) {
+                        report.differ("denied_as_statement", || {
+                            format!(
+                                "session {id} #{}: agent {} statement {}, which the plan \
+                                 denies, is recorded as a statement",
+                                event.seq, tag.agent, tag.seq
+                            )
+                        });
+                        continue;
+                    }
                     let slot = seen
                         .get_mut(tag.agent as usize)
                         .and_then(|s| s.get_mut(usize::try_from(tag.seq).ok()?));
@@ -271,6 +318,59 @@ pub fn check(reader: &Reader, ledger: &Ledger) -> anyhow::Result<CheckReport> {
                                 event.seq, tag.agent, tag.seq
                             )
                         }),
+                    }
+                }
+                Body::Verdict(verdict) => {
+                    if verdict.protocol == StatementProtocol::Extended {
+                        pending = Some(verdict.decision);
+                    }
+                    let Some(tag) = parse_tag(&verdict.text).filter(|t| t.run == ledger.run) else {
+                        continue;
+                    };
+                    if tag.leg == Leg::Direct {
+                        report.differ("direct_in_store", || {
+                            format!(
+                                "session {id} #{}: a direct-leg statement's verdict",
+                                event.seq
+                            )
+                        });
+                        continue;
+                    }
+                    let denied = is_denied(ledger, tag.agent, tag.seq);
+                    match (verdict.decision, denied) {
+                        (Decision::Deny, true) => {
+                            report.denials_recorded += 1;
+                            if (Some(tag.agent), Some(tag.conn)) != (agent, conn) {
+                                report.differ("wrong_session", || {
+                                    format!(
+                                        "session {id} #{}: the denial of agent {} connection {} \
+                                         statement {} is in another session",
+                                        event.seq, tag.agent, tag.conn, tag.seq
+                                    )
+                                });
+                            }
+                            if let Some(n) = denials
+                                .get_mut(tag.agent as usize)
+                                .and_then(|s| s.get_mut(usize::try_from(tag.seq).ok()?))
+                            {
+                                *n = n.saturating_add(1);
+                            }
+                        }
+                        (Decision::Deny, false) => report.differ("unexpected_denial", || {
+                            format!(
+                                "session {id} #{}: agent {} statement {} was denied, yet it is \
+                                 not the denied workload's: {}",
+                                event.seq, tag.agent, tag.seq, verdict.reason
+                            )
+                        }),
+                        (decision, true) => report.differ("denied_allowed", || {
+                            format!(
+                                "session {id} #{}: agent {} statement {}, which the plan \
+                                 denies, has the verdict {decision:?}",
+                                event.seq, tag.agent, tag.seq
+                            )
+                        }),
+                        (_, false) => {}
                     }
                 }
                 Body::Masked(_) => report.masked_events += 1,
@@ -290,7 +390,23 @@ pub fn check(reader: &Reader, ledger: &Ledger) -> anyhow::Result<CheckReport> {
         .zip(ledger.agents.iter().map(|a| &a.statements))
         .enumerate()
     {
+        let denied = denials.get(agent).map_or(&[][..], Vec::as_slice);
         for (seq, (&n, &s)) in counts.iter().zip(sent).enumerate() {
+            if is_denied(ledger, agent as u32, seq as u64) {
+                match (s, denied.get(seq).copied().unwrap_or(0)) {
+                    (Sent::Answered, 0) => report.differ("denial_missing", || {
+                        format!(
+                            "agent {agent} statement {seq} was denied but no denial of it is \
+                             in the store"
+                        )
+                    }),
+                    (_, d) if d > 1 => report.differ("denial_duplicated", || {
+                        format!("agent {agent} statement {seq} is denied in the store {d} times")
+                    }),
+                    _ => {}
+                }
+                continue;
+            }
             match (s, n) {
                 (Sent::Answered, 0) => report.differ("missing", || {
                     format!("agent {agent} statement {seq} was answered but is not in the store")
@@ -325,10 +441,18 @@ pub fn check(reader: &Reader, ledger: &Ledger) -> anyhow::Result<CheckReport> {
     Ok(report)
 }
 
+/// Whether agent `agent`'s statement `seq` is the denied workload's.
+fn is_denied(ledger: &Ledger, agent: u32, seq: u64) -> bool {
+    ledger
+        .agents
+        .get(agent as usize)
+        .is_some_and(|a| a.is_denied(seq))
+}
+
 #[cfg(test)]
 mod tests {
     use gatehouse_core::event::{
-        CloseReason, Closed, Opened, Recorder, SessionId, Statement, StatementProtocol,
+        CloseReason, Closed, Opened, Recorder, SessionId, Statement, StatementProtocol, Verdict,
     };
     use gatehouse_store::{Store, StoreOptions};
 
@@ -367,15 +491,44 @@ mod tests {
         })
     }
 
-    fn tagged(seq: u64) -> Body {
-        let tag = Tag {
+    fn tag(seq: u64) -> Tag<'static> {
+        Tag {
             run: RUN,
             leg: Leg::Gateway,
             agent: 0,
             conn: 0,
             seq,
-        };
-        statement(tag.apply("SELECT 1"))
+        }
+    }
+
+    fn tagged(seq: u64) -> Body {
+        statement(tag(seq).apply("SELECT 1"))
+    }
+
+    /// The Statement event of an extended-protocol statement (at Bind).
+    fn bound(seq: u64) -> Body {
+        Body::Statement(Statement {
+            protocol: StatementProtocol::Extended,
+            text: tag(seq).apply(crate::workload::POINT_SQL),
+            statement_name: String::new(),
+            portal: String::new(),
+            params: Vec::new(),
+        })
+    }
+
+    /// The Verdict event of a Parse of statement `seq`.
+    fn parsed(seq: u64, decision: Decision) -> Body {
+        Body::Verdict(Verdict {
+            decision,
+            protocol: StatementProtocol::Extended,
+            statement_name: String::new(),
+            text: tag(seq).apply(crate::workload::DENIED_SQL),
+            kinds: vec!["delete".into()],
+            accesses: vec!["delete on public.gatehouse_lt_items".into()],
+            reason: String::new(),
+            approval: String::new(),
+            approver: String::new(),
+        })
     }
 
     /// A store holding one session of agent 0's connection 0 with
@@ -409,12 +562,94 @@ mod tests {
             agents: vec![AgentLedger {
                 statements,
                 conns: vec![Conn::Opened],
+                denied: Default::default(),
             }],
             preflight: false,
             jtis: vec!["j0".into()],
             started_us: T0,
             masked_answered: 0,
         }
+    }
+
+    /// A ledger of `statements`, those in `denied` the denied workload's.
+    fn ledger_denying(statements: Vec<Sent>, denied: &[u64]) -> Ledger {
+        let mut l = ledger(statements);
+        l.agents[0].denied = denied.iter().copied().collect();
+        l
+    }
+
+    #[test]
+    fn denials_recorded_once_pass() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let reader = store_with(
+            dir.path(),
+            vec![
+                parsed(0, Decision::Allow),
+                bound(0),
+                parsed(1, Decision::Deny),
+                parsed(2, Decision::Allow),
+                bound(2),
+            ],
+        );
+        let sent = vec![
+            Sent::Answered,
+            Sent::Answered,
+            Sent::Answered,
+            Sent::Uncertain,
+        ];
+        let report = check(&reader, &ledger_denying(sent, &[1, 3])).expect("check");
+        assert!(report.passed, "{report:?}");
+        assert_eq!(
+            (
+                report.statements_answered,
+                report.statements_recorded,
+                report.denied_answered,
+                report.denied_uncertain,
+                report.denials_recorded
+            ),
+            (2, 2, 1, 1, 1)
+        );
+    }
+
+    #[test]
+    fn denials_missing_doubled_or_allowed_are_differences() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let reader = store_with(
+            dir.path(),
+            vec![
+                // 0: denied twice.
+                parsed(0, Decision::Deny),
+                parsed(0, Decision::Deny),
+                // 1: denied, and the Bind after it recorded with the text
+                // of the unnamed statement before.
+                parsed(1, Decision::Deny),
+                bound(0),
+                // 2: the plan let it through.
+                parsed(2, Decision::Allow),
+                bound(2),
+                // 3: not the denied workload's, yet denied.
+                parsed(3, Decision::Deny),
+                // 4: never recorded.
+            ],
+        );
+        let sent = vec![Sent::Answered; 5];
+        let report = check(&reader, &ledger_denying(sent, &[0, 1, 2, 4])).expect("check");
+        assert!(!report.passed);
+        let kinds: Vec<(&str, u64)> = report.differences.iter().map(|(k, n)| (*k, *n)).collect();
+        assert_eq!(
+            kinds,
+            [
+                ("denial_duplicated", 1),
+                ("denial_missing", 2),
+                ("denied_allowed", 1),
+                ("denied_as_statement", 1),
+                ("missing", 1),
+                ("statement_after_denial", 1),
+                ("unexpected_denial", 1),
+            ],
+            "{report:?}"
+        );
+        assert_eq!(report.denials_recorded, 3);
     }
 
     #[test]

@@ -19,8 +19,8 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 use crate::grant::Grants;
 use crate::ledger::AgentLedger;
 use crate::schedule::{Leg, Schedule, Window};
-use crate::send::{Sender, lock, point, script, write};
-use crate::stats::{Failure, Outcome, Stats, classify};
+use crate::send::{Sender, denied, lock, point, script, write};
+use crate::stats::{Failure, Outcome, Stats, classify, judge_denied};
 use crate::workload::{self, Mix, RANGE_SQL, Workload, application_name};
 
 /// How long a connection may take to close at the end.
@@ -348,16 +348,13 @@ impl Agent {
                 Err(_) => {
                     // The task's connection was taken out and is dropped
                     // with it: its state is unknown.
-                    Outcome {
-                        statements: 0,
-                        error: Some(Failure {
-                            kind: "timeout".to_owned(),
-                            message: format!(
-                                "no answer within --timeout {}",
-                                humantime::format_duration(self.plan.timeout)
-                            ),
-                        }),
-                    }
+                    Outcome::failed(Failure {
+                        kind: "timeout".to_owned(),
+                        message: format!(
+                            "no answer within --timeout {}",
+                            humantime::format_duration(self.plan.timeout)
+                        ),
+                    })
                 }
             };
             self.stats
@@ -456,12 +453,7 @@ impl Agent {
             Some(conn) => conn,
             None => match self.open(leg, window).await {
                 Ok(conn) => conn,
-                Err(failure) => {
-                    return Outcome {
-                        statements: 0,
-                        error: Some(failure),
-                    };
-                }
+                Err(failure) => return Outcome::failed(failure),
             },
         };
         let id = self.rng.gen_range(1..=self.plan.rows.max(1)) as i32;
@@ -511,9 +503,15 @@ impl Agent {
                 result
             }
             Workload::Script => script(&mut sender, &plan.script).await,
+            Workload::Denied => denied(&mut sender, id).await.map(drop),
         };
         let statements = sender.answered;
-        let error = result.as_ref().err().map(|e| classify(e, false));
+        // The gateway must deny the denied workload; the direct leg runs it.
+        let (error, denied) = if workload == Workload::Denied && leg == Leg::Gateway {
+            judge_denied(&result)
+        } else {
+            (result.as_ref().err().map(|e| classify(e, false)), false)
+        };
         // A connection that failed below SQL (closed, broken) is not
         // reused; one that answered an SQL error is.
         let healthy = match &result {
@@ -525,7 +523,11 @@ impl Agent {
         } else {
             self.conns[leg.index()] = Some(conn);
         }
-        Outcome { statements, error }
+        Outcome {
+            statements,
+            error,
+            denied,
+        }
     }
 }
 

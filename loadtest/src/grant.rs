@@ -28,6 +28,51 @@ pub struct MintOptions<'a> {
     pub aud: &'a str,
     /// A `kid` overriding the derived one.
     pub kid: Option<&'a str>,
+    /// The mix has the denied workload: the plan denies `delete` (see
+    /// [`target_scope`]).
+    pub deny_delete: bool,
+}
+
+/// The relation operations a plan with `deny_delete` allows on every
+/// relation: all of them but `delete`.
+pub const OPS_BUT_DELETE: [&str; 5] = ["select", "insert", "update", "truncate", "lock"];
+
+/// The scope minted plans give every target.
+///
+/// The harness's statements are its own: it measures the gateway,
+/// classification included, not a plan, so the plan allows everything
+/// ([`Rule::everything`]). Except with the denied workload
+/// (`deny_delete`), whose [`DENIED_SQL`](crate::workload::DENIED_SQL) the
+/// plan must deny: a plan cannot allow every relation but one, so it then
+/// allows every relation operation but `delete` on every relation
+/// ([`OPS_BUT_DELETE`]), every command that acts on no relation (`DO`,
+/// `SET`, …), and every function. Commands on a relation (`CREATE TABLE`,
+/// `DROP`, `COPY`, …) and every `DELETE` are then denied, a script's too.
+pub fn target_scope(deny_delete: bool) -> TargetScope {
+    if !deny_delete {
+        return TargetScope {
+            allow: vec![Rule::everything()],
+            ..TargetScope::default()
+        };
+    }
+    let all = || vec!["*".to_owned()];
+    TargetScope {
+        allow: vec![
+            Rule {
+                name: Some("loadtest: relations, no delete".to_owned()),
+                ops: OPS_BUT_DELETE.iter().map(|&op| op.to_owned()).collect(),
+                relations: all(),
+                functions: all(),
+            },
+            Rule {
+                name: Some("loadtest: commands on no relation".to_owned()),
+                ops: all(),
+                relations: Vec::new(),
+                functions: all(),
+            },
+        ],
+        ..TargetScope::default()
+    }
 }
 
 /// The agents' grants.
@@ -109,16 +154,7 @@ impl Grants {
                     targets: opts
                         .targets
                         .iter()
-                        .map(|t| {
-                            // The harness's statements are its own: it
-                            // measures the gateway, classification included,
-                            // not a plan.
-                            let scope = TargetScope {
-                                allow: vec![Rule::everything()],
-                                ..TargetScope::default()
-                            };
-                            (t.clone(), scope)
-                        })
+                        .map(|t| (t.clone(), target_scope(opts.deny_delete)))
                         .collect::<BTreeMap<_, _>>(),
                     uses: opts.uses,
                 },
@@ -201,6 +237,7 @@ mod tests {
             iss: "gatehouse",
             aud: "gatehouse",
             kid: None,
+            deny_delete: false,
         };
         let grants = Grants::mint(&key_file(dir.path()), &opts, 3, None).expect("mint");
         assert_eq!(grants.user(), "lt");
@@ -230,5 +267,56 @@ mod tests {
         assert_eq!(shared.user(), "lt");
         assert_eq!(shared.jtis(), &grants.jtis()[1..2]);
         assert_eq!(shared.token(41), grants.token(1));
+        assert_eq!(
+            claims.plan.targets["orders"].allow,
+            [Rule::everything()],
+            "without the denied workload the plan allows everything"
+        );
+
+        let opts = MintOptions {
+            deny_delete: true,
+            ..opts
+        };
+        let grants = Grants::mint(&key_file(dir.path()), &opts, 1, None).expect("mint");
+        let claims = verifier.verify(grants.token(0), now).expect("verifies");
+        assert_eq!(claims.plan.targets["orders"], target_scope(true));
+    }
+
+    /// What the plan with `deny_delete` allows, by the gateway's own
+    /// classifier and rule matching: the harness's statements, yes; the
+    /// denied workload's, no.
+    #[test]
+    fn the_denied_workloads_plan_denies_delete_alone() {
+        use crate::workload::{DENIED_SQL, POINT_SQL, RANGE_SQL, WRITE_SQL};
+        use gatehouse_core::policy::{Verdict, check, classify};
+
+        let judge = |scope: &TargetScope, sql: &str| check(&classify(sql), scope);
+        let scope = target_scope(true);
+        for sql in [
+            POINT_SQL,
+            RANGE_SQL,
+            WRITE_SQL,
+            "BEGIN",
+            "COMMIT",
+            "ROLLBACK",
+            "INSERT INTO gatehouse_lt_items (id) VALUES (1)",
+            "SELECT now(), count(*) FROM other.t",
+            "SET statement_timeout = 1000",
+        ] {
+            assert_eq!(judge(&scope, sql), Verdict::Allow, "{sql}");
+        }
+        for sql in [
+            DENIED_SQL,
+            "DELETE FROM other.t",
+            "DROP TABLE gatehouse_lt_items",
+        ] {
+            assert!(
+                matches!(judge(&scope, sql), Verdict::Deny { .. }),
+                "{sql}: {:?}",
+                judge(&scope, sql)
+            );
+        }
+        assert_eq!(judge(&target_scope(false), DENIED_SQL), Verdict::Allow);
+        assert_eq!(target_scope(false).allow, [Rule::everything()]);
     }
 }

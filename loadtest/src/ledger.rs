@@ -6,7 +6,10 @@
 //! (the connection broke, the task timed out) stays uncertain: the gateway
 //! may or may not have received it, so the check expects it at most once.
 //! An answered one must be recorded exactly once — the gateway records
-//! before it forwards.
+//! before it forwards. A statement of the denied workload is noted as such:
+//! it must be recorded as a denial, not as a statement.
+
+use std::collections::BTreeSet;
 
 /// What became of one statement.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,6 +36,8 @@ pub struct AgentLedger {
     pub statements: Vec<Sent>,
     /// By connection number (the `CONN` of the tag).
     pub conns: Vec<Conn>,
+    /// The sequence numbers of the denied workload's statements.
+    pub denied: BTreeSet<u64>,
 }
 
 impl AgentLedger {
@@ -40,6 +45,18 @@ impl AgentLedger {
     pub fn send(&mut self) -> u64 {
         self.statements.push(Sent::Uncertain);
         (self.statements.len() - 1) as u64
+    }
+
+    /// Like [`AgentLedger::send`], for a statement the plan must deny.
+    pub fn send_denied(&mut self) -> u64 {
+        let seq = self.send();
+        self.denied.insert(seq);
+        seq
+    }
+
+    /// Whether statement `seq` is one the plan must deny.
+    pub fn is_denied(&self, seq: u64) -> bool {
+        self.denied.contains(&seq)
     }
 
     /// The statement `seq` was answered.
@@ -84,14 +101,34 @@ pub struct Ledger {
 }
 
 impl Ledger {
-    /// Statements answered and uncertain, in all.
+    /// Statements answered and uncertain, in all, but for the denied
+    /// workload's ([`Ledger::denied_counts`]).
     pub fn statement_counts(&self) -> (u64, u64) {
-        let mut answered = 0;
-        let mut uncertain = 0;
+        let (mut answered, mut uncertain) = (0, 0);
         for s in self.agents.iter().flat_map(|a| &a.statements) {
             match s {
                 Sent::Answered => answered += 1,
                 Sent::Uncertain => uncertain += 1,
+            }
+        }
+        let (denied_answered, denied_uncertain) = self.denied_counts();
+        (answered - denied_answered, uncertain - denied_uncertain)
+    }
+
+    /// The denied workload's statements answered and uncertain.
+    pub fn denied_counts(&self) -> (u64, u64) {
+        let mut answered = 0;
+        let mut uncertain = 0;
+        for a in &self.agents {
+            for s in a
+                .denied
+                .iter()
+                .filter_map(|&seq| usize::try_from(seq).ok().and_then(|i| a.statements.get(i)))
+            {
+                match s {
+                    Sent::Answered => answered += 1,
+                    Sent::Uncertain => uncertain += 1,
+                }
             }
         }
         (answered, uncertain)
@@ -122,16 +159,23 @@ mod tests {
         let c = a.connect();
         let s0 = a.send();
         let s1 = a.send();
+        let s2 = a.send_denied();
         a.answered(s0);
+        a.answered(s2);
         a.opened(c);
-        assert_eq!((s0, s1), (0, 1));
-        assert_eq!(a.statements, [Sent::Answered, Sent::Uncertain]);
+        assert_eq!((s0, s1, s2), (0, 1, 2));
+        assert_eq!(
+            a.statements,
+            [Sent::Answered, Sent::Uncertain, Sent::Answered]
+        );
+        assert!(a.is_denied(2) && !a.is_denied(1));
         let ledger = Ledger {
             agents: vec![a, AgentLedger::default()],
             preflight: true,
             ..Ledger::default()
         };
         assert_eq!(ledger.statement_counts(), (1, 1));
+        assert_eq!(ledger.denied_counts(), (1, 0));
         assert_eq!(ledger.connection_counts(), (2, 2));
     }
 }

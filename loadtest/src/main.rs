@@ -6,14 +6,15 @@
 //! PostgreSQL target — closed loop, or open loop at a fixed arrival rate
 //! with latency measured from the intended send time — with a weighted mix
 //! of workloads (point reads, range reads, writes in transactions,
-//! connect-per-task, masked selects, custom SQL scripts). With
+//! connect-per-task, masked selects, custom SQL scripts, statements the
+//! plan denies). With
 //! `--compare-direct` the identical workload runs straight against the
 //! target in alternating slices of the same run and the report gives
 //! gateway ÷ direct ratios. Results (throughput, HDR-histogram latency
 //! percentiles, errors by kind, connections, the gateway's CPU and RSS)
 //! go to stdout as a table and to `--json FILE`. Afterwards it can check
-//! the gateway's store: every statement it sent recorded exactly once,
-//! every session's hash chain intact.
+//! the gateway's store: every statement it sent recorded exactly once (a
+//! denied one as a denial), every session's hash chain intact.
 //!
 //! The run is laid out in [`schedule`], agents live in [`driver`], what
 //! they record in [`stats`] and [`ledger`], the store check in [`check`].
@@ -21,8 +22,7 @@
 //! What it is not: a benchmark of the gateway's internals (those are the
 //! criterion benches in `bench/`), and not a tool to point at other
 //! people's servers — every run is bounded in time and count and stops by
-//! itself. Denied-statement workloads wait for per-statement policy in the
-//! gateway.
+//! itself.
 #![forbid(unsafe_code)]
 
 mod args;
@@ -167,6 +167,7 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
                 iss: &iss,
                 aud: &aud,
                 kid: args.kid.as_deref(),
+                deny_delete: mix.has_denied(),
             };
             Grants::mint(key, &opts, args.agents, args.user.as_deref())?
         }

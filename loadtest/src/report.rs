@@ -106,6 +106,9 @@ pub struct LegReport {
     /// Open loop: intended sends that never went out (the agents were
     /// still waiting for earlier answers when the run ended).
     pub not_sent: u64,
+    /// Denied-workload tasks the gateway denied with SQLSTATE 42501, as
+    /// planned (counted in `ok`; on the direct leg always 0).
+    pub denied_as_planned: u64,
     /// Per workload that ran.
     pub workloads: BTreeMap<String, WorkloadReport>,
 }
@@ -160,6 +163,7 @@ impl LegReport {
             connections_opened: cell.connections_opened,
             connect_failures: cell.connect_failures,
             not_sent: cell.not_sent,
+            denied_as_planned: cell.denied_as_planned,
             workloads,
         }
     }
@@ -387,6 +391,13 @@ impl Report {
         row("latency p99.9", &|l| human_us(l.latency_us.p999), None);
         row("latency max", &|l| human_us(l.latency_us.max), None);
         row("tasks ok", &|l| l.ok.to_string(), None);
+        if s.mix.contains_key(Workload::Denied.name()) {
+            row(
+                "denied as planned",
+                &|l| l.denied_as_planned.to_string(),
+                None,
+            );
+        }
         row("errors", &|l| l.errors.to_string(), None);
         row(
             "connections opened",
@@ -493,9 +504,13 @@ impl Report {
             );
             let _ = writeln!(
                 out,
-                "  hash chains: {} events, {} breaks; masked: {} answered, {} Masked events; \
-                 denials: {}",
-                c.chain_events, c.chain_breaks, c.masked_answered, c.masked_events, c.denials
+                "  hash chains: {} events, {} breaks; masked: {} answered, {} Masked events",
+                c.chain_events, c.chain_breaks, c.masked_answered, c.masked_events
+            );
+            let _ = writeln!(
+                out,
+                "  denials: {} denied + {} unanswered sent, {} recorded",
+                c.denied_answered, c.denied_uncertain, c.denials_recorded
             );
             if !c.differences.is_empty() {
                 let kinds: Vec<String> = c

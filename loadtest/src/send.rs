@@ -9,7 +9,7 @@ use tokio_postgres::types::{ToSql, Type};
 
 use crate::ledger::AgentLedger;
 use crate::schedule::Leg;
-use crate::workload::{POINT_SQL, Tag, WRITE_SQL};
+use crate::workload::{DENIED_SQL, POINT_SQL, Tag, WRITE_SQL};
 
 /// The ledger, also after a panic elsewhere poisoned its lock.
 pub fn lock(ledger: &Mutex<AgentLedger>) -> std::sync::MutexGuard<'_, AgentLedger> {
@@ -37,9 +37,11 @@ pub struct Sender<'a> {
 }
 
 impl Sender<'_> {
-    /// The tagged text of the next statement, and its sequence number.
-    fn next(&mut self, sql: &str) -> (String, u64) {
+    /// The tagged text of the next statement, and its sequence number;
+    /// `denied`: one the plan must deny.
+    fn next(&mut self, sql: &str, denied: bool) -> (String, u64) {
         let seq = match self.leg {
+            Leg::Gateway if denied => lock(self.ledger).send_denied(),
             Leg::Gateway => lock(self.ledger).send(),
             Leg::Direct => {
                 *self.direct_seq += 1;
@@ -72,7 +74,7 @@ impl Sender<'_> {
 
     /// A simple-protocol query.
     pub async fn simple(&mut self, sql: &str) -> Result<(), tokio_postgres::Error> {
-        let (text, seq) = self.next(sql);
+        let (text, seq) = self.next(sql, false);
         let result = self.client.simple_query(&text).await;
         self.done(seq, &result);
         result.map(drop)
@@ -85,7 +87,16 @@ impl Sender<'_> {
         sql: &str,
         params: &[(&(dyn ToSql + Sync), Type)],
     ) -> Result<usize, tokio_postgres::Error> {
-        let (text, seq) = self.next(sql);
+        self.extended(sql, params, false).await
+    }
+
+    async fn extended(
+        &mut self,
+        sql: &str,
+        params: &[(&(dyn ToSql + Sync), Type)],
+        denied: bool,
+    ) -> Result<usize, tokio_postgres::Error> {
+        let (text, seq) = self.next(sql, denied);
         let result = self.client.query_typed(&text, params).await;
         self.done(seq, &result);
         result.map(|rows| rows.len())
@@ -95,6 +106,12 @@ impl Sender<'_> {
 /// A point read of row `id`.
 pub async fn point(s: &mut Sender<'_>, id: i32) -> Result<(), tokio_postgres::Error> {
     s.typed(POINT_SQL, &[(&id, Type::INT4)]).await.map(drop)
+}
+
+/// The denied workload's delete of row `id` (which deletes nothing where
+/// it runs); returns the row count.
+pub async fn denied(s: &mut Sender<'_>, id: i32) -> Result<usize, tokio_postgres::Error> {
+    s.extended(DENIED_SQL, &[(&id, Type::INT4)], true).await
 }
 
 /// `BEGIN`, the update of row `id`, `COMMIT` (`ROLLBACK` after an SQL

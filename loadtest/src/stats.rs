@@ -5,7 +5,10 @@
 //! window's [`Cell`]; the progress line reads the same cells once a second.
 //! Latency is recorded for successful tasks; failed ones are counted by
 //! kind (SQLSTATE, `connect`, `closed`, `io`, `timeout`), with the first
-//! message of each kind kept as an example.
+//! message of each kind kept as an example. A denied-workload task the
+//! gateway denied (SQLSTATE 42501) succeeded: it is counted as *denied as
+//! planned*; one it let through, or failed otherwise, is an error of kind
+//! [`NOT_DENIED`].
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -15,7 +18,10 @@ use std::time::Duration;
 use hdrhistogram::Histogram;
 
 use crate::schedule::{Leg, Window};
-use crate::workload::Workload;
+use crate::workload::{DENIED_SQLSTATE, TABLE, Workload};
+
+/// The error kind of a denied-workload task the gateway did not deny.
+pub const NOT_DENIED: &str = "denied workload not denied";
 
 /// The largest latency a histogram holds exactly: one hour, in µs. Longer
 /// ones are recorded as this.
@@ -37,6 +43,19 @@ pub struct Outcome {
     pub statements: u32,
     /// `None` on success; else the error's kind and message.
     pub error: Option<Failure>,
+    /// A denied-workload task the gateway denied, as planned (a success).
+    pub denied: bool,
+}
+
+impl Outcome {
+    /// A task that failed before any statement was answered.
+    pub fn failed(error: Failure) -> Outcome {
+        Outcome {
+            statements: 0,
+            error: Some(error),
+            denied: false,
+        }
+    }
 }
 
 /// Why a task failed.
@@ -78,7 +97,9 @@ pub struct Cell {
     /// Errors by kind.
     pub error_kinds: BTreeMap<String, ErrorCount>,
     /// Per workload, indexed by [`Workload::index`].
-    pub workloads: [WorkloadCell; 6],
+    pub workloads: [WorkloadCell; Workload::ALL.len()],
+    /// Denied-workload tasks the gateway denied, as planned.
+    pub denied_as_planned: u64,
     /// Connections that opened.
     pub connections_opened: u64,
     /// Connection attempts that failed.
@@ -90,16 +111,16 @@ pub struct Cell {
 
 impl Default for Cell {
     fn default() -> Self {
-        let w = || WorkloadCell {
-            latency: histogram(),
-            errors: 0,
-        };
         Cell {
             latency: histogram(),
             errors: 0,
             statements: 0,
             error_kinds: BTreeMap::new(),
-            workloads: [w(), w(), w(), w(), w(), w()],
+            workloads: std::array::from_fn(|_| WorkloadCell {
+                latency: histogram(),
+                errors: 0,
+            }),
+            denied_as_planned: 0,
             connections_opened: 0,
             connect_failures: 0,
             not_sent: 0,
@@ -115,6 +136,7 @@ impl Cell {
 
     fn record(&mut self, workload: Workload, latency: Duration, outcome: Outcome) {
         self.statements += u64::from(outcome.statements);
+        self.denied_as_planned += u64::from(outcome.denied && outcome.error.is_none());
         let w = &mut self.workloads[workload.index()];
         match outcome.error {
             None => {
@@ -221,6 +243,38 @@ pub fn classify(e: &tokio_postgres::Error, connecting: bool) -> Failure {
     Failure { kind, message }
 }
 
+/// Judges the answer to a denied-workload statement sent through the
+/// gateway: `(None, true)` when it was denied with SQLSTATE 42501, as
+/// planned; else the failure — of kind [`NOT_DENIED`] when it ran or failed
+/// with another SQLSTATE, as [`classify`] says when no answer came.
+pub fn judge_denied<T>(result: &Result<T, tokio_postgres::Error>) -> (Option<Failure>, bool) {
+    match result {
+        Err(e) => match e.as_db_error() {
+            Some(db) if db.code().code() == DENIED_SQLSTATE => (None, true),
+            Some(db) => (
+                Some(Failure {
+                    kind: NOT_DENIED.to_owned(),
+                    message: format!(
+                        "failed with {} instead of {DENIED_SQLSTATE}: {}: {}",
+                        db.code().code(),
+                        db.severity(),
+                        db.message()
+                    ),
+                }),
+                false,
+            ),
+            None => (Some(classify(e, false)), false),
+        },
+        Ok(_) => (
+            Some(Failure {
+                kind: NOT_DENIED.to_owned(),
+                message: format!("the gateway ran it: the grant's plan allows delete on {TABLE}"),
+            }),
+            false,
+        ),
+    }
+}
+
 /// An error with its causes: `error performing TLS handshake: invalid
 /// peer certificate: UnknownIssuer`, where its `Display` alone stops at
 /// the first.
@@ -248,6 +302,7 @@ mod tests {
         let ok = Outcome {
             statements: 3,
             error: None,
+            denied: false,
         };
         stats.record(
             Leg::Gateway,
@@ -275,6 +330,7 @@ mod tests {
                         kind: "57014".into(),
                         message: msg.into(),
                     }),
+                    denied: false,
                 },
             );
         }
@@ -292,5 +348,41 @@ mod tests {
         assert_eq!(cell.workloads[Workload::Point.index()].errors, 2);
         assert_eq!(stats.totals(Leg::Gateway), (4, 2));
         assert_eq!(stats.snapshot(Leg::Direct, Window::Measured).ok(), 0);
+        assert_eq!(cell.denied_as_planned, 0);
+    }
+
+    #[test]
+    fn a_denial_as_planned_is_a_success_of_its_own() {
+        let stats = Stats::default();
+        stats.record(
+            Leg::Gateway,
+            Window::Measured,
+            Workload::Denied,
+            Duration::from_micros(300),
+            Outcome {
+                statements: 1,
+                error: None,
+                denied: true,
+            },
+        );
+        stats.record(
+            Leg::Gateway,
+            Window::Measured,
+            Workload::Denied,
+            Duration::from_micros(300),
+            Outcome {
+                statements: 1,
+                error: judge_denied(&Ok::<usize, tokio_postgres::Error>(0)).0,
+                denied: false,
+            },
+        );
+        let cell = stats.snapshot(Leg::Gateway, Window::Measured);
+        assert_eq!((cell.ok(), cell.errors, cell.denied_as_planned), (1, 1, 1));
+        assert_eq!(cell.workloads[Workload::Denied.index()].errors, 1);
+        assert!(
+            cell.error_kinds[NOT_DENIED].example.contains("ran it"),
+            "{:?}",
+            cell.error_kinds
+        );
     }
 }

@@ -21,6 +21,14 @@ pub const RANGE_SQL: &str =
 /// The write inside a transaction; `$1` int4.
 pub const WRITE_SQL: &str = "UPDATE gatehouse_lt_items SET amount = amount + 1 WHERE id = $1";
 
+/// The statement of the denied workload; `$1` int4. The minted plan
+/// denies `delete` on [`TABLE`], so the gateway refuses it; `AND false`
+/// makes it delete nothing where it does run (the direct leg).
+pub const DENIED_SQL: &str = "DELETE FROM gatehouse_lt_items WHERE id = $1 AND false";
+
+/// The SQLSTATE a denied statement comes back with.
+pub const DENIED_SQLSTATE: &str = "42501";
+
 /// The mix used when neither --mix nor --script is given.
 pub const DEFAULT_MIX: &str = "point=70,range=10,write=10,connect=10";
 
@@ -39,17 +47,20 @@ pub enum Workload {
     Masked,
     /// The user's `--script`, every line in order.
     Script,
+    /// [`DENIED_SQL`]: a statement the plan denies.
+    Denied,
 }
 
 impl Workload {
     /// Every workload, in report order.
-    pub const ALL: [Workload; 6] = [
+    pub const ALL: [Workload; 7] = [
         Workload::Point,
         Workload::Range,
         Workload::Write,
         Workload::Connect,
         Workload::Masked,
         Workload::Script,
+        Workload::Denied,
     ];
 
     /// The name used in --mix, the table and the JSON.
@@ -61,6 +72,7 @@ impl Workload {
             Workload::Connect => "connect",
             Workload::Masked => "masked",
             Workload::Script => "script",
+            Workload::Denied => "denied",
         }
     }
 
@@ -85,8 +97,7 @@ pub struct Mix {
 
 impl Mix {
     /// Parses `name=weight,…`. Names are the [`Workload`] names; weights
-    /// are whole numbers, zero leaves a workload out. `denied` is refused
-    /// with the reason.
+    /// are whole numbers, zero leaves a workload out.
     pub fn parse(text: &str) -> anyhow::Result<Mix> {
         let mut entries: Vec<(Workload, u32)> = Vec::new();
         for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
@@ -94,16 +105,10 @@ impl Mix {
                 .split_once('=')
                 .with_context(|| format!("--mix: {part:?} is not NAME=WEIGHT"))?;
             let name = name.trim();
-            if name == "denied" {
-                bail!(
-                    "--mix: the denied workload is not available yet: statements a plan denies \
-                     need per-statement policy in grants, which the gateway does not enforce yet"
-                );
-            }
             let Some(workload) = Workload::ALL.into_iter().find(|w| w.name() == name) else {
                 bail!(
                     "--mix: unknown workload {name:?}; known: point, range, write, connect, \
-                     masked, script"
+                     masked, script, denied"
                 );
             };
             let weight: u32 = weight
@@ -135,7 +140,9 @@ impl Mix {
     ///
     /// `masked` without --masked-sql is left out with a warning (there is
     /// no statement to send); --masked-sql without `masked` in the mix is
-    /// an error, as is `script` without --script.
+    /// an error, as is `script` without --script. `denied` with a shared
+    /// `--grant` is warned about: that grant's plan must deny `delete` on
+    /// [`TABLE`], or every denied-workload task counts as an error.
     pub fn from_args(args: &Args) -> anyhow::Result<(Mix, Vec<String>)> {
         let text = match (&args.mix, &args.script) {
             (Some(mix), _) => mix.clone(),
@@ -165,7 +172,18 @@ impl Mix {
         if args.script.is_some() && mix.weight(Workload::Script) == 0 {
             bail!("--script is given but --mix has no script=WEIGHT");
         }
+        if mix.weight(Workload::Denied) > 0 && args.grant.is_some() {
+            warnings.push(format!(
+                "the denied workload expects the --grant's plan to deny delete on {TABLE}; \
+                 where it allows it, each denied task counts as an error"
+            ));
+        }
         Ok((mix, warnings))
+    }
+
+    /// Whether the denied workload runs: minted plans then deny `delete`.
+    pub fn has_denied(&self) -> bool {
+        self.weight(Workload::Denied) > 0
     }
 
     /// The weight of `workload` (0 if absent).
@@ -345,7 +363,7 @@ mod tests {
         let mix = Mix::parse("point=70, range=10,write=20,connect=0").expect("valid");
         assert_eq!(mix.to_string(), "point=70,range=10,write=20");
         let mut rng = rand::rngs::StdRng::seed_from_u64(7);
-        let mut counts = [0u32; 6];
+        let mut counts = [0u32; 7];
         for _ in 0..10_000 {
             counts[mix.pick(&mut rng).index()] += 1;
         }
@@ -362,11 +380,28 @@ mod tests {
             ("point=x", "whole number"),
             ("point=0", "no workload"),
             ("point=1,point=2", "twice"),
-            ("denied=5", "not available yet"),
+            ("denied=x", "whole number"),
         ] {
             let err = Mix::parse(text).expect_err(text).to_string();
             assert!(err.contains(says), "{text}: {err}");
         }
+    }
+
+    #[test]
+    fn the_denied_workload_is_mixed_like_the_others() {
+        let mix = Mix::parse("point=3,denied=1").expect("valid");
+        assert!(mix.has_denied());
+        assert_eq!(mix.weight(Workload::Denied), 1);
+        assert_eq!(mix.to_string(), "point=3,denied=1");
+        let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+        let denied = (0..4_000)
+            .filter(|_| mix.pick(&mut rng) == Workload::Denied)
+            .count();
+        assert!((800..1_200).contains(&denied), "{denied}");
+        assert!(!Mix::parse("point=1,denied=0").expect("valid").has_denied());
+        assert!(!Mix::parse(DEFAULT_MIX).expect("valid").has_denied());
+        assert_eq!(Workload::Denied.name(), "denied");
+        assert_eq!(Workload::ALL[Workload::Denied.index()], Workload::Denied);
     }
 
     #[test]

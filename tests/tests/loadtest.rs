@@ -1,6 +1,7 @@
 //! `gatehouse-loadtest` end to end: a few seconds, a few agents, every
-//! workload that needs no extra config, through a real gateway and side by
-//! side with direct connections to the same PostgreSQL. The harness starts
+//! workload that needs no extra config (statements the plan denies
+//! included), through a real gateway and side by side with direct
+//! connections to the same PostgreSQL. The harness starts
 //! the gateway itself (`--spawn-gateway`), stops it and checks its store;
 //! this test checks the JSON report and that the recording check passed —
 //! not the speed.
@@ -70,7 +71,7 @@ fn check_leg(report: &Value, leg: &str) {
         "{leg}: percentiles out of order: {}",
         l["latency_us"]
     );
-    for workload in ["point", "range", "write", "connect"] {
+    for workload in ["point", "range", "write", "connect", "denied"] {
         let w = &l["workloads"][workload];
         assert!(
             w["ok"].as_u64().is_some_and(|n| n > 0),
@@ -114,7 +115,7 @@ fn a_short_run_through_a_real_gateway_is_measured_and_recorded_in_full() {
         .args(["--setup", "--rows", "500", "--range-rows", "50"])
         .args(["--agents", "4", "--ramp-up", "500ms", "--warmup", "1s"])
         .args(["--duration", "3s", "--timeout", "20s", "--seed", "7"])
-        .args(["--mix", "point=50,range=10,write=20,connect=20"])
+        .args(["--mix", "point=45,range=10,write=20,connect=15,denied=10"])
         .args(["--compare-direct", "--slice", "500ms"])
         .arg("--json")
         .arg(&json)
@@ -136,6 +137,7 @@ fn a_short_run_through_a_real_gateway_is_measured_and_recorded_in_full() {
     );
     assert!(stdout.contains("throughput (tasks/s)"), "{shown}");
     assert!(stdout.contains("PASSED"), "{shown}");
+    assert!(stdout.contains("denied as planned"), "{shown}");
 
     let text = std::fs::read_to_string(&json).expect("--json wrote the report");
     let report: Value = serde_json::from_str(&text).expect("the report is JSON");
@@ -146,6 +148,12 @@ fn a_short_run_through_a_real_gateway_is_measured_and_recorded_in_full() {
     assert_eq!(report["settings"]["tls"], "verify-ca");
     check_leg(&report, "gateway");
     check_leg(&report, "direct");
+    // Through the gateway every denied-workload task was denied (42501, not
+    // an error); direct, the same statements ran.
+    let denied = num(&report, "gateway.denied_as_planned");
+    assert!(denied > 0.0, "no denials: {}", report["gateway"]);
+    assert_eq!(denied, num(&report, "gateway.workloads.denied.ok"));
+    assert_eq!(num(&report, "direct.denied_as_planned"), 0.0);
     for ratio in ["throughput", "p50", "p99"] {
         assert!(
             num(&report, &format!("ratios.{ratio}")) > 0.0,
@@ -167,6 +175,14 @@ fn a_short_run_through_a_real_gateway_is_measured_and_recorded_in_full() {
     assert!(answered > 0.0, "{check}");
     assert!(
         answered <= recorded && recorded <= answered + uncertain,
+        "{check}"
+    );
+    // Each denied statement is recorded as a denial, once.
+    let denied_answered = num(check, "denied_answered");
+    let denials = num(check, "denials_recorded");
+    assert!(denied_answered >= denied, "{check}");
+    assert!(
+        denied_answered <= denials && denials <= denied_answered + num(check, "denied_uncertain"),
         "{check}"
     );
     // Every connection through the gateway, the preflight one included,
