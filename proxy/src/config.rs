@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use gatehouse_core::event::SealKey;
-use gatehouse_core::grant::{KeySet, Verifier, VerifyingKey};
+use gatehouse_core::grant::{KeySet, PolicySelector, SkippedKey, VerifyingKey};
 use serde::Deserialize;
 
 mod admin;
@@ -186,9 +186,22 @@ pub struct GrantsConfig {
     pub audience: String,
     /// Clock skew tolerated on `exp` and `nbf` (at most 5 minutes).
     pub leeway: Duration,
-    /// The public keys grants may be signed with; at least one. Validation
-    /// has read and parsed each and checked their key ids differ.
+    /// The public keys grants may be signed with. Validation has read and
+    /// parsed each and checked their key ids differ. With neither of the
+    /// JWKS sources, at least one.
     pub keys: Vec<GrantKey>,
+    /// `jwks_file`: a JWK set file, read at start and re-read like the URL.
+    pub jwks_file: Option<PathBuf>,
+    /// `jwks_url`: an `http://` or `https://` URL of a JWK set, fetched at
+    /// start (see [`crate::jwks`]).
+    pub jwks_url: Option<String>,
+    /// How often the JWK sets are re-read.
+    pub jwks_refresh_interval: Duration,
+    /// The least time between re-reads caused by an unknown `kid`.
+    pub jwks_refresh_min_interval: Duration,
+    /// `[policies.NAME]` and `[[grants.policy_claims]]`: plans for grants
+    /// without one.
+    pub policies: PolicySelector,
 }
 
 /// `[[grants.keys]]`, resolved.
@@ -218,9 +231,16 @@ impl GrantKey {
     }
 }
 
+/// Reads and parses a JWK set file: the usable keys and the skipped ones.
+pub fn read_jwks_file(path: &Path) -> anyhow::Result<(KeySet, Vec<SkippedKey>)> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("grants.jwks_file: cannot read {}", path.display()))?;
+    KeySet::from_jwks_json(&text).with_context(|| format!("grants.jwks_file: {}", path.display()))
+}
+
 impl GrantsConfig {
-    /// Reads every key file into a [`KeySet`].
-    pub fn key_set(&self) -> anyhow::Result<KeySet> {
+    /// Reads the `[[grants.keys]]` files into a [`KeySet`].
+    pub fn static_key_set(&self) -> anyhow::Result<KeySet> {
         let mut set = KeySet::new();
         for (index, key) in self.keys.iter().enumerate() {
             let key = key.load(index)?;
@@ -230,10 +250,25 @@ impl GrantsConfig {
         Ok(set)
     }
 
+    /// Reads every key file, and the JWK set file if there is one, into a
+    /// [`KeySet`] (without the keys of `jwks_url`, which is fetched by
+    /// [`crate::jwks`]).
+    pub fn key_set(&self) -> anyhow::Result<KeySet> {
+        let mut set = self.static_key_set()?;
+        if let Some(path) = &self.jwks_file {
+            let (file, _skipped) = read_jwks_file(path)?;
+            set.merge(file)
+                .with_context(|| format!("grants.jwks_file: {}", path.display()))?;
+        }
+        Ok(set)
+    }
+
     /// The grant verifier: the keys (read from their files now), issuer,
-    /// audience and leeway.
-    pub fn verifier(&self) -> anyhow::Result<Verifier> {
-        Ok(Verifier {
+    /// audience and leeway. The server uses [`crate::jwks::LiveVerifier`],
+    /// which also fetches `jwks_url`.
+    #[cfg(test)]
+    pub fn verifier(&self) -> anyhow::Result<gatehouse_core::grant::Verifier> {
+        Ok(gatehouse_core::grant::Verifier {
             keys: self.key_set()?,
             issuer: self.issuer.clone(),
             audience: self.audience.clone(),

@@ -7,6 +7,7 @@
 //! - `gatehouse grant --key FILE …`: mint a grant.
 //! - `gatehouse approvals list|approve|deny|watch`: decide held statements
 //!   through a running gateway's admin API.
+//! - `gatehouse grants revoke JTI --reason …`: revoke a grant through it.
 //!
 //! Logs go to stderr; `GATEHOUSE_LOG` filters them (`info` by default,
 //! `GATEHOUSE_LOG=debug`, `GATEHOUSE_LOG=gatehouse=trace,warn`, …). Errors
@@ -20,6 +21,9 @@ mod admin;
 mod approvals;
 mod cli;
 mod config;
+mod jwks;
+mod metrics;
+mod revocations;
 mod serve;
 
 fn main() -> ExitCode {

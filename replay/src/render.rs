@@ -116,6 +116,12 @@ pub fn render(t: &Transcript, out: &mut dyn Write) -> io::Result<()> {
                     sanitize(detail, false)
                 ))?
             }
+            ItemKind::Revoked { jti, by, reason } => w.line(&format!(
+                "grant {} revoked by {}: {}",
+                sanitize(jti, false),
+                sanitize(by, false),
+                sanitize(reason, false)
+            ))?,
             ItemKind::Unreadable { detail } => {
                 w.line(&format!("<unreadable event> {}", sanitize(detail, false)))?
             }

@@ -153,6 +153,13 @@ impl Committer {
                 {
                     (*n, *changed) = (o.use_number, true);
                 }
+                if let Fact::Revoked(jti) = fact {
+                    batch.insert(
+                        &self.db.revocations,
+                        jti.as_bytes(),
+                        &enc.at_us.to_be_bytes()[..],
+                    );
+                }
             }
             events += s.events.len();
             accepted.push(s.ack);

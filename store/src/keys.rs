@@ -18,6 +18,7 @@ pub const STORE_FORMAT_VERSION: u32 = 2;
 const EVENTS: &str = "events";
 const SESSIONS: &str = "sessions";
 const GRANT_USES: &str = "grant_uses";
+const REVOCATIONS: &str = "revocations";
 const META: &str = "meta";
 
 const META_EVENT_FORMAT: &[u8] = b"event_format";
@@ -33,6 +34,9 @@ pub(crate) struct Db {
     pub(crate) events: Keyspace,
     pub(crate) sessions: Keyspace,
     pub(crate) grant_uses: Keyspace,
+    /// Revoked grants: `jti` → when (µs, big-endian). Added in event
+    /// format 3; a store without it gets it empty on open.
+    pub(crate) revocations: Keyspace,
     pub(crate) path: PathBuf,
 }
 
@@ -61,6 +65,7 @@ impl Db {
         let events = keyspace(EVENTS)?;
         let sessions = keyspace(SESSIONS)?;
         let grant_uses = keyspace(GRANT_USES)?;
+        let revocations = keyspace(REVOCATIONS)?;
         let meta = keyspace(META)?;
 
         let found = (
@@ -97,6 +102,7 @@ impl Db {
             events,
             sessions,
             grant_uses,
+            revocations,
             path,
         })
     }

@@ -97,6 +97,25 @@ impl Reader {
             .collect()
     }
 
+    /// Every revoked grant (`jti`), with when it was revoked (µs since the
+    /// Unix epoch), in `jti` order.
+    pub fn revocations(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        self.db
+            .revocations
+            .iter()
+            .map(|guard| {
+                let (k, v) = guard.into_inner()?;
+                let jti = String::from_utf8(k.to_vec())
+                    .map_err(|e| StoreError::corrupt("revocation key", &k, e))?;
+                let at: [u8; 8] = v
+                    .as_ref()
+                    .try_into()
+                    .map_err(|_| StoreError::corrupt("revocation", &k, "not 8 bytes"))?;
+                Ok((jti, i64::from_be_bytes(at)))
+            })
+            .collect()
+    }
+
     /// The highest use number recorded for grant `jti`; 0 if it never
     /// opened a session.
     pub fn grant_use_count(&self, jti: &str) -> Result<u32, StoreError> {

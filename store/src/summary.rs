@@ -62,7 +62,7 @@ impl SessionSummary {
         self.events += 1;
         self.last_event_us = at_us;
         match fact {
-            Fact::Other => {}
+            Fact::Other | Fact::Revoked(_) => {}
             Fact::Statement => self.statements += 1,
             Fact::Frame(Direction::ToUpstream, len) => self.bytes_to_upstream += len,
             Fact::Frame(Direction::ToClient, len) => self.bytes_to_client += len,
@@ -108,6 +108,8 @@ pub(crate) enum Fact {
     Refused(Box<Refused>),
     /// The session ended.
     Closed(Closed),
+    /// A grant was revoked: its `jti`.
+    Revoked(String),
 }
 
 type ArchivedBody = <Body as rkyv::Archive>::Archived;
@@ -159,6 +161,7 @@ pub(crate) fn inspect(enc: &Encoded) -> Result<Fact, StoreError> {
         ArchivedBody::Error(_) => (EventKind::Error, Fact::Other),
         ArchivedBody::Masked(_) => (EventKind::Masked, Fact::Other),
         ArchivedBody::Verdict(_) => (EventKind::Verdict, Fact::Other),
+        ArchivedBody::Revoked(r) => (EventKind::Revoked, Fact::Revoked(r.jti.as_str().to_owned())),
     };
     if kind != enc.kind {
         return Err(invalid(format!(

@@ -89,3 +89,30 @@ fn cut_session_keeps_its_summary_and_can_be_continued() {
         Err(StoreError::Closed)
     ));
 }
+
+#[test]
+fn revocations_survive_reopen() {
+    use gatehouse_core::event::{Body, Revoked};
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = Store::open(dir.path(), fsync()).unwrap();
+        for (i, jti) in ["g2", "g1"].into_iter().enumerate() {
+            let mut rec = Recorder::new(sid(1_700_000_000_000 + i as u64, 0));
+            let revoked = Body::Revoked(Revoked {
+                jti: jti.into(),
+                by: "alice".into(),
+                reason: "leaked".into(),
+            });
+            store
+                .writer()
+                .append_blocking(vec![rec.record(10 + i as i64, revoked)])
+                .unwrap();
+        }
+        store.shutdown().unwrap();
+    }
+    let reader = Reader::open(dir.path()).unwrap();
+    assert_eq!(
+        reader.revocations().unwrap(),
+        [("g1".to_string(), 11), ("g2".to_string(), 10)]
+    );
+}

@@ -149,9 +149,12 @@ impl Gateway {
 
     /// The store directory (`[store] dir`). Open it only after
     /// [`stop`](Self::stop) or [`kill9`](Self::kill9): fjall allows one
-    /// process per store.
+    /// process per store. [`GatewayOptions::store_dir`] when set.
     pub fn store_dir(&self) -> PathBuf {
-        self.root.join("store")
+        match &self.options.store_dir {
+            Some(dir) => dir.clone(),
+            None => self.root.join("store"),
+        }
     }
 
     /// The config file.

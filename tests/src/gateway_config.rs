@@ -2,7 +2,7 @@
 //! from it.
 
 use std::fmt::Write as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::postgres::{APP_PASSWORD, DATABASE, User};
 
@@ -105,8 +105,14 @@ pub struct GatewayOptions {
     pub masking: Vec<(String, toml::Table)>,
     /// Raw TOML appended to the config (policy, limits …).
     pub extra_config: String,
+    /// Raw TOML lines written inside `[grants]` (after `leeway`, before
+    /// the gateway's own `[[grants.keys]]`), e.g. `jwks_url = "…"`.
+    pub grants_config: String,
     /// Extra environment variables for the gateway process.
     pub env: Vec<(String, String)>,
+    /// `[store] dir`, when not `store` in the gateway's temp dir (e.g. on
+    /// a small tmpfs). The test owns this directory; it is not removed.
+    pub store_dir: Option<PathBuf>,
 }
 
 impl Default for GatewayOptions {
@@ -120,7 +126,9 @@ impl Default for GatewayOptions {
             workers: 2,
             masking: Vec::new(),
             extra_config: String::new(),
+            grants_config: String::new(),
             env: Vec::new(),
+            store_dir: None,
         }
     }
 }
@@ -209,6 +217,9 @@ pub(crate) fn render(
     let _ = writeln!(s, "issuer = \"gatehouse\"");
     let _ = writeln!(s, "audience = \"gatehouse\"");
     let _ = writeln!(s, "leeway = \"5s\"");
+    if !options.grants_config.is_empty() {
+        let _ = writeln!(s, "{}", options.grants_config);
+    }
     let _ = writeln!(s, "\n[[grants.keys]]");
     let _ = writeln!(s, "public_key = {}", qp(paths.public_key));
     for target in options.targets() {

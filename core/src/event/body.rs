@@ -44,6 +44,21 @@ pub enum Body {
     /// The plan's answer to a statement, given before anything of it was
     /// forwarded.
     Verdict(Verdict),
+    /// A grant was revoked: its open sessions end and new ones are refused,
+    /// also after a restart. The only event of a session of its own.
+    Revoked(Revoked),
+}
+
+/// A grant's revocation.
+#[derive(Debug, Clone, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+#[rkyv(derive(Debug))]
+pub struct Revoked {
+    /// The grant's `jti`.
+    pub jti: String,
+    /// Who revoked it (the admin token's name).
+    pub by: String,
+    /// Why.
+    pub reason: String,
 }
 
 /// What the plan decided.
@@ -309,6 +324,8 @@ pub enum CloseReason {
     StoreFailed,
     /// A limit of the grant's plan (rows, duration) was reached.
     LimitReached,
+    /// The session's grant was revoked.
+    Revoked,
 }
 
 /// The end of a session, with its totals.

@@ -23,7 +23,7 @@ mod seal;
 
 pub use body::{
     Body, CloseReason, Closed, Decision, Direction, ErrorInfo, Frame, MaskHit, Masked, MaskedCell,
-    Opened, Param, Refusal, Refused, Statement, StatementProtocol, TlsInfo, Verdict,
+    Opened, Param, Refusal, Refused, Revoked, Statement, StatementProtocol, TlsInfo, Verdict,
 };
 pub use id::SessionId;
 pub use record::{
@@ -36,5 +36,5 @@ pub use seal::{SIGNATURE_LEN, Seal, SealError, SealKey, SealPublicKey, seal_mess
 /// checked when a store is opened.
 ///
 /// 2: [`Closed`] carries a [`Seal`].
-/// 3: [`Body::Verdict`].
+/// 3: [`Body::Verdict`], [`Body::Revoked`].
 pub const FORMAT_VERSION: u32 = 3;

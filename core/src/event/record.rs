@@ -51,6 +51,8 @@ pub enum EventKind {
     Masked,
     /// [`Body::Verdict`].
     Verdict,
+    /// [`Body::Revoked`].
+    Revoked,
 }
 
 impl Body {
@@ -66,6 +68,7 @@ impl Body {
             Body::Closed(_) => EventKind::Closed,
             Body::Masked(_) => EventKind::Masked,
             Body::Verdict(_) => EventKind::Verdict,
+            Body::Revoked(_) => EventKind::Revoked,
         }
     }
 }

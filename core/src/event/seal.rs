@@ -71,6 +71,7 @@ fn reason_code(reason: CloseReason) -> u8 {
         CloseReason::UpstreamUnavailable => 9,
         CloseReason::StoreFailed => 10,
         CloseReason::LimitReached => 11,
+        CloseReason::Revoked => 12,
     }
 }
 

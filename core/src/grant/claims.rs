@@ -5,12 +5,15 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::GrantError;
+use super::{GrantError, PolicySelector};
 
 /// The claims of a grant.
 ///
 /// The registered claims (`iss`, `sub`, `aud`, `exp`, `nbf`, `iat`, `jti`)
-/// are all required, as are `purpose` and `plan`; `ticket` is optional.
+/// are all required, as are `purpose` and `plan`; `ticket` is optional. A
+/// token without `plan` may still verify when the gateway's named policies
+/// give it one (see [`PolicySelector`]); its claims are then filled in as
+/// [`Verifier::verify_with`](super::Verifier::verify_with) describes.
 /// Times are seconds since the Unix epoch. `aud` is a single string: a grant
 /// is meant for one gateway.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -161,7 +164,22 @@ pub fn check_target(claims: &Claims, target: &str) -> Result<(), GrantError> {
 impl Claims {
     /// Builds claims from a decoded (and already signature-checked) JSON
     /// payload, naming the first claim that is missing or of the wrong type.
-    pub(super) fn from_payload(mut payload: Map<String, Value>) -> Result<Claims, GrantError> {
+    ///
+    /// A payload without `plan` gets the plan of the policies its claims
+    /// select (see [`PolicySelector`]); it is refused when `policies` has no
+    /// selector (as missing its `plan`) or when its claims select none.
+    /// Such a grant, typically from an external identity provider, may also
+    /// lack `purpose` (the selected policies' names stand in), `nbf`
+    /// (defaults to `iat`) and `iat` (defaults to `nbf`, else 0); it still
+    /// needs a `jti`, by which uses and revocations are tracked.
+    pub(super) fn from_payload(
+        mut payload: Map<String, Value>,
+        policies: &PolicySelector,
+    ) -> Result<Claims, GrantError> {
+        let plan: Option<Plan> = optional(&mut payload, "plan")?;
+        let Some(plan) = plan else {
+            return Claims::from_policies(payload, policies);
+        };
         let claims = Claims {
             iss: required(&mut payload, "iss")?,
             sub: required(&mut payload, "sub")?,
@@ -172,7 +190,7 @@ impl Claims {
             jti: required(&mut payload, "jti")?,
             purpose: required(&mut payload, "purpose")?,
             ticket: optional(&mut payload, "ticket")?,
-            plan: required(&mut payload, "plan")?,
+            plan,
         };
         if claims.plan.uses == Some(0) {
             return Err(GrantError::InvalidClaim {
@@ -181,6 +199,40 @@ impl Claims {
             });
         }
         Ok(claims)
+    }
+
+    fn from_policies(
+        mut payload: Map<String, Value>,
+        policies: &PolicySelector,
+    ) -> Result<Claims, GrantError> {
+        if policies.is_empty() {
+            return Err(GrantError::MissingClaim("plan"));
+        }
+        let names = policies.select(&payload);
+        if names.is_empty() {
+            return Err(GrantError::NoPolicy);
+        }
+        let plan = policies.plan(&names);
+        let purpose = format!("policies: {}", names.join(", "));
+        let iss = required(&mut payload, "iss")?;
+        let sub = required(&mut payload, "sub")?;
+        let aud = required(&mut payload, "aud")?;
+        let exp = required(&mut payload, "exp")?;
+        let iat: Option<i64> = optional(&mut payload, "iat")?;
+        let nbf: Option<i64> = optional(&mut payload, "nbf")?;
+        let jti: String = optional(&mut payload, "jti")?.ok_or(GrantError::MissingJti)?;
+        Ok(Claims {
+            iss,
+            sub,
+            aud,
+            exp,
+            nbf: nbf.or(iat).unwrap_or(0),
+            iat: iat.or(nbf).unwrap_or(0),
+            jti,
+            purpose: optional(&mut payload, "purpose")?.unwrap_or(purpose),
+            ticket: optional(&mut payload, "ticket")?,
+            plan,
+        })
     }
 }
 

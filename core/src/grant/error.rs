@@ -2,6 +2,7 @@
 
 use std::fmt;
 
+use super::KeyAlgorithm;
 use crate::event::Refusal;
 
 /// SQLSTATE `28P01` (invalid_password): the password is not a valid grant
@@ -41,14 +42,29 @@ pub enum GrantError {
         /// What did not parse.
         reason: String,
     },
-    /// The header names an algorithm other than EdDSA (`none`, HS256, ...).
+    /// The header names an algorithm other than EdDSA, ES256 and RS256
+    /// (`none`, HS256, ...).
     #[error(
-        "grant uses signing algorithm {alg:?}, but this gateway accepts only EdDSA grants; \
-         ask the planner for a grant signed with the gateway's key"
+        "grant uses signing algorithm {alg:?}, but this gateway accepts only EdDSA, ES256 and \
+         RS256 grants; ask the planner for a grant signed with the gateway's key"
     )]
     DisallowedAlgorithm {
         /// The header's `alg`, at most 64 characters of it.
         alg: String,
+    },
+    /// The header's algorithm is not the one of the key its `kid` names
+    /// (an ES256 token naming an RSA key, ...).
+    #[error(
+        "grant is signed with {alg}, but key {kid:?} is a {key_alg} key; \
+         ask the planner for a grant signed the way its key says"
+    )]
+    WrongKeyAlgorithm {
+        /// The key's id.
+        kid: String,
+        /// The key's algorithm.
+        key_alg: KeyAlgorithm,
+        /// The header's algorithm.
+        alg: KeyAlgorithm,
     },
     /// No configured key has the header's `kid`, or the header has no `kid`
     /// and there is more than one key.
@@ -66,6 +82,19 @@ pub enum GrantError {
     /// A required claim is absent or `null`.
     #[error("grant has no `{0}` claim; ask the planner for a new grant")]
     MissingClaim(&'static str),
+    /// A grant without a plan whose claims select none of the configured
+    /// policies.
+    #[error(
+        "the grant has no plan and its claims select no policy; \
+         ask for a token with a scope or group this gateway maps to a policy"
+    )]
+    NoPolicy,
+    /// A grant without a plan (from an identity provider) has no `jti`.
+    #[error(
+        "grant has no `jti` claim, which this gateway needs to count uses and honour \
+         revocations; have the identity provider put a unique `jti` in its tokens"
+    )]
+    MissingJti,
     /// A claim has the wrong type or an impossible value.
     #[error("grant claim `{claim}` is not valid ({reason}); ask the planner for a new grant")]
     InvalidClaim {
@@ -160,11 +189,14 @@ impl GrantError {
             GrantError::TooLong { .. } | GrantError::Malformed { .. } | GrantError::Sign(_) => {
                 Refusal::Malformed
             }
-            GrantError::DisallowedAlgorithm { .. } | GrantError::BadSignature => {
-                Refusal::BadSignature
-            }
+            GrantError::DisallowedAlgorithm { .. }
+            | GrantError::WrongKeyAlgorithm { .. }
+            | GrantError::BadSignature => Refusal::BadSignature,
             GrantError::UnknownKey { .. } => Refusal::UnknownKey,
-            GrantError::MissingClaim(_) | GrantError::InvalidClaim { .. } => Refusal::MissingClaim,
+            GrantError::MissingClaim(_)
+            | GrantError::MissingJti
+            | GrantError::InvalidClaim { .. }
+            | GrantError::NoPolicy => Refusal::MissingClaim,
             GrantError::WrongIssuer { .. } => Refusal::WrongIssuer,
             GrantError::WrongAudience { .. } => Refusal::WrongAudience,
             GrantError::Expired { .. } => Refusal::Expired,
@@ -187,13 +219,16 @@ impl GrantError {
     ///   spent, revoked.
     pub fn sqlstate(&self) -> &'static str {
         match self {
-            GrantError::WrongTarget { .. } | GrantError::UsedUp { .. } | GrantError::Revoked => {
-                SQLSTATE_INVALID_AUTHORIZATION
-            }
+            GrantError::WrongTarget { .. }
+            | GrantError::UsedUp { .. }
+            | GrantError::Revoked
+            | GrantError::NoPolicy => SQLSTATE_INVALID_AUTHORIZATION,
             GrantError::TooLong { .. }
             | GrantError::Malformed { .. }
             | GrantError::DisallowedAlgorithm { .. }
+            | GrantError::WrongKeyAlgorithm { .. }
             | GrantError::UnknownKey { .. }
+            | GrantError::MissingJti
             | GrantError::BadSignature
             | GrantError::MissingClaim(_)
             | GrantError::InvalidClaim { .. }

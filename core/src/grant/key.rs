@@ -1,9 +1,15 @@
-//! Ed25519 keys for grants, their key ids, and the set a verifier chooses
-//! from.
+//! Keys for grants, their key ids and algorithms, and the set a verifier
+//! chooses from.
+//!
+//! Gatehouse's own keys are Ed25519 (`EdDSA`); keys from an external
+//! identity provider's JWKS may also be P-256 (`ES256`) or RSA of at least
+//! 2048 bits (`RS256`). Every key has exactly one algorithm, and verifies
+//! only tokens whose header names it.
 
 use std::collections::BTreeMap;
 use std::fmt;
 
+use base64::Engine as _;
 use ed25519_dalek::pkcs8::{DecodePrivateKey, DecodePublicKey, EncodePrivateKey};
 use jsonwebtoken::{DecodingKey, EncodingKey};
 
@@ -57,9 +63,90 @@ pub enum KeyError {
     /// Two keys of a [`KeySet`] have the same key id.
     #[error("two keys have the key id {0:?}; give one of them another kid")]
     DuplicateKid(String),
+    /// A key of an algorithm or shape this gateway does not accept (in a
+    /// JWKS: the reason the key was skipped).
+    #[error("{0}")]
+    Unsupported(String),
+    /// The text is not a JWKS (`{"keys": [...]}`).
+    #[error("not a JWK set (a JSON object with a \"keys\" array): {0}")]
+    BadJwks(String),
+    /// A JWKS none of whose keys this gateway can use.
+    #[error("{}", no_usable_keys(.0))]
+    NoUsableKeys(Vec<String>),
 }
 
-fn check_kid(kid: &str) -> Result<(), KeyError> {
+fn no_usable_keys(skipped: &[String]) -> String {
+    if skipped.is_empty() {
+        "the JWK set has no keys".to_owned()
+    } else {
+        format!(
+            "the JWK set has no key this gateway can use (EdDSA/Ed25519, ES256/P-256, \
+             RS256 of 2048 bits or more, each with a kid): {}",
+            skipped.join("; ")
+        )
+    }
+}
+
+/// The signature algorithms grants may use, each tied to one kind of key.
+/// Every other `alg` (`none`, `HS256`, `RS384`, …) is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
+pub enum KeyAlgorithm {
+    /// Ed25519 (`EdDSA`): Gatehouse's own keys.
+    EdDsa,
+    /// ECDSA with P-256 and SHA-256 (`ES256`).
+    Es256,
+    /// RSASSA-PKCS1-v1_5 with SHA-256 (`RS256`), keys of 2048 bits or more.
+    Rs256,
+}
+
+impl KeyAlgorithm {
+    /// The JOSE name (`EdDSA`, `ES256`, `RS256`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyAlgorithm::EdDsa => "EdDSA",
+            KeyAlgorithm::Es256 => "ES256",
+            KeyAlgorithm::Rs256 => "RS256",
+        }
+    }
+
+    /// The algorithm a JOSE `alg` names, if it is one of the accepted ones.
+    /// Exact, case-sensitive match.
+    pub fn from_jose(alg: &str) -> Option<KeyAlgorithm> {
+        match alg {
+            "EdDSA" => Some(KeyAlgorithm::EdDsa),
+            "ES256" => Some(KeyAlgorithm::Es256),
+            "RS256" => Some(KeyAlgorithm::Rs256),
+            _ => None,
+        }
+    }
+
+    pub(super) fn jwt(self) -> jsonwebtoken::Algorithm {
+        match self {
+            KeyAlgorithm::EdDsa => jsonwebtoken::Algorithm::EdDSA,
+            KeyAlgorithm::Es256 => jsonwebtoken::Algorithm::ES256,
+            KeyAlgorithm::Rs256 => jsonwebtoken::Algorithm::RS256,
+        }
+    }
+}
+
+impl fmt::Display for KeyAlgorithm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The fewest bits an RSA key may have.
+pub const MIN_RSA_BITS: usize = 2048;
+/// The most bits an RSA key may have (bounds the work one token costs).
+pub const MAX_RSA_BITS: usize = 8192;
+
+fn strip_zeros(bytes: &[u8]) -> &[u8] {
+    let start = bytes.iter().position(|&b| b != 0).unwrap_or(bytes.len());
+    bytes.get(start..).unwrap_or_default()
+}
+
+pub(super) fn check_kid(kid: &str) -> Result<(), KeyError> {
     let ok = !kid.is_empty() && kid.len() <= 64 && kid.bytes().all(|b| b.is_ascii_graphic());
     if ok {
         Ok(())
@@ -72,7 +159,9 @@ fn check_kid(kid: &str) -> Result<(), KeyError> {
 #[derive(Clone)]
 pub struct VerifyingKey {
     kid: String,
-    raw: [u8; ED25519_KEY_LEN],
+    alg: KeyAlgorithm,
+    /// The raw key, for Ed25519 keys only.
+    raw: Option<[u8; ED25519_KEY_LEN]>,
     decoding: DecodingKey,
 }
 
@@ -100,7 +189,8 @@ impl VerifyingKey {
         let raw = key.to_bytes();
         Ok(VerifyingKey {
             kid: key_id(&raw),
-            raw,
+            alg: KeyAlgorithm::EdDsa,
+            raw: Some(raw),
             // jsonwebtoken's EdDSA verifier takes the raw 32 bytes.
             decoding: DecodingKey::from_ed_der(&raw),
         })
@@ -119,8 +209,74 @@ impl VerifyingKey {
         &self.kid
     }
 
-    /// The raw 32-byte public key.
-    pub fn to_bytes(&self) -> [u8; ED25519_KEY_LEN] {
+    /// A P-256 public key (`ES256`) from its affine coordinates, 32
+    /// big-endian bytes each (a JWK's `x` and `y`, decoded), with key id
+    /// `kid`. Whether the point is on the curve is checked when a
+    /// signature is verified (a point that is not verifies nothing).
+    pub fn from_p256_coordinates(x: &[u8], y: &[u8], kid: &str) -> Result<VerifyingKey, KeyError> {
+        check_kid(kid)?;
+        if x.len() != 32 || y.len() != 32 {
+            return Err(KeyError::Unsupported(format!(
+                "a P-256 key's x and y are 32 bytes each, not {} and {}",
+                x.len(),
+                y.len()
+            )));
+        }
+        let x = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(x);
+        let y = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(y);
+        let decoding = DecodingKey::from_ec_components(&x, &y)
+            .map_err(|e| KeyError::BadPublicKey(e.to_string()))?;
+        Ok(VerifyingKey {
+            kid: kid.to_owned(),
+            alg: KeyAlgorithm::Es256,
+            raw: None,
+            decoding,
+        })
+    }
+
+    /// An RSA public key (`RS256`) from its modulus and exponent,
+    /// big-endian bytes (a JWK's `n` and `e`, decoded), with key id `kid`.
+    /// Refused under [`MIN_RSA_BITS`] or over [`MAX_RSA_BITS`] bits, and
+    /// with an even or tiny exponent.
+    pub fn from_rsa_components(n: &[u8], e: &[u8], kid: &str) -> Result<VerifyingKey, KeyError> {
+        check_kid(kid)?;
+        let n = strip_zeros(n);
+        let e = strip_zeros(e);
+        let bits = match n.first() {
+            Some(&top) => (n.len() - 1) * 8 + (8 - top.leading_zeros() as usize),
+            None => 0,
+        };
+        if bits < MIN_RSA_BITS {
+            return Err(KeyError::Unsupported(format!(
+                "the RSA key has {bits} bits; at least {MIN_RSA_BITS} are required"
+            )));
+        }
+        if bits > MAX_RSA_BITS {
+            return Err(KeyError::Unsupported(format!(
+                "the RSA key has {bits} bits; at most {MAX_RSA_BITS} are accepted"
+            )));
+        }
+        let odd = e.last().is_some_and(|b| b & 1 == 1);
+        if e.len() > 8 || !odd || e == [1] {
+            return Err(KeyError::Unsupported(
+                "the RSA key's exponent is not a usable public exponent (e.g. 65537)".to_owned(),
+            ));
+        }
+        Ok(VerifyingKey {
+            kid: kid.to_owned(),
+            alg: KeyAlgorithm::Rs256,
+            raw: None,
+            decoding: DecodingKey::from_rsa_raw_components(n, e),
+        })
+    }
+
+    /// The algorithm this key verifies, and the only one.
+    pub fn algorithm(&self) -> KeyAlgorithm {
+        self.alg
+    }
+
+    /// The raw 32-byte public key of an Ed25519 key; `None` for other keys.
+    pub fn to_bytes(&self) -> Option<[u8; ED25519_KEY_LEN]> {
         self.raw
     }
 
@@ -133,6 +289,7 @@ impl fmt::Debug for VerifyingKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("VerifyingKey")
             .field("kid", &self.kid)
+            .field("alg", &self.alg)
             .finish_non_exhaustive()
     }
 }
@@ -251,6 +408,20 @@ impl KeySet {
         found.ok_or_else(|| GrantError::UnknownKey {
             kid: kid.map(|k| k.chars().take(64).collect()),
         })
+    }
+
+    /// Whether a key has key id `kid`.
+    pub fn contains(&self, kid: &str) -> bool {
+        self.keys.contains_key(kid)
+    }
+
+    /// Adds every key of `other`; refused, and `self` left partly merged,
+    /// at the first key id both have.
+    pub fn merge(&mut self, other: KeySet) -> Result<(), KeyError> {
+        for key in other.keys.into_values() {
+            self.insert(key)?;
+        }
+        Ok(())
     }
 
     /// The keys, ordered by key id.

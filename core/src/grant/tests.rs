@@ -93,7 +93,7 @@ fn verify_table() {
     let k2 = key(2);
     let v = verifier_for(&[&k1]);
     let v2 = verifier_for(&[&k1, &k2]);
-    let pub_raw = k1.verifying_key().to_bytes();
+    let pub_raw = k1.verifying_key().to_bytes().unwrap();
     let pub_pem = ed25519_dalek::VerifyingKey::from_bytes(&pub_raw)
         .unwrap()
         .to_public_key_pem(LineEnding::LF)
@@ -435,10 +435,11 @@ fn bad_key_files() {
         SigningKey::from_pkcs8_pem("-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n"),
         Err(KeyError::BadPrivateKey(_))
     ));
-    let public_pem = ed25519_dalek::VerifyingKey::from_bytes(&key(1).verifying_key().to_bytes())
-        .unwrap()
-        .to_public_key_pem(LineEnding::LF)
-        .unwrap();
+    let public_pem =
+        ed25519_dalek::VerifyingKey::from_bytes(&key(1).verifying_key().to_bytes().unwrap())
+            .unwrap()
+            .to_public_key_pem(LineEnding::LF)
+            .unwrap();
     assert!(matches!(
         SigningKey::from_pkcs8_pem(&public_pem),
         Err(KeyError::BadPrivateKey(_))

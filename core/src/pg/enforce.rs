@@ -196,6 +196,12 @@ impl Enforcer {
         )
     }
 
+    /// Whether the current extended batch holds a denial, so the target
+    /// skips the rest of it up to the Sync.
+    pub(super) fn batch_denied(&self) -> bool {
+        self.batch_denied
+    }
+
     /// The jti, for messages.
     pub(super) fn jti(&self) -> &str {
         &self.policy.jti

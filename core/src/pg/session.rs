@@ -507,6 +507,22 @@ impl Session {
         self.close(CloseReason::StoreFailed, now_us);
     }
 
+    /// The session's grant was revoked: tell the client why and end the
+    /// session (a held statement never runs).
+    pub fn revoked(&mut self, by: &str, reason: &str, now_us: i64) {
+        if !(matches!(self.phase, Phase::Relay) || self.is_logging_in()) {
+            return;
+        }
+        self.last_us = now_us;
+        let message = format!("gatehouse: this session's grant was revoked by {by}: {reason}");
+        self.fatal(
+            crate::grant::SQLSTATE_INVALID_AUTHORIZATION,
+            &message,
+            now_us,
+        );
+        self.close(CloseReason::Revoked, now_us);
+    }
+
     /// The gateway is shutting down.
     pub fn shutdown(&mut self, now_us: i64) {
         self.fatal("57P01", "gatehouse is shutting down", now_us);
@@ -949,6 +965,11 @@ impl Session {
             None => None,
         };
         if let Some(bytes) = replace {
+            // A denied Parse leaves no statement of the client's under its
+            // name (the target's unnamed statement is now the gateway's).
+            if let frontend::Message::Parse { name, .. } = msg {
+                self.prepared.remove(name);
+            }
             return ClientStep::Replace(bytes);
         }
         if let Some((_, tracker)) = &mut self.masking {
@@ -968,6 +989,10 @@ impl Session {
             frontend::Message::Parse { name, sql, .. } => {
                 self.prepared.insert(name.to_owned(), sql.to_owned());
             }
+            // After a denial the target skips the rest of the batch: a Bind
+            // there runs nothing.
+            frontend::Message::Bind(_)
+                if self.enforcer.as_ref().is_some_and(Enforcer::batch_denied) => {}
             frontend::Message::Bind(bind) => {
                 let text = self
                     .prepared

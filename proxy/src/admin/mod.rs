@@ -2,21 +2,25 @@
 //! thread, loopback by default (`[admin] listen`). Approvers list and
 //! decide held statements here; `gatehouse approvals` is its client.
 //!
-//! Every request but `GET /healthz` needs `Authorization: Bearer TOKEN`
-//! with a token from `[[admin.tokens]]`; the token's name is the approver
-//! recorded with a decision. Answers are JSON (errors are
-//! `{"error": "…"}`):
+//! Every request but `GET /healthz` and `GET /readyz` (which load
+//! balancers probe) needs `Authorization: Bearer TOKEN` with a token from
+//! `[[admin.tokens]]`; the token's name is the approver recorded with a
+//! decision. Answers are JSON (errors are `{"error": "…"}`) unless the
+//! table says otherwise:
 //!
 //! | request | answer |
 //! |---|---|
-//! | `GET /healthz` | 200 `ok` (no token needed) |
+//! | `GET /healthz` | 200 `ok` (no token needed): the process is alive |
+//! | `GET /readyz` | 200 `ready` (no token needed) when the gateway accepts sessions and its store writes; otherwise 503 `{"ready": false, "reason": "…", "store": "…"}` (the store failed a write or fsync and refuses everything until the gateway restarts, or the gateway is shutting down) |
+//! | `GET /metrics` | 200, Prometheus text format 0.0.4 ([`crate::metrics::render`] lists the series) |
 //! | `GET /approvals` | 200, the pending requests, oldest first |
 //! | `POST /approvals/{id}/approve` `{"reason": "…"}` (optional) | 200 `{"approval", "decision"}`; 404 unknown; 409 already decided or withdrawn |
 //! | `POST /approvals/{id}/deny` `{"reason": "…"}` (required) | the same; 400 without a reason |
 //! | `GET /approvals/watch` | 200, JSON lines (`application/x-ndjson`), one per [`ApprovalEvent`](crate::approvals::ApprovalEvent), until the client goes; an empty line every 15 s keeps the connection checked |
 //!
-//! It is plain HTTP: behind loopback, or a TLS-terminating proxy. What it
-//! is not (yet): metrics, `/readyz`, or reading the store.
+//! It is plain HTTP: behind loopback, or a TLS-terminating proxy. Without
+//! an `[admin]` section there is no admin API at all, so no `/readyz` and
+//! no `/metrics` either. What it is not (yet): reading the store.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,6 +32,7 @@ use tokio::sync::watch;
 
 use crate::approvals::ApprovalRegistry;
 use crate::config::{AdminSettings, AdminToken};
+use crate::metrics::Metrics;
 
 pub mod client;
 mod routes;
@@ -42,17 +47,33 @@ const MAX_CONNECTIONS: usize = 256;
 /// How long a client may take to send a request's head.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// What `/readyz` and `/metrics` look at.
+#[derive(Clone)]
+pub struct Observed {
+    /// The gateway's store (its health and counters); `None` in tests of
+    /// the API alone.
+    pub store: Option<gatehouse_store::Store>,
+    /// The gateway's counters.
+    pub metrics: Arc<Metrics>,
+    /// `true` once the gateway is shutting down.
+    pub shutdown: watch::Receiver<bool>,
+    /// Revoked grants (`POST /grants/{jti}/revoke`); `None` in tests of the
+    /// API alone.
+    pub revocations: Option<Arc<crate::revocations::Revocations>>,
+}
+
 /// Binds `settings.listen` and serves the admin API on a thread of its own
 /// until `shutdown` turns true (or its sender is dropped).
 pub fn spawn(
     settings: AdminSettings,
     registry: Arc<ApprovalRegistry>,
+    observed: Observed,
     shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<std::thread::JoinHandle<()>> {
     let listener = std::net::TcpListener::bind(settings.listen)
         .with_context(|| format!("admin API: cannot listen on {}", settings.listen))?;
     tracing::info!(address = %settings.listen, "admin API listening");
-    spawn_on(listener, settings.tokens, registry, shutdown)
+    spawn_on(listener, settings.tokens, registry, observed, shutdown)
 }
 
 /// [`spawn`] on a listener already bound (tests bind port 0).
@@ -60,12 +81,13 @@ pub fn spawn_on(
     listener: std::net::TcpListener,
     tokens: Vec<AdminToken>,
     registry: Arc<ApprovalRegistry>,
+    observed: Observed,
     shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<std::thread::JoinHandle<()>> {
     listener
         .set_nonblocking(true)
         .context("admin API listener")?;
-    let state = Arc::new(routes::State::new(registry, &tokens));
+    let state = Arc::new(routes::State::new(registry, &tokens, observed));
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -17,8 +17,10 @@ use hyper::{Method, Request, Response, StatusCode};
 use serde::Deserialize;
 use tokio::sync::{broadcast, mpsc};
 
+use super::Observed;
 use crate::approvals::{ApprovalRegistry, DecideError, Decision};
 use crate::config::AdminToken;
+use crate::metrics;
 
 /// The largest request body read (a decision's reason).
 const MAX_BODY: usize = 64 << 10;
@@ -35,15 +37,66 @@ pub(super) struct State {
     /// (`blake3::Hash`'s `==` is constant-time) leaks nothing about the
     /// tokens through timing.
     tokens: Vec<(blake3::Hash, String)>,
+    /// What `/readyz` and `/metrics` report.
+    observed: Observed,
 }
 
 impl State {
-    pub(super) fn new(registry: Arc<ApprovalRegistry>, tokens: &[AdminToken]) -> State {
+    pub(super) fn new(
+        registry: Arc<ApprovalRegistry>,
+        tokens: &[AdminToken],
+        observed: Observed,
+    ) -> State {
         let tokens = tokens
             .iter()
             .map(|t| (blake3::hash(t.token.expose().as_bytes()), t.name.clone()))
             .collect();
-        State { registry, tokens }
+        State {
+            registry,
+            tokens,
+            observed,
+        }
+    }
+
+    /// `Ok` when the gateway accepts sessions and its store writes;
+    /// otherwise why not, as `/readyz`'s JSON body.
+    fn readiness(&self) -> Result<(), serde_json::Value> {
+        if *self.observed.shutdown.borrow() {
+            return Err(serde_json::json!({
+                "ready": false,
+                "reason": "shutting_down",
+                "message": "the gateway is shutting down and accepts no new sessions",
+            }));
+        }
+        if let Some(store) = &self.observed.store
+            && let Err(e) = store.health()
+        {
+            let reason = match e {
+                gatehouse_store::StoreError::Closed => "store_closed",
+                _ => "store_failed",
+            };
+            return Err(serde_json::json!({
+                "ready": false,
+                "reason": reason,
+                "store": e.to_string(),
+                "message": "the store cannot record, so every command is refused; the store \
+                            stays stopped until the gateway is restarted (after fixing the disk)",
+            }));
+        }
+        Ok(())
+    }
+
+    /// The Prometheus exposition of the gateway's counters.
+    fn scrape(&self) -> String {
+        let store = self.observed.store.as_ref();
+        let snapshot = metrics::Snapshot {
+            store: store.map(gatehouse_store::Store::stats).unwrap_or_default(),
+            store_healthy: store.is_none_or(|s| s.health().is_ok()),
+            store_disk_bytes: store.and_then(|s| metrics::disk_usage(s.path())),
+            approvals_pending: self.registry.pending().len(),
+            ready: self.readiness().is_ok(),
+        };
+        metrics::render(&self.observed.metrics, &snapshot)
     }
 
     /// The name of the token `presented` is, if any. Looks at every token
@@ -139,11 +192,28 @@ pub(super) async fn handle(state: &State, request: Request<Incoming>) -> Answer 
             _ => not_allowed("GET"),
         };
     }
+    if segments == ["readyz"] {
+        return match method {
+            Method::GET | Method::HEAD => match state.readiness() {
+                Ok(()) => respond(StatusCode::OK, "text/plain", "ready\n".into()),
+                Err(why) => json(StatusCode::SERVICE_UNAVAILABLE, &why),
+            },
+            _ => not_allowed("GET"),
+        };
+    }
     let approver = match authenticate(state, &request) {
         Ok(name) => name.to_owned(),
         Err(answer) => return *answer,
     };
     match segments.as_slice() {
+        ["metrics"] => match method {
+            Method::GET => respond(
+                StatusCode::OK,
+                "text/plain; version=0.0.4; charset=utf-8",
+                state.scrape().into(),
+            ),
+            _ => not_allowed("GET"),
+        },
         ["approvals"] => match method {
             Method::GET => json(StatusCode::OK, &state.registry.pending()),
             _ => not_allowed("GET"),
@@ -159,7 +229,60 @@ pub(super) async fn handle(state: &State, request: Request<Incoming>) -> Answer 
             }
             _ => not_allowed("POST"),
         },
+        ["grants", jti, "revoke"] => match method {
+            Method::POST => {
+                let jti = percent_decode(jti);
+                revoke(state, &jti, approver, request).await
+            }
+            _ => not_allowed("POST"),
+        },
         _ => error(StatusCode::NOT_FOUND, &format!("no such endpoint: {path}")),
+    }
+}
+
+/// `POST /grants/{jti}/revoke` with `{"reason": "..."}`: recorded in the
+/// store, then the grant's sessions end and new ones are refused.
+async fn revoke(state: &State, jti: &str, by: String, request: Request<Incoming>) -> Answer {
+    let Some(revocations) = &state.observed.revocations else {
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "revocation is not available here",
+        );
+    };
+    let bytes = match Limited::new(request.into_body(), MAX_BODY).collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                &format!("reading the request body: {e}"),
+            );
+        }
+    };
+    let reason = serde_json::from_slice::<DecideBody>(&bytes)
+        .ok()
+        .and_then(|b| b.reason)
+        .map(|r| r.trim().to_owned())
+        .unwrap_or_default();
+    if reason.is_empty() || reason.chars().count() > MAX_REASON {
+        return error(
+            StatusCode::BAD_REQUEST,
+            &format!(
+                "a revocation needs a reason of at most {MAX_REASON} characters, which the agent is shown: {{\"reason\": \"...\"}}"
+            ),
+        );
+    }
+    if jti.is_empty() {
+        return error(StatusCode::BAD_REQUEST, "name the grant's jti");
+    }
+    match revocations.revoke(jti, &by, &reason).await {
+        Ok(fresh) => json(
+            StatusCode::OK,
+            &serde_json::json!({ "jti": jti, "revoked": fresh, "by": by, "reason": reason }),
+        ),
+        Err(e) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &format!("the revocation could not be recorded, so it did not take effect: {e}"),
+        ),
     }
 }
 

@@ -14,6 +14,7 @@ use crate::approvals::{
     ApprovalMode, ApprovalRegistry, ApprovalSettings, Decision, PendingApproval,
 };
 use crate::config::{AdminToken, Secret};
+use crate::metrics::Metrics;
 
 const ALICE: &str = "alice-token-0123456789abcdef";
 const BOB: &str = "bob-token-0123456789abcdef";
@@ -23,10 +24,16 @@ struct Admin {
     registry: Arc<ApprovalRegistry>,
     stop: watch::Sender<bool>,
     thread: Option<std::thread::JoinHandle<()>>,
+    metrics: Arc<Metrics>,
 }
 
 impl Admin {
     fn start() -> Admin {
+        Admin::start_with(None)
+    }
+
+    /// An admin API that reports on `store`.
+    fn start_with(store: Option<gatehouse_store::Store>) -> Admin {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let registry = Arc::new(ApprovalRegistry::new(ApprovalSettings {
@@ -44,12 +51,21 @@ impl Admin {
             },
         ];
         let (stop, stop_rx) = watch::channel(false);
-        let thread = super::spawn_on(listener, tokens, registry.clone(), stop_rx).unwrap();
+        let metrics = Arc::new(Metrics::default());
+        let observed = super::Observed {
+            store,
+            metrics: metrics.clone(),
+            shutdown: stop_rx.clone(),
+            revocations: None,
+        };
+        let thread =
+            super::spawn_on(listener, tokens, registry.clone(), observed, stop_rx).unwrap();
         Admin {
             base,
             registry,
             stop,
             thread: Some(thread),
+            metrics,
         }
     }
 
@@ -345,4 +361,56 @@ async fn shutdown_ends_the_server_and_its_streams() {
     .await
     .unwrap_err();
     assert!(matches!(err, client::ClientError::Connect { .. }), "{err}");
+}
+
+#[tokio::test]
+async fn readyz_follows_the_store_and_needs_no_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let store =
+        gatehouse_store::Store::open(dir.path(), gatehouse_store::StoreOptions::default()).unwrap();
+    let admin = Admin::start_with(Some(store.clone()));
+    let (status, body) = admin.json(Method::GET, "/readyz", None, None).await;
+    assert_eq!((status, body), (StatusCode::OK, "ready\n".into()));
+
+    tokio::task::spawn_blocking(move || store.shutdown())
+        .await
+        .unwrap()
+        .unwrap();
+    let (status, body) = admin.json(Method::GET, "/readyz", None, None).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(body["ready"], false);
+    assert_eq!(body["reason"], "store_closed", "{body}");
+    assert_eq!(body["store"], "the store is shut down");
+}
+
+#[tokio::test]
+async fn metrics_need_a_token_and_speak_prometheus_text() {
+    let admin = Admin::start();
+    let response = admin.call(Method::GET, "/metrics", None, None).await;
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+
+    drop(admin.metrics.connection());
+    let _open = admin.metrics.connection();
+    let _decision = admin.registry.request(req("ap-1"));
+    let response = admin.call(Method::GET, "/metrics", Some(ALICE), None).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        response.headers()["content-type"],
+        "text/plain; version=0.0.4; charset=utf-8"
+    );
+    let body = client::read_body(response.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    let text = String::from_utf8(body.to_vec()).unwrap();
+    for line in [
+        "gatehouse_connections_total 2",
+        "gatehouse_connections_open 1",
+        "gatehouse_approvals_pending 1",
+        "gatehouse_store_healthy 1",
+        "gatehouse_ready 1",
+        "gatehouse_verdicts_total{decision=\"deny\"} 0",
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line:?} missing:\n{text}");
+    }
+    assert!(text.contains("gatehouse_build_info{version=\""));
 }

@@ -75,7 +75,7 @@ enum ApprovalsCommand {
 
 /// Runs `gatehouse approvals …`.
 pub fn run(args: &ApprovalsArgs) -> anyhow::Result<()> {
-    let token = token(args)?;
+    let token = token(args.token_file.as_deref())?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -96,8 +96,9 @@ pub fn run(args: &ApprovalsArgs) -> anyhow::Result<()> {
     })
 }
 
-fn token(args: &ApprovalsArgs) -> anyhow::Result<String> {
-    let token = match &args.token_file {
+/// The admin token: from `token_file`, or `GATEHOUSE_ADMIN_TOKEN`.
+pub(super) fn token(token_file: Option<&std::path::Path>) -> anyhow::Result<String> {
+    let token = match token_file {
         Some(path) => std::fs::read_to_string(path)
             .with_context(|| format!("--token-file: cannot read {}", path.display()))?,
         None => match std::env::var("GATEHOUSE_ADMIN_TOKEN") {
@@ -116,15 +117,15 @@ fn token(args: &ApprovalsArgs) -> anyhow::Result<String> {
 }
 
 /// The admin API at `base`, with `token`.
-struct Api<'a> {
-    base: &'a str,
-    token: &'a str,
+pub(super) struct Api<'a> {
+    pub(super) base: &'a str,
+    pub(super) token: &'a str,
 }
 
 impl Api<'_> {
     /// Sends a request; on success the response (2xx), otherwise an error
     /// that says what went wrong and what to do.
-    async fn call(
+    pub(super) async fn call(
         &self,
         method: Method,
         path: &str,
@@ -351,7 +352,7 @@ fn now_us() -> i64 {
 }
 
 /// Escapes everything but unreserved characters, for a path segment.
-fn percent_encode(segment: &str) -> String {
+pub(super) fn percent_encode(segment: &str) -> String {
     let mut out = String::with_capacity(segment.len());
     for b in segment.bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {

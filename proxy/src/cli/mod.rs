@@ -9,6 +9,7 @@ use crate::config::{Config, IoEngine};
 mod approvals;
 mod check_config;
 mod grant;
+mod grants;
 mod keygen;
 mod plan;
 
@@ -40,6 +41,9 @@ enum Command {
     /// List, approve, deny or watch statements held for approval, through
     /// a running gateway's admin API ([admin] in its config).
     Approvals(approvals::ApprovalsArgs),
+    /// Revoke a grant through a running gateway's admin API: its sessions
+    /// end, new ones are refused, also after a restart.
+    Grants(grants::GrantsArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -60,6 +64,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Keygen(args) => keygen::run(&args),
         Command::Grant(args) => grant::run(&args),
         Command::Approvals(args) => approvals::run(&args),
+        Command::Grants(args) => grants::run(&args),
     }
 }
 

@@ -40,6 +40,37 @@ pub struct ConfigFile {
     /// `[approvals]`
     #[serde(default)]
     pub approvals: ApprovalsSection,
+    /// `[policies.NAME]`: plans for grants without one (from identity
+    /// providers), chosen by `[[grants.policy_claims]]`.
+    #[serde(default)]
+    pub policies: BTreeMap<String, PolicySection>,
+}
+
+/// `[policies.NAME]`: a target scope (as in a grant's plan) and the targets
+/// it applies to.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PolicySection {
+    /// `targets`: target names.
+    pub targets: Vec<String>,
+    /// `allow`: rules allowed as they come.
+    pub allow: Vec<gatehouse_core::grant::Rule>,
+    /// `approve`: rules that run once approved.
+    pub approve: Vec<gatehouse_core::grant::Rule>,
+    /// `limits`.
+    pub limits: gatehouse_core::grant::Limits,
+}
+
+/// `[[grants.policy_claims]]`
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyClaimSection {
+    /// `claim`: the claim's name (dots reach into nested objects).
+    pub claim: Option<String>,
+    /// `value`: the value selecting the policy.
+    pub value: Option<String>,
+    /// `policy`: a `[policies.NAME]`.
+    pub policy: Option<String>,
 }
 
 /// `[admin]`
@@ -200,6 +231,18 @@ pub struct GrantsSection {
     pub leeway: String,
     /// `[[grants.keys]]`: the public keys grants may be signed with.
     pub keys: Vec<GrantKeySection>,
+    /// `jwks_file`: a JWK set file (an identity provider's keys).
+    pub jwks_file: Option<String>,
+    /// `jwks_url`: where an identity provider publishes its JWK set.
+    pub jwks_url: Option<String>,
+    /// `jwks_refresh_interval`: how often the JWK set is re-read. Default
+    /// 15m.
+    pub jwks_refresh_interval: String,
+    /// `jwks_refresh_min_interval`: the least time between re-reads caused
+    /// by grants naming an unknown key. Default 30s.
+    pub jwks_refresh_min_interval: String,
+    /// `[[grants.policy_claims]]`: which claims select which policy.
+    pub policy_claims: Vec<PolicyClaimSection>,
 }
 
 impl Default for GrantsSection {
@@ -209,6 +252,11 @@ impl Default for GrantsSection {
             audience: "gatehouse".to_owned(),
             leeway: "5s".to_owned(),
             keys: Vec::new(),
+            jwks_file: None,
+            jwks_url: None,
+            jwks_refresh_interval: "15m".to_owned(),
+            jwks_refresh_min_interval: "30s".to_owned(),
+            policy_claims: Vec::new(),
         }
     }
 }

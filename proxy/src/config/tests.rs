@@ -934,3 +934,88 @@ fn the_examples_commented_admin_section_is_valid() {
     assert_eq!(names, ["alice", "bob"]);
     assert!(config.approvals.webhook_url.is_some());
 }
+
+#[test]
+fn jwks_and_policies_resolve_and_mistakes_name_the_key() {
+    let fx = Fixture::new();
+    let jwks = r#"{"keys": [
+        {"kty": "EC", "crv": "P-256", "kid": "idp-1", "x": "XG0p-iW8siWE7IOfHMHEuccCNlZ9TTNuVz3tAUpjQ_w", "y": "XUDcn0G9Inv_dc643LA2S8z_vEL3pN81ASBab3PD2AA"},
+        {"kty": "oct", "kid": "shared", "k": "c2VjcmV0"}
+    ]}"#;
+    write(&fx.root().join("keys/idp.json"), jwks, 0o644);
+    let extra = r#"
+[policies.read]
+targets = ["orders"]
+allow = [{ ops = ["select"], relations = ["public.*"] }]
+limits = { rows = 10 }
+"#;
+    let grants = "[grants]\nleeway = \"5s\"\njwks_file = \"keys/idp.json\"\n\
+                  jwks_url = \"https://idp.example/jwks.json\"\njwks_refresh_min_interval = \"10s\"\n\
+                  [[grants.policy_claims]]\nclaim = \"scope\"\nvalue = \"read\"\npolicy = \"read\"\n";
+    let text = format!(
+        "{}{extra}",
+        GOOD.replace("[grants]\nleeway = \"5s\"\n", grants)
+    );
+    let config = fx.load(&text).unwrap();
+    let g = &config.grants;
+    assert_eq!(g.jwks_url.as_deref(), Some("https://idp.example/jwks.json"));
+    assert_eq!(g.jwks_refresh_interval, Duration::from_secs(900));
+    assert_eq!(g.jwks_refresh_min_interval, Duration::from_secs(10));
+    assert!(g.key_set().unwrap().contains("idp-1"));
+    assert!(
+        config.warnings.iter().any(|w| w.contains("\"shared\"")),
+        "{:?}",
+        config.warnings
+    );
+    let claims = serde_json::json!({"scope": "openid read"});
+    assert_eq!(g.policies.select(claims.as_object().unwrap()), ["read"]);
+    assert_eq!(
+        g.policies
+            .plan(&["read"])
+            .scope("orders")
+            .unwrap()
+            .limits
+            .rows,
+        Some(10)
+    );
+
+    let bad = |from: &str, to: &str, want: &str| {
+        let text = format!(
+            "{}{extra}",
+            GOOD.replace("[grants]\nleeway = \"5s\"\n", grants)
+        )
+        .replace(from, to);
+        let e = format!("{:#}", fx.load(&text).unwrap_err());
+        assert!(e.contains(want), "{want:?} not in {e}");
+    };
+    bad(
+        "jwks_url = \"https://idp.example/jwks.json\"",
+        "jwks_url = \"ftp://x/\"",
+        "grants.jwks_url: ",
+    );
+    bad(
+        "policy = \"read\"",
+        "policy = \"nope\"",
+        "grants.policy_claims[0].policy: \"nope\" is not a [policies.NAME]",
+    );
+    bad(
+        "targets = [\"orders\"]",
+        "targets = [\"billing\"]",
+        "policies.read.targets: \"billing\" is not a [targets.NAME]",
+    );
+    bad(
+        "jwks_refresh_min_interval = \"10s\"",
+        "jwks_refresh_min_interval = \"2h\"",
+        "grants.jwks_refresh_min_interval: 2h is longer",
+    );
+    bad(
+        "keys/idp.json",
+        "keys/none.json",
+        "grants.jwks_file: cannot read",
+    );
+    bad(
+        "limits = { rows = 10 }",
+        "limit = 3",
+        "unknown field `limit`",
+    );
+}

@@ -8,9 +8,14 @@ use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use gatehouse_core::grant::KeySet;
+use std::collections::{BTreeMap, BTreeSet};
 
-use super::file::{ConfigFile, GatewaySection, GrantsSection, ListenerSection, StoreSection};
+use gatehouse_core::grant::{KeySet, NamedPolicy, PolicyClaim, PolicySelector, TargetScope};
+
+use super::file::{
+    ConfigFile, GatewaySection, GrantsSection, ListenerSection, PolicyClaimSection, PolicySection,
+    StoreSection,
+};
 use super::units::{self, Human, Size};
 use super::{Config, Gateway, GrantKey, GrantsConfig, Listener, Store};
 
@@ -25,6 +30,11 @@ const MIN_FRAME_BYTES: u64 = 1 << 10;
 const MAX_FRAME_BYTES: u64 = 1 << 30;
 /// The most clock skew `grants.leeway` may forgive.
 const MAX_LEEWAY: Duration = Duration::from_secs(300);
+/// Bounds of `grants.jwks_refresh_interval`.
+const MIN_JWKS_REFRESH: Duration = Duration::from_secs(1);
+const MAX_JWKS_REFRESH: Duration = Duration::from_secs(7 * 24 * 3600);
+/// Bounds of `grants.jwks_refresh_min_interval`.
+const MAX_JWKS_MIN_REFRESH: Duration = Duration::from_secs(3600);
 /// Bounds of `store.os_sync_interval`.
 const MIN_OS_SYNC: Duration = Duration::from_millis(1);
 const MAX_OS_SYNC: Duration = Duration::from_secs(10);
@@ -100,7 +110,7 @@ impl ConfigFile {
     ///
     /// Every problem found is reported, one per line, each starting with
     /// the key it concerns.
-    pub fn validate(self, source: &Path, env: &Env<'_>) -> anyhow::Result<Config> {
+    pub fn validate(mut self, source: &Path, env: &Env<'_>) -> anyhow::Result<Config> {
         let base = source.parent().unwrap_or(Path::new("/"));
         let mut f = Findings::default();
 
@@ -108,7 +118,10 @@ impl ConfigFile {
         let tls = self.tls.map(|tls| super::tls::tls_files(&mut f, tls, base));
         let listener = listener(&mut f, self.listener, tls.is_some());
         let store = store(&mut f, self.store, base);
-        let grants = grants(&mut f, self.grants, base);
+        let target_names: BTreeSet<String> = self.targets.keys().cloned().collect();
+        let policy_claims = std::mem::take(&mut self.grants.policy_claims);
+        let mut grants = grants(&mut f, self.grants, base);
+        grants.policies = policies(&mut f, self.policies, policy_claims, &target_names);
         let admin = self
             .admin
             .and_then(|a| super::admin::admin(&mut f, a, base, env));
@@ -299,11 +312,12 @@ fn grants(f: &mut Findings, s: GrantsSection, base: &Path) -> GrantsConfig {
         "give the `aud` grants must carry",
     );
     let leeway = f.duration("grants.leeway", &s.leeway, Duration::ZERO, MAX_LEEWAY);
-    if s.keys.is_empty() {
+    if s.keys.is_empty() && s.jwks_file.is_none() && s.jwks_url.is_none() {
         f.problem(
             "grants.keys",
             "no grant keys; add a [[grants.keys]] section with public_key = \"keys/grant.pub\" \
-             (`gatehouse keygen --out keys` makes a key pair)",
+             (`gatehouse keygen --out keys` makes a key pair), or an identity provider's \
+             jwks_file or jwks_url",
         );
     }
     let mut set = KeySet::new();
@@ -338,10 +352,141 @@ fn grants(f: &mut Findings, s: GrantsSection, base: &Path) -> GrantsConfig {
         }
         keys.push(key);
     }
+    let jwks_file = match s.jwks_file {
+        Some(text) if text.trim().is_empty() => {
+            f.problem(
+                "grants.jwks_file",
+                "is empty; give a JWK set file, or remove the key",
+            );
+            None
+        }
+        Some(text) => {
+            let file = path(base, &text);
+            match super::read_jwks_file(&file) {
+                Ok((keys, skipped)) => {
+                    for skip in skipped {
+                        f.warning(
+                            "grants.jwks_file",
+                            format!("{}: {skip} (skipped)", file.display()),
+                        );
+                    }
+                    for key in keys.iter() {
+                        if set.insert(key.clone()).is_err() {
+                            f.problem(
+                                "grants.jwks_file",
+                                format!(
+                                    "{}: key id {:?} is also the key id of another grant key; \
+                                     each kid may be configured once",
+                                    file.display(),
+                                    key.kid()
+                                ),
+                            );
+                        }
+                    }
+                }
+                Err(e) => f.problems.push(format!("{e:#}")),
+            }
+            Some(file)
+        }
+        None => None,
+    };
+    let jwks_url = s
+        .jwks_url
+        .and_then(|url| match crate::jwks::check_url(&url) {
+            Ok(_) => Some(url),
+            Err(e) => {
+                f.problem("grants.jwks_url", e);
+                None
+            }
+        });
+    let jwks_refresh_interval = f.duration(
+        "grants.jwks_refresh_interval",
+        &s.jwks_refresh_interval,
+        MIN_JWKS_REFRESH,
+        MAX_JWKS_REFRESH,
+    );
+    let jwks_refresh_min_interval = f.duration(
+        "grants.jwks_refresh_min_interval",
+        &s.jwks_refresh_min_interval,
+        Duration::ZERO,
+        MAX_JWKS_MIN_REFRESH,
+    );
     GrantsConfig {
         issuer,
         audience,
         leeway,
         keys,
+        jwks_file,
+        jwks_url,
+        jwks_refresh_interval,
+        jwks_refresh_min_interval,
+        policies: PolicySelector::default(),
     }
+}
+
+fn policies(
+    f: &mut Findings,
+    sections: BTreeMap<String, PolicySection>,
+    claims: Vec<PolicyClaimSection>,
+    targets: &BTreeSet<String>,
+) -> PolicySelector {
+    let mut policies = BTreeMap::new();
+    for (name, p) in sections {
+        let at = format!("policies.{name}.targets");
+        if p.targets.is_empty() {
+            f.problem(&at, "is empty; name the targets this policy opens");
+        }
+        for t in &p.targets {
+            if !targets.contains(t) {
+                f.problem(&at, format!("{t:?} is not a [targets.NAME]"));
+            }
+        }
+        let scope = TargetScope {
+            allow: p.allow,
+            approve: p.approve,
+            limits: p.limits,
+        };
+        policies.insert(
+            name,
+            NamedPolicy {
+                targets: p.targets,
+                scope,
+            },
+        );
+    }
+    let mut selectors = Vec::with_capacity(claims.len());
+    for (index, c) in claims.into_iter().enumerate() {
+        let at = format!("grants.policy_claims[{index}]");
+        let claim = f.required(
+            &format!("{at}.claim"),
+            c.claim,
+            "give a claim name, e.g. \"scope\"",
+        );
+        let value = f.required(
+            &format!("{at}.value"),
+            c.value,
+            "give the claim value that selects the policy",
+        );
+        let policy = f.required(&format!("{at}.policy"), c.policy, "give a [policies.NAME]");
+        if !policy.is_empty() && !policies.contains_key(&policy) {
+            f.problem(
+                &format!("{at}.policy"),
+                format!("{policy:?} is not a [policies.NAME]"),
+            );
+            continue;
+        }
+        selectors.push(PolicyClaim {
+            claim,
+            value,
+            policy,
+        });
+    }
+    if selectors.is_empty() && !policies.is_empty() {
+        f.warning(
+            "policies",
+            "no [[grants.policy_claims]] selects any policy, so the policies are never used",
+        );
+    }
+    // Every selector names a policy (checked above).
+    PolicySelector::new(policies, selectors).unwrap_or_default()
 }

@@ -5,18 +5,20 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
 use gatehouse_core::event::Refusal;
-use gatehouse_core::grant::{self, Claims, GrantError, Verifier};
+use gatehouse_core::grant::{self, Claims, GrantError, PolicySelector, Verifier};
 use gatehouse_core::pg::{Authorized, HoldMode, Policy, Rejection};
 use gatehouse_core::policy::ClassifierCache;
 
 use super::ledger::GrantLedger;
 use super::targets::{Target, TargetAddr};
+use crate::jwks::LiveVerifier;
 
 /// Everything the grant check needs.
 #[derive(Debug)]
 pub struct Authorizer {
-    /// Verifies signatures and claims.
-    pub verifier: Verifier,
+    /// Verifies signatures and claims, with keys that may change at
+    /// runtime (a JWK set), and gives plan-less grants their policies.
+    pub verifier: LiveVerifier,
     /// Configured targets by name.
     pub targets: BTreeMap<String, Target>,
     /// Use counts.
@@ -30,11 +32,15 @@ pub struct Authorizer {
     pub classifier: Arc<ClassifierCache>,
 }
 
-/// Verified grants, bounded.
+/// Verified grants, bounded, with the key id that verified each: a hit
+/// whose key is no longer among the current keys is refused.
 #[derive(Debug, Default)]
 pub struct VerifiedCache {
-    entries: Mutex<HashMap<[u8; 32], Arc<Claims>>>,
+    entries: Mutex<HashMap<[u8; 32], CacheEntry>>,
 }
+
+/// A cached grant's claims and the id of the key that verified it.
+type CacheEntry = (Arc<Claims>, Arc<str>);
 
 /// Entries above which expired grants are dropped (and, if that is not
 /// enough, everything).
@@ -44,6 +50,7 @@ impl VerifiedCache {
     fn verify(
         &self,
         verifier: &Verifier,
+        policies: &PolicySelector,
         token: &str,
         now_s: i64,
     ) -> Result<Arc<Claims>, GrantError> {
@@ -54,24 +61,49 @@ impl VerifiedCache {
             .unwrap_or_else(|e| e.into_inner())
             .get(&key)
             .cloned();
-        if let Some(claims) = hit {
+        if let Some((claims, kid)) = hit {
+            if !verifier.keys.contains(&kid) {
+                return Err(GrantError::UnknownKey {
+                    kid: Some(kid.to_string()),
+                });
+            }
             verifier.check_time(&claims, now_s)?;
             return Ok(claims);
         }
-        let claims = Arc::new(verifier.verify(token, now_s)?);
+        let verified = verifier.verify_with(token, now_s, policies)?;
+        let claims = Arc::new(verified.claims);
         let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
         if entries.len() >= CACHE_MAX {
-            entries.retain(|_, c| verifier.check_time(c, now_s).is_ok());
+            entries.retain(|_, (c, _)| verifier.check_time(c, now_s).is_ok());
             if entries.len() >= CACHE_MAX {
                 entries.clear();
             }
         }
-        entries.insert(key, Arc::clone(&claims));
+        entries.insert(key, (Arc::clone(&claims), Arc::from(verified.kid)));
         Ok(claims)
     }
 }
 
 impl Authorizer {
+    /// Verifies `token` (from the cache when it can) with the current keys;
+    /// a grant naming a key id no current key has makes the keys be
+    /// re-read (rate-limited) and is tried once more.
+    fn verify(&self, token: &str, now_s: i64) -> Result<Arc<Claims>, GrantError> {
+        let policies = self.verifier.policies();
+        let first = self
+            .cache
+            .verify(&self.verifier.current(), policies, token, now_s);
+        match first {
+            Err(GrantError::UnknownKey { kid: Some(_) })
+                if self.verifier.refresh_for_unknown_kid() =>
+            {
+                self.cache
+                    .verify(&self.verifier.current(), policies, token, now_s)
+            }
+            other => other,
+        }
+    }
+
     /// Checks `token` for `target` at `now_s`.
     pub fn authorize(
         &self,
@@ -90,10 +122,7 @@ impl Authorizer {
                 jti: None,
             });
         };
-        let claims = self
-            .cache
-            .verify(&self.verifier, token, now_s)
-            .map_err(|e| rejection(&e, None))?;
+        let claims = self.verify(token, now_s).map_err(|e| rejection(&e, None))?;
         let known = Some((claims.sub.clone(), claims.jti.clone()));
         grant::check_target(&claims, target).map_err(|e| rejection(&e, known.clone()))?;
         let use_number = self
@@ -170,27 +199,54 @@ mod tests {
     #[test]
     fn cached_grants_still_expire_and_forgeries_are_not_cached_hits() {
         let (verifier, token) = setup();
+        let p = PolicySelector::default();
         let cache = VerifiedCache::default();
-        assert!(cache.verify(&verifier, &token, 500).is_ok());
-        // A verifier that knows no key can only accept the grant from the
-        // cache: proof that the signature is not checked again.
-        let keyless = Verifier {
-            keys: KeySet::new(),
+        assert!(cache.verify(&verifier, &p, &token, 500).is_ok());
+        // A verifier whose key of that kid is another key can only accept
+        // the grant from the cache: proof that the signature is not checked
+        // again.
+        let kid = verifier.keys.iter().next().unwrap().kid().to_owned();
+        let other = SigningKey::from_secret_bytes(&[10; 32])
+            .unwrap()
+            .with_kid(kid)
+            .unwrap();
+        let impostor = Verifier {
+            keys: KeySet::from_keys([other.verifying_key().clone()]).unwrap(),
             ..verifier.clone()
         };
-        assert!(keyless.verify(&token, 600).is_err());
-        assert!(cache.verify(&keyless, &token, 600).is_ok(), "a cache hit");
+        assert!(impostor.verify(&token, 600).is_err());
+        assert!(
+            cache.verify(&impostor, &p, &token, 600).is_ok(),
+            "a cache hit"
+        );
         assert!(matches!(
-            cache.verify(&verifier, &token, 2_000),
+            cache.verify(&verifier, &p, &token, 2_000),
             Err(GrantError::Expired { .. })
         ));
         assert!(matches!(
-            cache.verify(&verifier, &token, 50),
+            cache.verify(&verifier, &p, &token, 50),
             Err(GrantError::NotYetValid { .. })
         ));
         let mut forged = token.clone();
         forged.pop();
         forged.push('A');
-        assert!(cache.verify(&verifier, &forged, 500).is_err());
+        assert!(cache.verify(&verifier, &p, &forged, 500).is_err());
+    }
+
+    #[test]
+    fn a_cached_grant_whose_key_was_removed_is_refused() {
+        let (verifier, token) = setup();
+        let p = PolicySelector::default();
+        let cache = VerifiedCache::default();
+        assert!(cache.verify(&verifier, &p, &token, 500).is_ok());
+        let keyless = Verifier {
+            keys: KeySet::new(),
+            ..verifier.clone()
+        };
+        assert!(matches!(
+            cache.verify(&keyless, &p, &token, 600),
+            Err(GrantError::UnknownKey { kid: Some(_) })
+        ));
+        assert!(cache.verify(&verifier, &p, &token, 600).is_ok());
     }
 }

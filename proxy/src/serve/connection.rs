@@ -26,6 +26,10 @@ use super::queue::{Ended, OutQueue};
 use super::stream::{Io, Rewind};
 use super::targets::TargetAddr;
 use crate::approvals::{ApprovalMode, Decision, PendingApproval};
+use crate::revocations::Revocation;
+use gatehouse_core::grant::GrantError;
+use gatehouse_core::pg::Rejection;
+use tokio::sync::broadcast::{self, error::RecvError};
 
 /// A client that has not finished startup by then is disconnected.
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
@@ -58,6 +62,9 @@ pub fn now_us() -> i64 {
 
 /// Serves one accepted connection to its end.
 pub async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr) {
+    // Counts the connection now and its end when dropped, also when the
+    // task is aborted (a drain that ran out of time).
+    let _counted = shared.metrics.connection();
     let _ = tcp.set_nodelay(true);
     let key = shared.cancels.issue();
     let id = SessionId(*uuid::Uuid::now_v7().as_bytes());
@@ -79,6 +86,7 @@ pub async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr) {
         login_deadline: None,
         grant: None,
         held: None,
+        revocations: None,
     };
     async {
         let started = tokio::time::timeout(STARTUP_TIMEOUT, conn.handshake(tcp)).await;
@@ -117,6 +125,8 @@ struct Conn {
     grant: Option<GrantInfo>,
     /// The approval a held statement waits for.
     held: Option<Held>,
+    /// Revocations announced since just before the grant check.
+    revocations: Option<broadcast::Receiver<Arc<Revocation>>>,
 }
 
 /// What approvers are told about the grant behind a request.
@@ -253,7 +263,19 @@ impl Conn {
 
     async fn authorize(&mut self, token: &str, target: &str) {
         let now = now_us();
-        match self.shared.authorize(token, target, now / 1_000_000) {
+        // Subscribed before the check: a revocation after it is heard.
+        self.revocations = Some(self.shared.revocations.subscribe());
+        let checked = self
+            .shared
+            .authorize(token, target, now / 1_000_000)
+            .and_then(|(auth, addr)| {
+                if self.shared.revocations.is_revoked(&auth.jti) {
+                    Err(revoked_rejection(&auth))
+                } else {
+                    Ok((auth, addr))
+                }
+            });
+        match checked {
             Ok((mut auth, addr)) => {
                 tracing::info!(subject = %auth.subject, jti = %auth.jti, target, "grant accepted");
                 let approvals = &self.shared.approvals;
@@ -324,6 +346,7 @@ impl Conn {
                 (id, decision) = held_decision(&mut self.held), if held => {
                     self.decided(&id, decision, &mut cbuf);
                 }
+                r = next_revocation(&mut self.revocations) => self.on_revocation(r),
                 r = read_opt(&mut self.upstream_in, &mut ubuf), if read_upstream => match r {
                     Ok(0) | Err(_) => {
                         self.upstream_in = None;
@@ -355,6 +378,28 @@ impl Conn {
         let now = now_us();
         self.session.approval_decided(id, decision, now);
         self.session.handle_client_data(cbuf, now);
+    }
+
+    /// A grant was revoked (or, if this connection fell behind the
+    /// announcements, may have been): end the session if it was its own.
+    fn on_revocation(&mut self, r: Result<Arc<Revocation>, RecvError>) {
+        let Some(grant) = &self.grant else {
+            return;
+        };
+        let (by, reason) = match r {
+            Ok(r) if r.jti == grant.jti => (r.by.clone(), r.reason.clone()),
+            Ok(_) => return,
+            Err(RecvError::Lagged(_)) if self.shared.revocations.is_revoked(&grant.jti) => {
+                ("an administrator".to_owned(), "see the record".to_owned())
+            }
+            Err(RecvError::Lagged(_)) => return,
+            Err(RecvError::Closed) => {
+                self.revocations = None;
+                return;
+            }
+        };
+        tracing::warn!(jti = %grant.jti, %by, "ending the session: its grant was revoked");
+        self.session.revoked(&by, &reason, now_us());
     }
 
     /// Registers a statement for approval; holds it when the session waits.
@@ -594,6 +639,28 @@ async fn sleep_until_opt(deadline: Option<tokio::time::Instant>) {
 async fn changed(q: &Option<OutQueue>) {
     match q {
         Some(q) => q.changed().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The refusal of a grant revoked before this connection.
+fn revoked_rejection(auth: &gatehouse_core::pg::Authorized) -> Rejection {
+    let e = GrantError::Revoked;
+    Rejection {
+        reason: e.refusal(),
+        sqlstate: e.sqlstate(),
+        message: format!("gatehouse refused the grant: {e}; ask the planner for a new grant"),
+        subject: Some(auth.subject.clone()),
+        jti: Some(auth.jti.clone()),
+    }
+}
+
+/// The next revocation announced; never, without a subscription.
+async fn next_revocation(
+    rx: &mut Option<broadcast::Receiver<Arc<Revocation>>>,
+) -> Result<Arc<Revocation>, RecvError> {
+    match rx.as_mut() {
+        Some(rx) => rx.recv().await,
         None => std::future::pending().await,
     }
 }

@@ -26,12 +26,15 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use gatehouse_core::pg::{Authorized, Rejection, SessionConfig};
-use gatehouse_store::{Store, Writer};
+use gatehouse_store::Store;
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
+use crate::revocations::Revocations;
+
 use crate::approvals::ApprovalRegistry;
 use crate::config::AdminSettings;
+use crate::metrics::{Metrics, RecordingWriter};
 use authorize::Authorizer;
 use ledger::GrantLedger;
 use targets::{Target, TargetAddr};
@@ -44,8 +47,9 @@ pub struct Shared {
     pub session: SessionConfig,
     /// The TLS acceptor, when the listener has a certificate.
     pub tls: Option<TlsAcceptor>,
-    /// Appends events to the store.
-    pub writer: Writer,
+    /// Appends events to the store, counting them in [`metrics`](Self::metrics)
+    /// on the way (it derefs to the store's `Writer`).
+    pub writer: RecordingWriter,
     /// The grant check.
     pub authorizer: Authorizer,
     /// Gateway cancel keys of live sessions.
@@ -54,6 +58,10 @@ pub struct Shared {
     pub approvals: Arc<ApprovalRegistry>,
     /// Flips to `true` when the gateway shuts down.
     pub shutdown: watch::Receiver<bool>,
+    /// The counters the admin API's `/metrics` shows.
+    pub metrics: Arc<Metrics>,
+    /// Revoked grants.
+    pub revocations: Arc<Revocations>,
 }
 
 impl Shared {
@@ -85,6 +93,8 @@ pub struct Server {
     pub approvals: Arc<ApprovalRegistry>,
     /// The admin API, if `[admin]` is configured.
     pub admin: Option<AdminSettings>,
+    /// Revoked grants, loaded from the store.
+    pub revocations: Arc<Revocations>,
 }
 
 /// Serves `config` until SIGINT or SIGTERM.
@@ -96,20 +106,37 @@ impl Server {
     /// Serves until SIGINT or SIGTERM, then closes sessions and the store.
     pub fn run(self) -> Result<()> {
         let (stop_tx, stop_rx) = watch::channel(false);
+        let metrics = Arc::new(Metrics::default());
         let shared = Arc::new(Shared {
             session: self.session,
             tls: self.tls,
-            writer: self.store.writer(),
+            writer: RecordingWriter::new(self.store.writer(), metrics.clone()),
             authorizer: self.authorizer,
             cancels: CancelMap::default(),
             approvals: self.approvals.clone(),
             shutdown: stop_rx.clone(),
+            metrics: metrics.clone(),
+            revocations: self.revocations.clone(),
         });
         let admin = match self.admin {
-            Some(settings) => Some(crate::admin::spawn(settings, self.approvals, stop_rx)?),
+            Some(settings) => {
+                let observed = crate::admin::Observed {
+                    store: Some(self.store.clone()),
+                    metrics,
+                    shutdown: stop_rx.clone(),
+                    revocations: Some(self.revocations.clone()),
+                };
+                Some(crate::admin::spawn(
+                    settings,
+                    self.approvals,
+                    observed,
+                    stop_rx,
+                )?)
+            }
             None => {
                 tracing::info!(
-                    "no [admin] section: statements that need approval can only time out"
+                    "no [admin] section: statements that need approval can only time out, and \
+                     there is no /readyz or /metrics"
                 );
                 None
             }

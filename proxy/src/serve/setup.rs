@@ -7,6 +7,8 @@ use anyhow::{Context, Result};
 use gatehouse_core::pg::{SessionConfig, UpstreamLogin};
 use gatehouse_store::{Durability, Store, StoreOptions};
 
+use crate::revocations::Revocations;
+
 use super::{ApprovalRegistry, Authorizer, GrantLedger, Server, Target, TargetAddr};
 use crate::config::{self, Config};
 
@@ -63,13 +65,22 @@ pub fn server(config: Config) -> Result<Server> {
         targets.insert(t.name.clone(), target);
     }
     let authorizer = Authorizer {
-        verifier: config.grants.verifier()?,
+        verifier: crate::jwks::LiveVerifier::start(&config.grants)?,
         targets,
         ledger: GrantLedger::from_recorded(recorded),
         cache: Default::default(),
         classifier: Default::default(),
     };
     let seal_key = config.store.load_seal_key()?.map(Arc::new);
+    let revoked = store
+        .reader()
+        .revocations()
+        .context("loading revoked grants from the store")?;
+    let revocations = Arc::new(Revocations::new(
+        revoked.into_iter().map(|(jti, _)| jti),
+        store.writer(),
+        seal_key.clone(),
+    ));
     // Without a key, validation's warning has been logged.
     if let Some(key) = &seal_key {
         tracing::info!(kid = key.kid(), "sealing sessions");
@@ -91,5 +102,6 @@ pub fn server(config: Config) -> Result<Server> {
         authorizer,
         approvals: Arc::new(ApprovalRegistry::new(config.approvals.clone())),
         admin: config.admin.clone(),
+        revocations,
     })
 }

@@ -251,6 +251,7 @@ pub fn close_reason_text(reason: CloseReason) -> &'static str {
         CloseReason::UpstreamUnavailable => "target unavailable",
         CloseReason::StoreFailed => "store failed",
         CloseReason::LimitReached => "a limit of the plan was reached",
+        CloseReason::Revoked => "the grant was revoked",
     }
 }
 
@@ -267,6 +268,7 @@ fn close_reason_code(reason: CloseReason) -> &'static str {
         CloseReason::UpstreamUnavailable => "upstream_unavailable",
         CloseReason::StoreFailed => "store_failed",
         CloseReason::LimitReached => "limit_reached",
+        CloseReason::Revoked => "revoked",
     }
 }
 

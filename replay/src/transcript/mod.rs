@@ -118,6 +118,15 @@ pub enum ItemKind {
         /// What needs approval, or the approver's reason.
         detail: String,
     },
+    /// A grant was revoked (the one event of a revocation's own session).
+    Revoked {
+        /// The grant's `jti`.
+        jti: String,
+        /// Who revoked it.
+        by: String,
+        /// Why.
+        reason: String,
+    },
     /// A stored event that could not be read at all.
     Unreadable {
         /// The store's error.

@@ -302,3 +302,21 @@ fn the_row_limit_ends_the_session_before_the_row_past_it() {
     assert_eq!(tags(&h.to_client), b"DE");
     assert!(h.s.is_closed());
 }
+
+#[test]
+fn a_bind_after_a_denied_parse_records_no_statement() {
+    let mut h = open(scope());
+    // The unnamed statement was an allowed one before.
+    let mut c = parse("", "SELECT id FROM invoices");
+    c.extend(sync());
+    c.extend(parse("", "TRUNCATE invoices"));
+    c.extend(bind_execute(""));
+    c.extend(sync());
+    h.client(&c, 1000);
+    let statements = h
+        .bodies
+        .iter()
+        .filter(|b| matches!(b, Body::Statement(_)))
+        .count();
+    assert_eq!(statements, 0, "{:?}", h.bodies);
+}

@@ -223,6 +223,15 @@ impl TranscriptBuilder {
             // is rebuilt from the frames alone.
             Body::Statement(_) | Body::CommandComplete { .. } | Body::Error(_) => {}
             Body::Verdict(v) => self.verdict(v),
+            Body::Revoked(r) => {
+                self.order += 1;
+                let kind = ItemKind::Revoked {
+                    jti: r.jti.clone(),
+                    by: r.by.clone(),
+                    reason: r.reason.clone(),
+                };
+                self.push_item(at, kind);
+            }
             Body::Masked(m) => {
                 self.header.masked(m);
                 self.masked = Some(m.cells.clone());

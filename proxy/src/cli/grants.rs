@@ -1,0 +1,75 @@
+//! `gatehouse grants revoke JTI`: ends a grant through the admin API.
+
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use hyper::Method;
+
+use super::approvals::{Api, percent_encode, token};
+use crate::admin::client;
+
+#[derive(Debug, clap::Args)]
+pub struct GrantsArgs {
+    /// The gateway's admin API.
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "GATEHOUSE_ADMIN_URL",
+        default_value = "http://127.0.0.1:15480",
+        global = true
+    )]
+    admin: String,
+    /// A file holding an admin token (one of [[admin.tokens]]); otherwise
+    /// the token is read from GATEHOUSE_ADMIN_TOKEN.
+    #[arg(long, value_name = "FILE", global = true)]
+    token_file: Option<PathBuf>,
+    #[command(subcommand)]
+    command: GrantsCommand,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum GrantsCommand {
+    /// Revoke a grant: its open sessions end now, new ones are refused,
+    /// also after a restart (the revocation is recorded in the store).
+    Revoke {
+        /// The grant's `jti`.
+        jti: String,
+        /// Why (told to the agent and recorded).
+        #[arg(long)]
+        reason: String,
+    },
+}
+
+/// Runs `gatehouse grants …`.
+pub fn run(args: &GrantsArgs) -> anyhow::Result<()> {
+    let token = token(args.token_file.as_deref())?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the client runtime")?;
+    rt.block_on(async {
+        let api = Api {
+            base: &args.admin,
+            token: &token,
+        };
+        match &args.command {
+            GrantsCommand::Revoke { jti, reason } => {
+                if reason.trim().is_empty() {
+                    anyhow::bail!("--reason must say why; it is recorded and told to the agent");
+                }
+                let path = format!("/grants/{}/revoke", percent_encode(jti));
+                let body = serde_json::json!({ "reason": reason }).to_string();
+                let response = api.call(Method::POST, &path, Some(body.into())).await?;
+                let body = client::read_body(response.into_body(), 1 << 20).await?;
+                let answer: serde_json::Value =
+                    serde_json::from_slice(&body).context("the admin API's answer is not JSON")?;
+                if answer["revoked"] == true {
+                    println!("revoked {jti}: open sessions end, new ones are refused");
+                } else {
+                    println!("{jti} was already revoked");
+                }
+                Ok(())
+            }
+        }
+    })
+}
