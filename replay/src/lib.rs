@@ -6,8 +6,13 @@
 //! - [`render`]: a transcript as psql-like text; [`list`]: the session list.
 //! - [`verify`]: hash-chain verification of the recorded events, and of
 //!   each session's seal given the gateway's public key.
+//! - [`query`]: auditors' questions — sessions by subject, grant, target,
+//!   purpose, ticket, client and time; statements by relation, kind,
+//!   verdict and text; masking hits by column — as tables, JSON lines or
+//!   CSV.
 //! - [`cli`]: opening a store and resolving session ids for the binaries
-//!   `gatehouse-replay` (`list`, `show`) and `gatehouse-audit` (`verify`).
+//!   `gatehouse-replay` (`list`, `show`) and `gatehouse-audit` (`verify`,
+//!   `sessions`, `statements`, `masked`).
 //!
 //! What this crate is not: it never writes to a store, and it does not talk
 //! to a running gateway. fjall allows one process per store, so these tools
@@ -23,6 +28,7 @@
 
 pub mod cli;
 pub mod list;
+pub mod query;
 pub mod render;
 pub mod text;
 pub mod transcript;

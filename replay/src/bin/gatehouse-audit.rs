@@ -8,9 +8,11 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use gatehouse_core::event::SealPublicKey;
 use gatehouse_replay::cli::{open_store, resolve_session};
+use gatehouse_replay::list::SessionRow;
+use gatehouse_replay::query::{self, Format, SessionFilter, StatementFilter};
 use gatehouse_replay::verify::{Report, verify_session, verify_store};
 
-/// Audit a Gatehouse store offline.
+/// Audit a Gatehouse store offline: verify it, and ask it questions.
 #[derive(Debug, Parser)]
 #[command(name = "gatehouse-audit", version)]
 struct Cli {
@@ -53,6 +55,116 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Sessions, filtered by who, what grant and target, why, from where
+    /// and when.
+    Sessions {
+        #[command(flatten)]
+        sessions: SessionArgs,
+    },
+    /// Statements the plan judged, by relation, kind, verdict and text:
+    /// "who updated public.invoices last week", "what was denied",
+    /// "what did approvals let through, and who approved it".
+    Statements {
+        #[command(flatten)]
+        sessions: SessionArgs,
+        /// A relation the statements read or wrote (`public.customers`; a
+        /// bare name is in `public`).
+        #[arg(long, value_name = "SCHEMA.NAME")]
+        relation: Option<String>,
+        /// Their kind (`select`, `update`, `create_table`, …); with
+        /// --relation, the operation on that relation.
+        #[arg(long, value_name = "KIND")]
+        kind: Option<String>,
+        /// The plan's verdict.
+        #[arg(long, value_parser = ["allow", "deny", "hold"])]
+        decision: Option<String>,
+        /// Text in the SQL (case-insensitive).
+        #[arg(long, value_name = "TEXT")]
+        text: Option<String>,
+    },
+    /// Masking hits, per session, rule and column: "which sessions were
+    /// returned masked values from customers.email last week".
+    Masked {
+        #[command(flatten)]
+        sessions: SessionArgs,
+        /// Text in the column name (as the result named it).
+        #[arg(long, value_name = "NAME")]
+        column: Option<String>,
+        /// Text in the rule (`column:ssn`, `detector:email`).
+        #[arg(long, value_name = "RULE")]
+        rule: Option<String>,
+    },
+}
+
+/// The store, which sessions, and how to print.
+#[derive(Debug, clap::Args)]
+struct SessionArgs {
+    /// The store directory (a stopped gateway's, or an exported copy).
+    #[arg(long, env = "GATEHOUSE_STORE", value_name = "DIR")]
+    store: PathBuf,
+    /// The agent (grant `sub`).
+    #[arg(long, value_name = "SUB")]
+    subject: Option<String>,
+    /// The grant's `jti`.
+    #[arg(long, value_name = "JTI")]
+    jti: Option<String>,
+    /// The target.
+    #[arg(long, value_name = "NAME")]
+    target: Option<String>,
+    /// Text in the grant's purpose.
+    #[arg(long, value_name = "TEXT")]
+    purpose: Option<String>,
+    /// Text in the grant's ticket.
+    #[arg(long, value_name = "TEXT")]
+    ticket: Option<String>,
+    /// The client's address or host.
+    #[arg(long, value_name = "ADDR")]
+    client: Option<String>,
+    /// Sessions started at or after this: RFC 3339 (`2026-11-18T00:00:00Z`)
+    /// or a time ago (`7d`, `12h`).
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    since: Option<i64>,
+    /// Sessions started before this (same forms as --since).
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    until: Option<i64>,
+    /// How to print: an aligned table, JSON lines, or CSV.
+    #[arg(long, value_enum, default_value = "table")]
+    format: Format,
+}
+
+impl SessionArgs {
+    fn filter(&self) -> SessionFilter {
+        SessionFilter {
+            subject: self.subject.clone(),
+            jti: self.jti.clone(),
+            target: self.target.clone(),
+            purpose: self.purpose.clone(),
+            ticket: self.ticket.clone(),
+            client: self.client.clone(),
+            since_us: self.since,
+            until_us: self.until,
+        }
+    }
+}
+
+/// RFC 3339, or a duration ago; microseconds since the Unix epoch.
+fn parse_time(s: &str) -> Result<i64, String> {
+    let at = match humantime::parse_rfc3339_weak(s) {
+        Ok(t) => t,
+        Err(_) => {
+            let ago = humantime::parse_duration(s).map_err(|_| {
+                format!("{s:?} is neither a time (2026-11-18T00:00:00Z) nor a duration ago (7d)")
+            })?;
+            std::time::SystemTime::now()
+                .checked_sub(ago)
+                .ok_or_else(|| format!("{s:?} reaches before 1970"))?
+        }
+    };
+    let us = at
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_err(|_| format!("{s:?} is before 1970"))?
+        .as_micros();
+    i64::try_from(us).map_err(|_| format!("{s:?} is too far in the future"))
 }
 
 fn main() -> ExitCode {
@@ -67,14 +179,70 @@ fn main() -> ExitCode {
     }
 }
 
-/// Returns whether everything verified.
+/// Returns whether everything verified (queries: whether they ran).
 fn run(cli: Cli) -> Result<bool> {
-    let Command::Verify {
-        store,
-        session,
-        pubkey,
-        json,
-    } = cli.command;
+    let (store, session, pubkey, json) = match cli.command {
+        Command::Verify {
+            store,
+            session,
+            pubkey,
+            json,
+        } => (store, session, pubkey, json),
+        Command::Sessions { sessions } => {
+            let reader = open_store(&sessions.store)?;
+            let rows: Vec<SessionRow> = query::sessions(&reader, &sessions.filter())?
+                .iter()
+                .map(SessionRow::from_summary)
+                .collect();
+            return print(
+                sessions.format,
+                query::SESSION_HEADER,
+                &rows,
+                query::session_cells,
+            );
+        }
+        Command::Statements {
+            sessions,
+            relation,
+            kind,
+            decision,
+            text,
+        } => {
+            let reader = open_store(&sessions.store)?;
+            let filter = StatementFilter {
+                relation,
+                kind,
+                decision,
+                text,
+            };
+            let rows = query::statements(&reader, &sessions.filter(), &filter)?;
+            return print(
+                sessions.format,
+                query::STATEMENT_HEADER,
+                &rows,
+                query::statement_cells,
+            );
+        }
+        Command::Masked {
+            sessions,
+            column,
+            rule,
+        } => {
+            let reader = open_store(&sessions.store)?;
+            let rows = query::masked(
+                &reader,
+                &sessions.filter(),
+                column.as_deref(),
+                rule.as_deref(),
+            )?;
+            return print(
+                sessions.format,
+                query::MASK_HEADER,
+                &rows,
+                query::mask_cells,
+            );
+        }
+    };
     let seal_key = match &pubkey {
         Some(path) => {
             let pem = std::fs::read_to_string(path)
@@ -130,6 +298,19 @@ fn run(cli: Cli) -> Result<bool> {
     }
     out.flush()?;
     Ok(report.breaks.is_empty())
+}
+
+fn print<T: serde::Serialize>(
+    format: Format,
+    header: &[&str],
+    rows: &[T],
+    cells: impl Fn(&T) -> Vec<String>,
+) -> Result<bool> {
+    let stdout = io::stdout();
+    let mut out = BufWriter::new(stdout.lock());
+    query::write_rows(&mut out, format, header, rows, cells)?;
+    out.flush()?;
+    Ok(true)
 }
 
 fn plural(n: u64, one: &str, many: &str) -> String {

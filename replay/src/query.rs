@@ -1,0 +1,443 @@
+//! Auditors' questions over a store: which sessions, which statements
+//! (by relation, kind, verdict, text), which masked values.
+//!
+//! Sessions are filtered on their stored summaries (no events read);
+//! statements and masking hits are read from the events of the sessions
+//! that pass. This is a scan: it reads every matching session's events
+//! once, and needs no index beyond the store's own.
+
+use std::io::{self, Write};
+
+use anyhow::{Context as _, Result};
+use gatehouse_core::event::{Body, Decision, StatementProtocol};
+use gatehouse_store::{Reader, SessionSummary};
+use serde::Serialize;
+
+use crate::list::SessionRow;
+use crate::text::{ellipsize, rfc3339_us, sanitize, width};
+
+/// Which sessions a question is about. Empty fields match everything; text
+/// fields match a substring, case-insensitively.
+#[derive(Debug, Clone, Default)]
+pub struct SessionFilter {
+    /// The agent (grant `sub`), exactly.
+    pub subject: Option<String>,
+    /// The grant's `jti`, exactly.
+    pub jti: Option<String>,
+    /// The target, exactly.
+    pub target: Option<String>,
+    /// Text in the grant's purpose.
+    pub purpose: Option<String>,
+    /// Text in the grant's ticket.
+    pub ticket: Option<String>,
+    /// The client address, or its host part (`10.0.0.7`).
+    pub client: Option<String>,
+    /// Sessions that started at or after this (µs since the Unix epoch).
+    pub since_us: Option<i64>,
+    /// Sessions that started before this.
+    pub until_us: Option<i64>,
+}
+
+fn contains(haystack: &str, needle: &str) -> bool {
+    haystack.to_lowercase().contains(&needle.to_lowercase())
+}
+
+impl SessionFilter {
+    /// Whether the session `s` is one the question is about.
+    pub fn matches(&self, s: &SessionSummary) -> bool {
+        let opened = s.opened.as_ref();
+        let refused = s.refused.as_ref();
+        let subject = opened
+            .map(|o| o.subject.as_str())
+            .or_else(|| refused.and_then(|r| r.subject.as_deref()));
+        let jti = opened
+            .map(|o| o.jti.as_str())
+            .or_else(|| refused.and_then(|r| r.jti.as_deref()));
+        let target = opened
+            .map(|o| o.target.as_str())
+            .or_else(|| refused.map(|r| r.target.as_str()));
+        let client = opened
+            .map(|o| o.client_addr.as_str())
+            .or_else(|| refused.map(|r| r.client_addr.as_str()));
+        let exact = |want: &Option<String>, have: Option<&str>| {
+            want.as_ref().is_none_or(|w| have == Some(w.as_str()))
+        };
+        exact(&self.subject, subject)
+            && exact(&self.jti, jti)
+            && exact(&self.target, target)
+            && self
+                .purpose
+                .as_ref()
+                .is_none_or(|p| opened.is_some_and(|o| contains(&o.purpose, p)))
+            && self.ticket.as_ref().is_none_or(|t| {
+                opened.is_some_and(|o| o.ticket.as_deref().is_some_and(|have| contains(have, t)))
+            })
+            && self.client.as_ref().is_none_or(|c| {
+                client.is_some_and(|have| {
+                    have == c || have.rsplit_once(':').is_some_and(|(host, _)| host == c)
+                })
+            })
+            && self.since_us.is_none_or(|t| s.started_us >= t)
+            && self.until_us.is_none_or(|t| s.started_us < t)
+    }
+}
+
+/// Which statements: by what they touched, their kind, the plan's verdict
+/// and their text. Empty fields match everything.
+#[derive(Debug, Clone, Default)]
+pub struct StatementFilter {
+    /// A relation they read or wrote (`public.customers`; a bare name is
+    /// in `public`).
+    pub relation: Option<String>,
+    /// Their kind (`select`, `update`, `delete`, `create_table`, …) or an
+    /// operation on the relation (`--kind update --relation
+    /// public.invoices`: updates of that relation).
+    pub kind: Option<String>,
+    /// The verdict: `allow`, `deny` or `hold`.
+    pub decision: Option<String>,
+    /// Text in the SQL, case-insensitively.
+    pub text: Option<String>,
+}
+
+/// One statement the plan judged.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StatementRow {
+    /// The session.
+    pub session: String,
+    /// When, RFC 3339 UTC.
+    pub at: String,
+    /// The agent.
+    pub subject: String,
+    /// The target.
+    pub target: String,
+    /// The grant's `jti`.
+    pub jti: String,
+    /// `allow`, `deny` or `hold`.
+    pub decision: &'static str,
+    /// `simple` or `extended`.
+    pub protocol: &'static str,
+    /// The statements' kinds.
+    pub kinds: Vec<String>,
+    /// What they touched (`update on public.invoices`).
+    pub accesses: Vec<String>,
+    /// The SQL.
+    pub text: String,
+    /// Why, for a denial or hold; the approver's reason for a decision.
+    pub reason: String,
+    /// The approval, if any.
+    pub approval: String,
+    /// Who decided it.
+    pub approver: String,
+}
+
+/// How often one masking rule hit one column in one session.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MaskRow {
+    /// The session.
+    pub session: String,
+    /// Its start, RFC 3339 UTC.
+    pub started: String,
+    /// The agent.
+    pub subject: String,
+    /// The target.
+    pub target: String,
+    /// The rule (`column:ssn`, `detector:email`).
+    pub rule: String,
+    /// The column, as the result named it.
+    pub column: String,
+    /// Values masked.
+    pub count: u64,
+}
+
+fn decision_name(d: Decision) -> &'static str {
+    match d {
+        Decision::Allow => "allow",
+        Decision::Deny => "deny",
+        Decision::Hold => "hold",
+    }
+}
+
+/// `schema.name` for a relation as an auditor types it.
+fn qualified(relation: &str) -> String {
+    if relation.contains('.') {
+        relation.to_owned()
+    } else {
+        format!("public.{relation}")
+    }
+}
+
+impl StatementFilter {
+    fn matches(&self, row: &StatementRow) -> bool {
+        let relation = self.relation.as_deref().map(qualified);
+        let touches = |op: Option<&str>| -> bool {
+            row.accesses.iter().any(|a| {
+                let (what, on) = a.split_once(" on ").unwrap_or((a.as_str(), ""));
+                relation.as_deref().is_none_or(|r| on == r) && op.is_none_or(|op| what == op)
+            })
+        };
+        let kind_ok = match (&self.kind, &relation) {
+            (None, None) => true,
+            (None, Some(_)) => touches(None),
+            // With a relation, the kind is the operation on it.
+            (Some(k), Some(_)) => touches(Some(k)),
+            (Some(k), None) => row.kinds.iter().any(|have| have == k) || touches(Some(k)),
+        };
+        kind_ok
+            && self.decision.as_ref().is_none_or(|d| row.decision == d)
+            && self.text.as_ref().is_none_or(|t| contains(&row.text, t))
+    }
+}
+
+/// The sessions `filter` selects, in start order.
+pub fn sessions(reader: &Reader, filter: &SessionFilter) -> Result<Vec<SessionSummary>> {
+    let mut out = Vec::new();
+    for s in reader.sessions() {
+        let s = s.context("cannot read a session summary")?;
+        if filter.matches(&s) {
+            out.push(s);
+        }
+    }
+    Ok(out)
+}
+
+/// The judged statements of the sessions `sessions` selects that
+/// `statements` matches, in session then time order.
+pub fn statements(
+    reader: &Reader,
+    sessions: &SessionFilter,
+    statements: &StatementFilter,
+) -> Result<Vec<StatementRow>> {
+    let mut rows = Vec::new();
+    for s in self::sessions(reader, sessions)? {
+        let opened = s.opened.as_ref();
+        let mut last_text = String::new();
+        for event in reader.events(s.id) {
+            let event = event.with_context(|| format!("cannot read session {}", s.id))?;
+            match event.body {
+                Body::Statement(st) => last_text = st.text,
+                Body::Verdict(v) => {
+                    // An allowed simple query's text is in the Statement
+                    // event just before its verdict.
+                    let text = if v.text.is_empty() && v.protocol == StatementProtocol::Simple {
+                        std::mem::take(&mut last_text)
+                    } else {
+                        v.text
+                    };
+                    let row = StatementRow {
+                        session: s.id.to_string(),
+                        at: rfc3339_us(event.at_us),
+                        subject: opened.map(|o| o.subject.clone()).unwrap_or_default(),
+                        target: opened.map(|o| o.target.clone()).unwrap_or_default(),
+                        jti: opened.map(|o| o.jti.clone()).unwrap_or_default(),
+                        decision: decision_name(v.decision),
+                        protocol: match v.protocol {
+                            StatementProtocol::Simple => "simple",
+                            StatementProtocol::Extended => "extended",
+                        },
+                        kinds: v.kinds,
+                        accesses: v.accesses,
+                        text,
+                        reason: v.reason,
+                        approval: v.approval,
+                        approver: v.approver,
+                    };
+                    if statements.matches(&row) {
+                        rows.push(row);
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    Ok(rows)
+}
+
+/// Masking hits of the sessions `sessions` selects, summed per session,
+/// rule and column; `column` and `rule` match substrings.
+pub fn masked(
+    reader: &Reader,
+    sessions: &SessionFilter,
+    column: Option<&str>,
+    rule: Option<&str>,
+) -> Result<Vec<MaskRow>> {
+    let mut rows: Vec<MaskRow> = Vec::new();
+    for s in self::sessions(reader, sessions)? {
+        let opened = s.opened.as_ref();
+        let first = rows.len();
+        for event in reader.events(s.id) {
+            let event = event.with_context(|| format!("cannot read session {}", s.id))?;
+            let Body::Masked(m) = event.body else {
+                continue;
+            };
+            for hit in m.hits {
+                if column.is_some_and(|c| !contains(&hit.column, c))
+                    || rule.is_some_and(|r| !contains(&hit.rule, r))
+                {
+                    continue;
+                }
+                let existing = rows.get_mut(first..).and_then(|mine| {
+                    mine.iter_mut()
+                        .find(|r| r.rule == hit.rule && r.column == hit.column)
+                });
+                match existing {
+                    Some(r) => r.count += u64::from(hit.count),
+                    None => rows.push(MaskRow {
+                        session: s.id.to_string(),
+                        started: rfc3339_us(s.started_us),
+                        subject: opened.map(|o| o.subject.clone()).unwrap_or_default(),
+                        target: opened.map(|o| o.target.clone()).unwrap_or_default(),
+                        rule: hit.rule,
+                        column: hit.column,
+                        count: u64::from(hit.count),
+                    }),
+                }
+            }
+        }
+    }
+    Ok(rows)
+}
+
+/// How answers are printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// An aligned table for people.
+    Table,
+    /// One JSON object per line.
+    Json,
+    /// CSV with a header row.
+    Csv,
+}
+
+/// Writes `rows` (each as its column values, and as JSON) in `format`.
+pub fn write_rows<T: Serialize>(
+    out: &mut dyn Write,
+    format: Format,
+    header: &[&str],
+    rows: &[T],
+    cells: impl Fn(&T) -> Vec<String>,
+) -> Result<()> {
+    match format {
+        Format::Json => {
+            for row in rows {
+                serde_json::to_writer(&mut *out, row)?;
+                writeln!(out)?;
+            }
+        }
+        Format::Csv => {
+            let mut w = csv::Writer::from_writer(&mut *out);
+            w.write_record(header)?;
+            for row in rows {
+                w.write_record(cells(row))?;
+            }
+            w.flush()?;
+        }
+        Format::Table => table(out, header, rows.iter().map(cells).collect())?,
+    }
+    Ok(())
+}
+
+/// Cells wider than this are cut in tables.
+const CELL_MAX: usize = 60;
+
+fn table(out: &mut dyn Write, header: &[&str], rows: Vec<Vec<String>>) -> io::Result<()> {
+    let rows: Vec<Vec<String>> = rows
+        .into_iter()
+        .map(|r| {
+            r.iter()
+                .map(|c| ellipsize(&sanitize(c, false), CELL_MAX))
+                .collect()
+        })
+        .collect();
+    let mut widths: Vec<usize> = header.iter().map(|h| width(h)).collect();
+    for r in &rows {
+        for (w, c) in widths.iter_mut().zip(r) {
+            *w = (*w).max(width(c));
+        }
+    }
+    let line = |out: &mut dyn Write, cells: &[String]| -> io::Result<()> {
+        let mut first = true;
+        for (c, w) in cells.iter().zip(&widths) {
+            if !first {
+                write!(out, "  ")?;
+            }
+            first = false;
+            write!(out, "{c}{:pad$}", "", pad = w.saturating_sub(width(c)))?;
+        }
+        writeln!(out)
+    };
+    let header: Vec<String> = header.iter().map(|h| h.to_string()).collect();
+    line(out, &header)?;
+    for r in &rows {
+        line(out, r)?;
+    }
+    if rows.is_empty() {
+        writeln!(out, "(none)")?;
+    }
+    Ok(())
+}
+
+/// The cells of a session row, for tables and CSV.
+pub fn session_cells(r: &SessionRow) -> Vec<String> {
+    vec![
+        r.id.clone(),
+        r.started.clone(),
+        r.subject.clone().unwrap_or_default(),
+        r.target.clone().unwrap_or_default(),
+        r.jti.clone().unwrap_or_default(),
+        r.purpose.clone().unwrap_or_default(),
+        r.ticket.clone().unwrap_or_default(),
+        r.statements.to_string(),
+        r.status.describe(),
+    ]
+}
+
+/// The header of [`session_cells`].
+pub const SESSION_HEADER: &[&str] = &[
+    "session",
+    "started",
+    "subject",
+    "target",
+    "jti",
+    "purpose",
+    "ticket",
+    "statements",
+    "status",
+];
+
+/// The cells of a statement row.
+pub fn statement_cells(r: &StatementRow) -> Vec<String> {
+    vec![
+        r.at.clone(),
+        r.session.clone(),
+        r.subject.clone(),
+        r.decision.to_owned(),
+        r.kinds.join(","),
+        r.accesses.join("; "),
+        r.text.clone(),
+        r.reason.clone(),
+        r.approver.clone(),
+    ]
+}
+
+/// The header of [`statement_cells`].
+pub const STATEMENT_HEADER: &[&str] = &[
+    "at", "session", "subject", "verdict", "kind", "touches", "sql", "reason", "approver",
+];
+
+/// The cells of a masking row.
+pub fn mask_cells(r: &MaskRow) -> Vec<String> {
+    vec![
+        r.session.clone(),
+        r.started.clone(),
+        r.subject.clone(),
+        r.target.clone(),
+        r.rule.clone(),
+        r.column.clone(),
+        r.count.to_string(),
+    ]
+}
+
+/// The header of [`mask_cells`].
+pub const MASK_HEADER: &[&str] = &[
+    "session", "started", "subject", "target", "rule", "column", "count",
+];
