@@ -2,7 +2,7 @@
 //! target, and has a use left.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 
 use gatehouse_core::event::Refusal;
 use gatehouse_core::grant::{self, Claims, GrantError, PolicySelector, Verifier};
@@ -18,9 +18,11 @@ use crate::jwks::LiveVerifier;
 pub struct Authorizer {
     /// Verifies signatures and claims, with keys that may change at
     /// runtime (a JWK set), and gives plan-less grants their policies.
-    pub verifier: LiveVerifier,
-    /// Configured targets by name.
-    pub targets: BTreeMap<String, Target>,
+    /// Swapped whole by a reload.
+    verifier: RwLock<Arc<LiveVerifier>>,
+    /// Configured targets by name; swapped whole by a reload (sessions
+    /// keep what they started with).
+    targets: RwLock<Arc<BTreeMap<String, Target>>>,
     /// Use counts.
     pub ledger: GrantLedger,
     /// Claims of grants whose signature already verified, by BLAKE3 of the
@@ -85,20 +87,48 @@ impl VerifiedCache {
 }
 
 impl Authorizer {
+    /// An authorizer over `verifier` and `targets`.
+    pub fn new(
+        verifier: LiveVerifier,
+        targets: BTreeMap<String, Target>,
+        ledger: GrantLedger,
+    ) -> Authorizer {
+        Authorizer {
+            verifier: RwLock::new(Arc::new(verifier)),
+            targets: RwLock::new(Arc::new(targets)),
+            ledger,
+            cache: VerifiedCache::default(),
+            classifier: Arc::default(),
+        }
+    }
+
+    /// Takes new keys and targets (a config reload). Open sessions keep
+    /// the targets they connected with; grants verified under the old keys
+    /// are verified again.
+    pub fn reload(&self, verifier: LiveVerifier, targets: BTreeMap<String, Target>) {
+        *self.verifier.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(verifier);
+        *self.targets.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(targets);
+        self.cache
+            .entries
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+    }
+
+    fn live_verifier(&self) -> Arc<LiveVerifier> {
+        Arc::clone(&self.verifier.read().unwrap_or_else(|e| e.into_inner()))
+    }
+
     /// Verifies `token` (from the cache when it can) with the current keys;
     /// a grant naming a key id no current key has makes the keys be
     /// re-read (rate-limited) and is tried once more.
     fn verify(&self, token: &str, now_s: i64) -> Result<Arc<Claims>, GrantError> {
-        let policies = self.verifier.policies();
-        let first = self
-            .cache
-            .verify(&self.verifier.current(), policies, token, now_s);
+        let live = self.live_verifier();
+        let policies = live.policies();
+        let first = self.cache.verify(&live.current(), policies, token, now_s);
         match first {
-            Err(GrantError::UnknownKey { kid: Some(_) })
-                if self.verifier.refresh_for_unknown_kid() =>
-            {
-                self.cache
-                    .verify(&self.verifier.current(), policies, token, now_s)
+            Err(GrantError::UnknownKey { kid: Some(_) }) if live.refresh_for_unknown_kid() => {
+                self.cache.verify(&live.current(), policies, token, now_s)
             }
             other => other,
         }
@@ -111,7 +141,8 @@ impl Authorizer {
         target: &str,
         now_s: i64,
     ) -> Result<(Authorized, TargetAddr), Rejection> {
-        let Some(t) = self.targets.get(target) else {
+        let targets = Arc::clone(&self.targets.read().unwrap_or_else(|e| e.into_inner()));
+        let Some(t) = targets.get(target) else {
             return Err(Rejection {
                 reason: Refusal::UnknownTarget,
                 sqlstate: "28000",

@@ -95,6 +95,8 @@ pub struct Server {
     pub admin: Option<AdminSettings>,
     /// Revoked grants, loaded from the store.
     pub revocations: Arc<Revocations>,
+    /// The config file, re-read on SIGHUP.
+    pub config_path: std::path::PathBuf,
 }
 
 /// Serves `config` until SIGINT or SIGTERM.
@@ -152,7 +154,18 @@ impl Server {
             handles.push(handle);
         }
         tracing::info!(address = %self.address, workers = handles.len(), "gatehouse is serving");
-        wait_for_signal()?;
+        wait_for_signal(
+            || match setup::reload(&self.config_path, &shared.authorizer) {
+                Ok(()) => tracing::info!(
+                    config = %self.config_path.display(),
+                    "SIGHUP: config reloaded (grant keys, policies, targets, masking rules)"
+                ),
+                Err(e) => tracing::error!(
+                    config = %self.config_path.display(),
+                    "SIGHUP: the config was not reloaded, the gateway keeps the one it had: {e:#}"
+                ),
+            },
+        )?;
         tracing::info!("shutting down");
         let _ = stop_tx.send(true);
         for h in handles {
@@ -216,7 +229,8 @@ fn worker(std_listener: std::net::TcpListener, shared: Arc<Shared>) {
     });
 }
 
-fn wait_for_signal() -> Result<()> {
+/// Waits for SIGTERM or SIGINT; each SIGHUP calls `reload`.
+fn wait_for_signal(reload: impl Fn()) -> Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -225,9 +239,13 @@ fn wait_for_signal() -> Result<()> {
         use tokio::signal::unix::{SignalKind, signal};
         let mut term = signal(SignalKind::terminate()).context("SIGTERM handler")?;
         let mut int = signal(SignalKind::interrupt()).context("SIGINT handler")?;
-        tokio::select! {
-            _ = term.recv() => {},
-            _ = int.recv() => {},
+        let mut hup = signal(SignalKind::hangup()).context("SIGHUP handler")?;
+        loop {
+            tokio::select! {
+                _ = term.recv() => break,
+                _ = int.recv() => break,
+                _ = hup.recv() => reload(),
+            }
         }
         Ok(())
     })

@@ -41,36 +41,12 @@ pub fn server(config: Config) -> Result<Server> {
         }
         None => None,
     };
-    let mut targets = BTreeMap::new();
-    for t in config.targets.values() {
-        let masker = match &t.masking {
-            Some(m) => Some(Arc::new(m.compile().with_context(|| {
-                format!("compiling the masking rules of target {}", t.name)
-            })?)),
-            None => None,
-        };
-        let target = Target {
-            addr: TargetAddr {
-                host: t.host.clone(),
-                port: t.port,
-                connect_timeout: t.connect_timeout,
-            },
-            login: UpstreamLogin {
-                database: t.database.clone(),
-                user: t.user.clone(),
-                password: t.password.as_ref().map(|s| s.expose().to_owned()),
-            },
-            masker,
-        };
-        targets.insert(t.name.clone(), target);
-    }
-    let authorizer = Authorizer {
-        verifier: crate::jwks::LiveVerifier::start(&config.grants)?,
+    let targets = targets(&config)?;
+    let authorizer = Authorizer::new(
+        crate::jwks::LiveVerifier::start(&config.grants)?,
         targets,
-        ledger: GrantLedger::from_recorded(recorded),
-        cache: Default::default(),
-        classifier: Default::default(),
-    };
+        GrantLedger::from_recorded(recorded),
+    );
     let seal_key = config.store.load_seal_key()?.map(Arc::new);
     let revoked = store
         .reader()
@@ -103,5 +79,46 @@ pub fn server(config: Config) -> Result<Server> {
         approvals: Arc::new(ApprovalRegistry::new(config.approvals.clone())),
         admin: config.admin.clone(),
         revocations,
+        config_path: config.source.clone(),
     })
+}
+
+/// The configured targets, their masking rules compiled.
+pub fn targets(config: &Config) -> Result<BTreeMap<String, Target>> {
+    let mut targets = BTreeMap::new();
+    for t in config.targets.values() {
+        let masker = match &t.masking {
+            Some(m) => Some(Arc::new(m.compile().with_context(|| {
+                format!("compiling the masking rules of target {}", t.name)
+            })?)),
+            None => None,
+        };
+        let target = Target {
+            addr: TargetAddr {
+                host: t.host.clone(),
+                port: t.port,
+                connect_timeout: t.connect_timeout,
+            },
+            login: UpstreamLogin {
+                database: t.database.clone(),
+                user: t.user.clone(),
+                password: t.password.as_ref().map(|s| s.expose().to_owned()),
+            },
+            masker,
+        };
+        targets.insert(t.name.clone(), target);
+    }
+    Ok(targets)
+}
+
+/// Re-reads the config at `path` and hands its keys and targets to
+/// `authorizer`. What a reload does not change (listener, TLS, store,
+/// admin API, approvals) needs a restart; a config with mistakes changes
+/// nothing.
+pub fn reload(path: &std::path::Path, authorizer: &Authorizer) -> Result<()> {
+    let config = Config::load(path)?;
+    let targets = targets(&config)?;
+    let verifier = crate::jwks::LiveVerifier::start(&config.grants)?;
+    authorizer.reload(verifier, targets);
+    Ok(())
 }
