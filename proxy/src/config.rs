@@ -126,6 +126,8 @@ pub struct Listener {
     pub allow_plaintext: bool,
     /// The largest frame a client may send, in bytes (1 KiB ..= 1 GiB).
     pub max_frame_bytes: usize,
+    /// Client connections served at once (at least 1).
+    pub max_connections: usize,
 }
 
 /// `[tls]`: the listener's certificate chain and key, both PEM. Validation

@@ -144,6 +144,11 @@ fn get(counter: &AtomicU64) -> u64 {
 }
 
 impl Metrics {
+    /// Connections accepted and not yet ended.
+    pub fn open_connections(&self) -> u64 {
+        get(&self.connections).saturating_sub(get(&self.connections_closed))
+    }
+
     /// Counts an accepted connection; dropping the guard counts its end.
     pub fn connection(self: &Arc<Self>) -> ConnectionGuard {
         bump(&self.connections, 1);

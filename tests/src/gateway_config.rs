@@ -105,6 +105,8 @@ pub struct GatewayOptions {
     pub masking: Vec<(String, toml::Table)>,
     /// Raw TOML appended to the config (policy, limits …).
     pub extra_config: String,
+    /// `[listener] max_connections`; the gateway's default when `None`.
+    pub max_connections: Option<u32>,
     /// Raw TOML lines written inside `[grants]` (after `leeway`, before
     /// the gateway's own `[[grants.keys]]`), e.g. `jwks_url = "…"`.
     pub grants_config: String,
@@ -126,6 +128,7 @@ impl Default for GatewayOptions {
             workers: 2,
             masking: Vec::new(),
             extra_config: String::new(),
+            max_connections: None,
             grants_config: String::new(),
             env: Vec::new(),
             store_dir: None,
@@ -204,6 +207,9 @@ pub(crate) fn render(
     let _ = writeln!(s, "\n[listener]");
     let _ = writeln!(s, "address = {}", q(&format!("127.0.0.1:{port}")));
     let _ = writeln!(s, "allow_plaintext = {}", options.allow_plaintext);
+    if let Some(n) = options.max_connections {
+        let _ = writeln!(s, "max_connections = {n}");
+    }
     if options.tls {
         let _ = writeln!(s, "\n[tls]");
         let _ = writeln!(s, "cert = {}", qp(paths.cert));

@@ -235,6 +235,8 @@ pub struct Session {
     masking: Option<(FrameMasker, ShapeTracker)>,
     /// The plan, once the grant is accepted.
     enforcer: Option<Enforcer>,
+    /// See [`Session::at_capacity`].
+    at_capacity: bool,
     /// The approval a held statement waits for.
     held: Option<String>,
     started_us: i64,
@@ -260,6 +262,7 @@ impl Session {
             prepared: HashMap::new(),
             masking: None,
             enforcer: None,
+            at_capacity: false,
             held: None,
             started_us: now_us,
             last_us: now_us,
@@ -267,6 +270,15 @@ impl Session {
             bytes_to_client: 0,
             statements: 0,
         }
+    }
+
+    /// The gateway is at its connection limit: once the client has said
+    /// hello (and settled TLS), it is refused with SQLSTATE 53300, as
+    /// PostgreSQL refuses clients past `max_connections`. Not recorded: a
+    /// flood must not become a flood of writes.
+    pub fn at_capacity(mut self) -> Self {
+        self.at_capacity = true;
+        self
     }
 
     /// This session's id.
@@ -620,6 +632,14 @@ impl Session {
             client.database = client.user.clone();
         }
         self.client = client;
+        if self.at_capacity {
+            self.fatal(
+                "53300",
+                "gatehouse has too many connections right now; try again shortly",
+                now_us,
+            );
+            return self.close(CloseReason::Refused, now_us);
+        }
         if major != 3 {
             let msg =
                 format!("unsupported frontend protocol {major}.{minor}: gatehouse supports 3.0");

@@ -159,6 +159,9 @@ pub struct ListenerSection {
     pub allow_plaintext: bool,
     /// `max_frame_bytes`: the largest client frame. Default 64 MiB.
     pub max_frame_bytes: ByteSize,
+    /// `max_connections`: client connections served at once; past it a
+    /// client is refused with SQLSTATE 53300. Default 10000.
+    pub max_connections: u32,
 }
 
 impl Default for ListenerSection {
@@ -167,6 +170,7 @@ impl Default for ListenerSection {
             address: "127.0.0.1:15432".to_owned(),
             allow_plaintext: false,
             max_frame_bytes: ByteSize::Text("64MiB".to_owned()),
+            max_connections: 10_000,
         }
     }
 }

@@ -248,10 +248,17 @@ fn listener(f: &mut Findings, s: ListenerSection, has_tls: bool) -> Option<Liste
             ),
         );
     }
+    if s.max_connections == 0 {
+        f.problem(
+            "listener.max_connections",
+            "0 would refuse every client; give at least 1",
+        );
+    }
     Some(Listener {
         address: address?,
         allow_plaintext: s.allow_plaintext,
         max_frame_bytes: max_frame_bytes?,
+        max_connections: usize::try_from(s.max_connections.max(1)).unwrap_or(usize::MAX),
     })
 }
 

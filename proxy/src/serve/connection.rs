@@ -70,7 +70,16 @@ pub async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr) {
     let id = SessionId(*uuid::Uuid::now_v7().as_bytes());
     let mut cfg = shared.session.clone();
     cfg.backend_key = key;
-    let session = Session::new(id, cfg, peer.to_string(), now_us());
+    let mut session = Session::new(id, cfg, peer.to_string(), now_us());
+    let open = shared.metrics.open_connections();
+    if open > shared.max_connections as u64 {
+        tracing::warn!(
+            open,
+            limit = shared.max_connections,
+            "refusing a client: too many connections"
+        );
+        session = session.at_capacity();
+    }
     let span = tracing::info_span!("session", %id, client = %peer);
     let mut conn = Conn {
         shared: shared.clone(),

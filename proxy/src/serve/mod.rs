@@ -62,6 +62,8 @@ pub struct Shared {
     pub metrics: Arc<Metrics>,
     /// Revoked grants.
     pub revocations: Arc<Revocations>,
+    /// Client connections served at once; past it clients are refused.
+    pub max_connections: usize,
 }
 
 impl Shared {
@@ -97,6 +99,8 @@ pub struct Server {
     pub revocations: Arc<Revocations>,
     /// The config file, re-read on SIGHUP.
     pub config_path: std::path::PathBuf,
+    /// Client connections served at once.
+    pub max_connections: usize,
 }
 
 /// Serves `config` until SIGINT or SIGTERM.
@@ -119,6 +123,7 @@ impl Server {
             shutdown: stop_rx.clone(),
             metrics: metrics.clone(),
             revocations: self.revocations.clone(),
+            max_connections: self.max_connections,
         });
         let admin = match self.admin {
             Some(settings) => {

@@ -80,6 +80,7 @@ pub fn server(config: Config) -> Result<Server> {
         admin: config.admin.clone(),
         revocations,
         config_path: config.source.clone(),
+        max_connections: config.listener.max_connections,
     })
 }
 
