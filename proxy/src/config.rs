@@ -299,6 +299,8 @@ pub struct Target {
     pub password: Option<Secret>,
     /// How long to wait for the server to accept the connection and login.
     pub connect_timeout: Duration,
+    /// Logged-in connections kept idle per worker for reuse (0: none).
+    pub pool_size: usize,
     /// Masking rules and the token secret, checked (compiled once) at load.
     pub masking: Option<Masking>,
 }

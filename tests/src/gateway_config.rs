@@ -107,6 +107,8 @@ pub struct GatewayOptions {
     pub extra_config: String,
     /// `[listener] max_connections`; the gateway's default when `None`.
     pub max_connections: Option<u32>,
+    /// `pool_size` of every target; no pool when `None`.
+    pub pool_size: Option<u32>,
     /// Raw TOML lines written inside `[grants]` (after `leeway`, before
     /// the gateway's own `[[grants.keys]]`), e.g. `jwks_url = "…"`.
     pub grants_config: String,
@@ -129,6 +131,7 @@ impl Default for GatewayOptions {
             masking: Vec::new(),
             extra_config: String::new(),
             max_connections: None,
+            pool_size: None,
             grants_config: String::new(),
             env: Vec::new(),
             store_dir: None,
@@ -235,6 +238,9 @@ pub(crate) fn render(
         let _ = writeln!(s, "database = {}", q(&target.database));
         let _ = writeln!(s, "user = {}", q(&target.user));
         let _ = writeln!(s, "password_env = {}", q(&target.password_env()));
+        if let Some(n) = options.pool_size {
+            let _ = writeln!(s, "pool_size = {n}");
+        }
         for (_, section) in options.masking.iter().filter(|(t, _)| *t == target.name) {
             let _ = writeln!(s, "\n[targets.{}.masking]", q(&target.name));
             // Every value inline (arrays of tables as arrays of inline

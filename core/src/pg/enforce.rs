@@ -196,6 +196,11 @@ impl Enforcer {
         )
     }
 
+    /// Whether the target owes no answer to anything sent so far.
+    pub(super) fn idle(&self) -> bool {
+        self.in_flight.is_empty() && !self.batch_denied
+    }
+
     /// Whether the current extended batch holds a denial, so the target
     /// skips the rest of it up to the Sync.
     pub(super) fn batch_denied(&self) -> bool {

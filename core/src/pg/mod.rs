@@ -22,7 +22,7 @@ mod wire;
 
 pub use enforce::{ApprovalDecision, ApprovalRequest, ApprovedStatements, HoldMode, Policy};
 pub use session::{Action, Authorized, Rejection, Session, SessionConfig, Transmit};
-pub use upstream::UpstreamLogin;
+pub use upstream::{LoggedIn, UpstreamLogin};
 
 #[cfg(test)]
 mod tests;

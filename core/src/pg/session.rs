@@ -237,6 +237,16 @@ pub struct Session {
     enforcer: Option<Enforcer>,
     /// See [`Session::at_capacity`].
     at_capacity: bool,
+    /// The target's greeting, kept for handing the connection to the next
+    /// session (a pool).
+    logged_in: Option<LoggedIn>,
+    /// The transaction status of the target's last ReadyForQuery.
+    upstream_status: u8,
+    /// Why the session closed.
+    closed_by: Option<CloseReason>,
+    /// The target connection may go to a pool: the client's Terminate is
+    /// not passed on.
+    pooling: bool,
     /// The approval a held statement waits for.
     held: Option<String>,
     started_us: i64,
@@ -263,6 +273,10 @@ impl Session {
             masking: None,
             enforcer: None,
             at_capacity: false,
+            logged_in: None,
+            upstream_status: 0,
+            closed_by: None,
+            pooling: false,
             held: None,
             started_us: now_us,
             last_us: now_us,
@@ -452,6 +466,56 @@ impl Session {
         );
         self.fatal(rejection.sqlstate, &rejection.message, now_us);
         self.close(CloseReason::Refused, now_us);
+    }
+
+    /// A pooled connection to the target, logged in by an earlier session
+    /// and reset since, stands in for connecting and logging in: the client
+    /// is greeted with `login` (after the catalog read, with column masking
+    /// rules).
+    pub fn upstream_reused(&mut self, login: LoggedIn, now_us: i64) {
+        if !matches!(self.phase, Phase::Connecting(_)) {
+            return;
+        }
+        self.last_us = now_us;
+        if self
+            .masking
+            .as_ref()
+            .is_some_and(|(m, _)| m.masker().has_column_rules())
+        {
+            self.transmits
+                .push_back(Transmit::Upstream(catalog::query()));
+            self.phase = Phase::Catalog(Box::new((login, ColumnOrigins::default())));
+        } else {
+            self.greet(login, now_us);
+        }
+    }
+
+    /// The target's greeting, if this session's target connection can be
+    /// handed to another session: the client said goodbye (Terminate), the
+    /// target is idle outside a transaction block and owes no answer, and
+    /// nothing is held. The connection must still be reset first (`DISCARD
+    /// ALL`) by whoever reuses it.
+    pub fn reusable_upstream(&self) -> Option<&LoggedIn> {
+        let idle = self.upstream_status == b'I'
+            && self.held.is_none()
+            && self.enforcer.as_ref().is_none_or(Enforcer::idle);
+        match self.closed_by {
+            Some(CloseReason::ClientTerminated) if idle => self.logged_in.as_ref(),
+            _ => None,
+        }
+    }
+
+    /// The driver may pool the target connection when this session ends:
+    /// the client's Terminate then ends only the session, not the target's
+    /// backend (the driver closes or resets the connection itself).
+    pub fn set_pooling(&mut self, pooling: bool) {
+        self.pooling = pooling;
+    }
+
+    /// The startup parameters passed on to the target: a pooled connection
+    /// serves only clients that asked for the same ones.
+    pub fn forwarded_params(&self) -> &[(String, String)] {
+        &self.client.forwarded
     }
 
     /// The connection to the target is open: start logging in.
@@ -805,6 +869,8 @@ impl Session {
     /// gateway's cancel key, ReadyForQuery.
     fn greet(&mut self, done: LoggedIn, now_us: i64) {
         self.phase = Phase::Relay;
+        self.upstream_status = b'I';
+        self.logged_in = Some(done.clone());
         if let Some((pid, secret)) = done.key {
             self.actions
                 .push_back(Action::RegisterCancel { pid, secret });
@@ -851,7 +917,15 @@ impl Session {
             match step {
                 ClientStep::Forward => end += len,
                 ClientStep::Terminate => {
-                    end += len;
+                    if !self.pooling {
+                        end += len;
+                    } else {
+                        // Recorded and forwarded up to it; the Terminate
+                        // itself stays with the gateway.
+                        self.flush_client_batch(buf, end, now_us);
+                        let _ = buf.split_to(len);
+                        end = 0;
+                    }
                     terminated = true;
                     break;
                 }
@@ -1094,6 +1168,9 @@ impl Session {
                 return false;
             }
             let ours = self.enforcer.as_mut().is_some_and(|e| e.server(tag));
+            if tag == b'Z' {
+                self.upstream_status = body.first().copied().unwrap_or(0);
+            }
             let replacement = self.mask_frame(tag, body, index);
             // An answer to the gateway's own request is dropped: rebuilt
             // without it.
@@ -1304,6 +1381,7 @@ impl Session {
             self.record(now_us, Body::Closed(closed));
         }
         self.phase = Phase::Closed;
+        self.closed_by = Some(reason);
         self.actions.push_back(Action::Close);
     }
 }

@@ -296,6 +296,9 @@ pub struct TargetSection {
     pub password: Option<toml::Value>,
     /// `connect_timeout`: bounds TCP connect and login together. Default 5s.
     pub connect_timeout: String,
+    /// `pool_size`: logged-in connections kept per worker for the next
+    /// session (reset with DISCARD ALL first). Default 0: no pool.
+    pub pool_size: u32,
     /// `[targets.NAME.masking]`: what to mask in this target's results.
     pub masking: Option<MaskingSection>,
 }
@@ -351,6 +354,7 @@ impl Default for TargetSection {
             password_file: None,
             password: None,
             connect_timeout: "5s".to_owned(),
+            pool_size: 0,
             masking: None,
         }
     }

@@ -96,6 +96,7 @@ pub(super) fn target(
         user,
         password,
         connect_timeout,
+        pool_size: usize::try_from(s.pool_size.min(10_000)).unwrap_or(0),
         masking,
     }
 }

@@ -16,19 +16,20 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bytes::{Bytes, BytesMut};
 use gatehouse_core::event::{SessionId, TlsInfo};
 use gatehouse_core::pg::{Action, ApprovalDecision, ApprovalRequest, HoldMode, Session, Transmit};
-use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf};
+use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::net::TcpStream;
 use tracing::Instrument;
 
 use super::Shared;
 use super::cancel::CancelTarget;
+use super::pool;
 use super::queue::{Ended, OutQueue};
 use super::stream::{Io, Rewind};
 use super::targets::TargetAddr;
 use crate::approvals::{ApprovalMode, Decision, PendingApproval};
 use crate::revocations::Revocation;
 use gatehouse_core::grant::GrantError;
-use gatehouse_core::pg::Rejection;
+use gatehouse_core::pg::{Rejection, encode};
 use tokio::sync::broadcast::{self, error::RecvError};
 
 /// A client that has not finished startup by then is disconnected.
@@ -96,6 +97,7 @@ pub async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr) {
         grant: None,
         held: None,
         revocations: None,
+        upstream_clean: false,
     };
     async {
         let started = tokio::time::timeout(STARTUP_TIMEOUT, conn.handshake(tcp)).await;
@@ -116,8 +118,8 @@ struct Conn {
     session: Session,
     key: (i32, i32),
     target: Option<TargetAddr>,
-    client_out: Option<OutQueue>,
-    upstream_out: Option<OutQueue>,
+    client_out: Option<OutQueue<WriteHalf<Box<dyn Io>>>>,
+    upstream_out: Option<OutQueue<WriteHalf<TcpStream>>>,
     upstream_in: Option<ReadHalf<TcpStream>>,
     upstream_addr: Option<SocketAddr>,
     /// The store's acknowledgement that upstream-bound bytes must wait for.
@@ -136,6 +138,8 @@ struct Conn {
     held: Option<Held>,
     /// Revocations announced since just before the grant check.
     revocations: Option<broadcast::Receiver<Arc<Revocation>>>,
+    /// The relay ended with no partial frame from the target buffered.
+    upstream_clean: bool,
 }
 
 /// What approvers are told about the grant behind a request.
@@ -333,6 +337,9 @@ impl Conn {
             self.process().await;
             if self.session.is_closed() {
                 self.client_in = Some(client_in);
+                // A partial frame from the target: the connection is not
+                // in a state to hand on.
+                self.upstream_clean = ubuf.is_empty();
                 return;
             }
             let client_room = self.client_out.as_ref().is_none_or(OutQueue::has_room);
@@ -368,6 +375,42 @@ impl Conn {
                 _ = shutdown.changed() => self.session.shutdown(now_us()),
                 _ = sleep_until_opt(login_deadline) => self.login_timed_out(),
             }
+        }
+    }
+
+    /// Hands the target connection to the worker's pool when the session
+    /// ended cleanly and the target has a pool; resets it first.
+    async fn pool_upstream(&mut self) {
+        let Some(target) = &self.target else { return };
+        let (size, Some(grant)) = (target.pool_size, &self.grant) else {
+            return;
+        };
+        if size == 0 || !self.upstream_clean {
+            return;
+        }
+        let Some(mut login) = self.session.reusable_upstream().cloned() else {
+            // Not reusable: the target gets its Terminate, which the
+            // session kept back.
+            if let Some(q) = &self.upstream_out {
+                q.push(encode::terminate().into_bytes(), None);
+            }
+            return;
+        };
+        let (Some(q), Some(r), Some(addr)) = (
+            self.upstream_out.take(),
+            self.upstream_in.take(),
+            self.upstream_addr,
+        ) else {
+            return;
+        };
+        let Some(w) = q.release_within(FINISH_LIMIT).await else {
+            return;
+        };
+        let mut stream = r.unsplit(w);
+        if pool::reset(&mut stream, &mut login).await {
+            let params = self.session.forwarded_params().to_vec();
+            pool::put(&grant.target, &params, stream, login, addr, size);
+            tracing::debug!("target connection pooled");
         }
     }
 
@@ -453,7 +496,8 @@ impl Conn {
     }
 
     fn check_writers(&mut self) {
-        let failed = |q: &Option<OutQueue>| q.as_ref().is_some_and(OutQueue::failed);
+        let upstream_failed = self.upstream_out.as_ref().is_some_and(OutQueue::failed);
+        let client_failed = self.client_out.as_ref().is_some_and(OutQueue::failed);
         if self
             .upstream_out
             .as_ref()
@@ -461,7 +505,7 @@ impl Conn {
         {
             tracing::error!("the store did not acknowledge a command; ending the session");
             self.session.store_failed(now_us());
-        } else if failed(&self.client_out) || failed(&self.upstream_out) {
+        } else if client_failed || upstream_failed {
             // Which one failed, and why, is known once the writers finish.
             self.session.io_failed(now_us());
         }
@@ -557,6 +601,23 @@ impl Conn {
         };
         let deadline = tokio::time::Instant::now() + target.connect_timeout;
         self.login_deadline = Some(deadline);
+        if target.pool_size > 0 {
+            self.session.set_pooling(true);
+            let name = self
+                .grant
+                .as_ref()
+                .map(|g| g.target.clone())
+                .unwrap_or_default();
+            if let Some(idle) = pool::take(&name, self.session.forwarded_params()) {
+                tracing::debug!("reusing a pooled target connection");
+                self.upstream_addr = Some(idle.addr);
+                let (r, w) = tokio::io::split(idle.stream);
+                self.upstream_in = Some(r);
+                self.upstream_out = Some(OutQueue::spawn(w));
+                self.session.upstream_reused(idle.login, now_us());
+                return;
+            }
+        }
         let connect = TcpStream::connect((target.host.as_str(), target.port));
         match tokio::time::timeout_at(deadline, connect).await {
             Ok(Ok(stream)) => {
@@ -590,6 +651,7 @@ impl Conn {
         self.queue_transmits().await;
         // Whatever is left was recorded by the session on its way out.
         self.record_without_waiting().await;
+        self.pool_upstream().await;
         let mut store_failed = false;
         if let Some(q) = self.upstream_out.take() {
             store_failed |= q.finish_within(FINISH_LIMIT).await == Ended::Store;
@@ -645,7 +707,7 @@ async fn sleep_until_opt(deadline: Option<tokio::time::Instant>) {
     }
 }
 
-async fn changed(q: &Option<OutQueue>) {
+async fn changed<W: AsyncWrite + Unpin + Send + 'static>(q: &Option<OutQueue<W>>) {
     match q {
         Some(q) => q.changed().await,
         None => std::future::pending().await,

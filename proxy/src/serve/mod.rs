@@ -14,6 +14,7 @@ mod cancel;
 mod connection;
 mod ledger;
 mod listener;
+mod pool;
 mod queue;
 mod setup;
 mod stream;

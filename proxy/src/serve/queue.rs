@@ -49,22 +49,27 @@ struct State {
     changed: Notify,
 }
 
-/// The sending side of one direction.
-pub struct OutQueue {
+/// The sending side of one direction, writing to a `W`.
+pub struct OutQueue<W> {
     tx: Option<mpsc::UnboundedSender<Item>>,
     state: Arc<State>,
-    task: JoinHandle<Ended>,
+    /// Set before the channel closes to get the stream back instead of
+    /// shutting it down.
+    keep: Arc<AtomicBool>,
+    task: JoinHandle<(Ended, Option<W>)>,
 }
 
-impl OutQueue {
+impl<W: AsyncWrite + Unpin + Send + 'static> OutQueue<W> {
     /// Spawns the writer task for `w`.
-    pub fn spawn<W: AsyncWrite + Unpin + Send + 'static>(w: W) -> Self {
+    pub fn spawn(w: W) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
         let state = Arc::new(State::default());
-        let task = tokio::spawn(write_loop(w, rx, state.clone()));
+        let keep = Arc::new(AtomicBool::new(false));
+        let task = tokio::spawn(write_loop(w, rx, state.clone(), keep.clone()));
         OutQueue {
             tx: Some(tx),
             state,
+            keep,
             task,
         }
     }
@@ -107,10 +112,26 @@ impl OutQueue {
     pub async fn finish_within(mut self, limit: std::time::Duration) -> Ended {
         self.tx = None;
         match tokio::time::timeout(limit, &mut self.task).await {
-            Ok(ended) => ended.unwrap_or(Ended::Io),
+            Ok(ended) => ended.map_or(Ended::Io, |(e, _)| e),
             Err(_) => {
                 self.task.abort();
                 Ended::Io
+            }
+        }
+    }
+
+    /// Like [`finish_within`](Self::finish_within), but hands the stream
+    /// back open once everything queued is written (for a pool); `None`
+    /// if writing failed or took too long.
+    pub async fn release_within(mut self, limit: std::time::Duration) -> Option<W> {
+        self.keep.store(true, Ordering::Release);
+        self.tx = None;
+        match tokio::time::timeout(limit, &mut self.task).await {
+            Ok(Ok((Ended::Done, w))) => w,
+            Ok(_) => None,
+            Err(_) => {
+                self.task.abort();
+                None
             }
         }
     }
@@ -120,9 +141,13 @@ async fn write_loop<W: AsyncWrite + Unpin>(
     mut w: W,
     mut rx: mpsc::UnboundedReceiver<Item>,
     state: Arc<State>,
-) -> Ended {
+    keep: Arc<AtomicBool>,
+) -> (Ended, Option<W>) {
     let ended = loop {
         let Some(item) = rx.recv().await else {
+            if keep.load(Ordering::Acquire) {
+                return (Ended::Done, Some(w));
+            }
             let _ = w.shutdown().await;
             break Ended::Done;
         };
@@ -145,7 +170,7 @@ async fn write_loop<W: AsyncWrite + Unpin>(
         state.failed.store(true, Ordering::Release);
         state.changed.notify_one();
     }
-    ended
+    (ended, None)
 }
 
 async fn write_all<W: AsyncWrite + Unpin>(w: &mut W, bytes: &[u8]) -> io::Result<()> {

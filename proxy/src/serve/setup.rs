@@ -99,6 +99,7 @@ pub fn targets(config: &Config) -> Result<BTreeMap<String, Target>> {
                 host: t.host.clone(),
                 port: t.port,
                 connect_timeout: t.connect_timeout,
+                pool_size: t.pool_size,
             },
             login: UpstreamLogin {
                 database: t.database.clone(),

@@ -17,6 +17,8 @@ pub struct TargetAddr {
     /// How long opening a session may take: TCP connect, login and the
     /// catalog read together.
     pub connect_timeout: Duration,
+    /// Connections kept for reuse per worker (0: none).
+    pub pool_size: usize,
 }
 
 /// A configured target, resolved for serving.
