@@ -27,6 +27,7 @@
 )]
 
 pub mod event;
+pub mod fuzzing;
 pub mod grant;
 pub mod mask;
 pub mod pg;

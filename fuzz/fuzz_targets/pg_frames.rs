@@ -1,20 +1,7 @@
 //! Every decoder of PostgreSQL bytes, on arbitrary input: never a panic.
+//!
+//! The body lives in `gatehouse_core::fuzzing`, where `cargo test` also
+//! replays the committed corpus (`fuzz/corpus/pg_frames/`) through it.
 #![no_main]
 
-use bytes::BytesMut;
-use gatehouse_core::pg::{backend, frame, frontend};
-use libfuzzer_sys::fuzz_target;
-
-fuzz_target!(|data: &[u8]| {
-    let mut buf = BytesMut::from(data);
-    let _ = frame::decode_startup(&mut buf);
-    let mut buf = BytesMut::from(data);
-    while let Ok(Some(f)) = frame::decode(&mut buf, 1 << 20) {
-        let _ = frontend::Message::parse(&f);
-        let _ = backend::Message::parse(&f);
-    }
-    let bytes = bytes::Bytes::copy_from_slice(data);
-    for f in frame::split(&bytes) {
-        let _ = backend::Message::parse(&f);
-    }
-});
+libfuzzer_sys::fuzz_target!(|data: &[u8]| gatehouse_core::fuzzing::pg_frames(data));

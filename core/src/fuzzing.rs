@@ -1,0 +1,245 @@
+//! The bodies of the cargo-fuzz targets in `fuzz/fuzz_targets/`, one
+//! function per target, so that the targets (libFuzzer, nightly) and
+//! `core/tests/fuzz_corpus.rs` (the committed corpus replayed with brief
+//! deterministic mutations on stable, in every `cargo test`) run exactly
+//! the same code.
+//!
+//! Each function takes arbitrary bytes and must never panic; the
+//! assertions in them are the properties the targets check. Not part of
+//! the API: hidden from the docs, and only the fuzz targets and the corpus
+//! replay call it.
+#![doc(hidden)]
+
+use std::sync::{Arc, OnceLock};
+
+use bytes::BytesMut;
+
+use crate::event::SessionId;
+use crate::grant::{KeySet, Limits, Rule, SigningKey, TargetScope, Verifier};
+use crate::mask::{ColumnRule, Detector, DictionaryRule, MaskRules, Masker, Strategy};
+use crate::pg::{
+    Action, ApprovalDecision, Authorized, HoldMode, Policy, Session, SessionConfig, UpstreamLogin,
+    backend, frame, frontend,
+};
+use crate::policy::{ClassifierCache, classify as classify_sql};
+
+/// Every decoder of PostgreSQL bytes, on arbitrary input: never a panic.
+pub fn pg_frames(data: &[u8]) {
+    let mut buf = BytesMut::from(data);
+    let _ = frame::decode_startup(&mut buf);
+    let mut buf = BytesMut::from(data);
+    while let Ok(Some(f)) = frame::decode(&mut buf, 1 << 20) {
+        let _ = frontend::Message::parse(&f);
+        let _ = backend::Message::parse(&f);
+    }
+    let bytes = bytes::Bytes::copy_from_slice(data);
+    for f in frame::split(&bytes) {
+        let _ = backend::Message::parse(&f);
+    }
+}
+
+/// The session state machine fed arbitrary client and target bytes, split
+/// at arbitrary points, with the driver's answers in between: never a
+/// panic, and whatever it forwards is whole frames.
+///
+/// Input format: a sequence of chunks, each a selector byte (even: client
+/// bytes, odd: upstream bytes), a length byte, then that many bytes (fewer
+/// at the end of the input).
+pub fn pg_session(data: &[u8]) {
+    let cfg = SessionConfig {
+        tls_available: false,
+        plaintext_allowed: true,
+        max_client_frame: 4096,
+        max_upstream_frame: 4096,
+        backend_key: (1, 2),
+        seal_key: None,
+    };
+    // Masking on, with a column rule, so the shape tracker and the frame
+    // rewriting see the same arbitrary traffic.
+    let rules = MaskRules {
+        columns: vec![ColumnRule {
+            pattern: "ssn".into(),
+            strategy: Strategy::Redact,
+        }],
+        detectors: vec![(Detector::Email, Strategy::Redact)],
+        dictionaries: vec![],
+    };
+    let Ok(masker) = Masker::new(rules, b"") else {
+        return;
+    };
+    let masker = Arc::new(masker);
+    // A plan that allows reading `public` only, with limits: most
+    // statements are denied, so the denial rewrites and the ledger of
+    // requests in flight see the arbitrary traffic too.
+    let policy = Policy {
+        scope: Arc::new(TargetScope {
+            allow: vec![Rule {
+                name: None,
+                ops: vec!["select".into()],
+                relations: vec!["public.*".into()],
+                functions: vec![],
+            }],
+            approve: vec![Rule {
+                name: None,
+                ops: vec!["update".into(), "delete".into()],
+                relations: vec!["public.*".into()],
+                functions: vec![],
+            }],
+            limits: Limits {
+                statements: Some(50),
+                rows: Some(100),
+                duration_s: Some(1),
+            },
+        }),
+        classifier: Arc::new(ClassifierCache::new(64)),
+        jti: "j".into(),
+        hold: HoldMode::Wait,
+        approvals: None,
+    };
+    let mut s = Session::new(SessionId([0; 16]), cfg, "fuzz".into(), 0);
+    let mut client = BytesMut::new();
+    let mut upstream = BytesMut::new();
+    // Each chunk: a selector byte, a length byte, then that many bytes.
+    let mut rest = data;
+    let mut now = 0;
+    while let [sel, len, tail @ ..] = rest {
+        let n = usize::from(*len).min(tail.len());
+        let (chunk, tail) = tail.split_at(n);
+        rest = tail;
+        now += 1;
+        if sel & 1 == 0 {
+            client.extend_from_slice(chunk);
+            s.handle_client_data(&mut client, now);
+        } else {
+            upstream.extend_from_slice(chunk);
+            s.handle_upstream_data(&mut upstream, now);
+        }
+        while s.poll_transmit().is_some() {}
+        while let Some(a) = s.poll_action() {
+            match a {
+                Action::Authorize { .. } => s.authorized(
+                    Authorized {
+                        subject: "s".into(),
+                        jti: "j".into(),
+                        issuer: "i".into(),
+                        purpose: "p".into(),
+                        ticket: None,
+                        use_number: 1,
+                        max_uses: None,
+                        expires_at: 0,
+                        login: UpstreamLogin {
+                            database: "d".into(),
+                            user: "u".into(),
+                            password: Some("pw".into()),
+                        },
+                        masker: Some(masker.clone()),
+                        policy: policy.clone(),
+                    },
+                    now,
+                ),
+                Action::ConnectUpstream => s.upstream_connected(now),
+                // Holds are decided at once, either way.
+                Action::RequestApproval {
+                    request,
+                    wait: true,
+                } => {
+                    let decision = ApprovalDecision {
+                        approved: now % 2 == 0,
+                        approver: "fuzz".into(),
+                        reason: "r".into(),
+                    };
+                    s.approval_decided(&request.id, decision, now);
+                    s.handle_client_data(&mut client, now);
+                }
+                _ => {}
+            }
+        }
+        let _ = s.take_events();
+    }
+}
+
+/// Grant verification of arbitrary strings: never a panic, never accepted.
+pub fn grant_verify(data: &[u8]) {
+    let Ok(key) = SigningKey::from_secret_bytes(&[7; 32]) else {
+        return;
+    };
+    let Ok(keys) = KeySet::from_keys([key.verifying_key().clone()]) else {
+        return;
+    };
+    let verifier = Verifier {
+        keys,
+        issuer: "gatehouse".into(),
+        audience: "gatehouse".into(),
+        leeway_s: 5,
+    };
+    let token = String::from_utf8_lossy(data);
+    assert!(
+        verifier.verify(&token, 1_800_000_000).is_err(),
+        "an arbitrary token was accepted"
+    );
+}
+
+/// Stored event bytes are validated before use: arbitrary bytes never
+/// panic the reader.
+pub fn event_decode(data: &[u8]) {
+    let _ = crate::event::decode(data);
+}
+
+/// The masking engine over arbitrary values: never a panic, and a value it
+/// reports unchanged gets nothing written.
+pub fn mask_value(data: &[u8]) {
+    let rules = MaskRules {
+        columns: vec![ColumnRule {
+            pattern: "*.ssn".into(),
+            strategy: Strategy::Redact,
+        }],
+        detectors: Detector::ALL
+            .iter()
+            .map(|d| (*d, Strategy::Token))
+            .collect(),
+        dictionaries: vec![DictionaryRule {
+            terms: vec!["Initech".into(), "db-7.internal".into()],
+            case_insensitive: true,
+            strategy: Strategy::Partial { keep_last: 2 },
+        }],
+    };
+    let Ok(masker) = Masker::new(rules, b"fuzzing secret, 32 bytes long..") else {
+        return;
+    };
+    let mut out = Vec::new();
+    if masker.mask_value(data, &mut out).is_none() {
+        assert!(out.is_empty(), "an unchanged value had output written");
+    }
+}
+
+/// SQL classification of arbitrary text: never a panic, a cached
+/// classification equals a direct one, and every statement's accesses come
+/// sorted and without duplicates.
+pub fn classify(data: &[u8]) {
+    static CACHE: OnceLock<ClassifierCache> = OnceLock::new();
+    let Ok(sql) = std::str::from_utf8(data) else {
+        return;
+    };
+    let direct = classify_sql(sql);
+    if let Ok(classification) = &direct {
+        for statement in &classification.statements {
+            assert!(
+                statement
+                    .accesses
+                    .windows(2)
+                    .all(|w| matches!(w, [a, b] if a < b)),
+                "accesses not sorted and unique: {:?}",
+                statement.accesses
+            );
+        }
+    }
+    let cached = CACHE
+        .get_or_init(|| ClassifierCache::new(1024))
+        .classify(sql);
+    // The cache keys by normalized text, so it may hold the classification
+    // of another statement differing only in constants: constants never
+    // change a classification.
+    if let (Ok(direct), Ok(cached)) = (&direct, &*cached) {
+        assert_eq!(direct, cached, "cached classification differs from direct");
+    }
+}

@@ -1,0 +1,1 @@
+CALL public.refresh_totals(1, 'x')

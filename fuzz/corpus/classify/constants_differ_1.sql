@@ -1,0 +1,1 @@
+SELECT * FROM public.t WHERE a = 1 AND b = 'x'

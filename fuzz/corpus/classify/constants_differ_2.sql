@@ -1,0 +1,1 @@
+SELECT * FROM public.t WHERE a = 2 AND b = 'y'

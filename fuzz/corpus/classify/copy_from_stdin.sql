@@ -1,0 +1,1 @@
+COPY public.t (a, b) FROM STDIN WITH (FORMAT csv, HEADER true)

@@ -1,0 +1,1 @@
+DO $body$ BEGIN EXECUTE 'DROP TABLE ' || quote_ident('users'); END $body$ LANGUAGE plpgsql

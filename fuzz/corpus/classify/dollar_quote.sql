@@ -1,0 +1,1 @@
+SELECT $$it's a ; DROP TABLE users; --$$, $tag$ $$ nested $$ $tag$

@@ -1,0 +1,1 @@
+SELECT E'\'; DROP TABLE t; --', U&'\0041' UESCAPE '!', B'1010', X'ff'

@@ -1,0 +1,1 @@
+EXPLAIN (ANALYZE, BUFFERS) UPDATE public.t SET a = 1

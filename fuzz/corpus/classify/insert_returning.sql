@@ -1,0 +1,1 @@
+INSERT INTO public.t (a, b) VALUES ($1, $2), (DEFAULT, 'x''y') RETURNING *

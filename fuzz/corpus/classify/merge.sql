@@ -1,0 +1,1 @@
+MERGE INTO public.stock s USING public.deliveries d ON s.item = d.item WHEN MATCHED THEN UPDATE SET qty = s.qty + d.qty WHEN NOT MATCHED THEN INSERT VALUES (d.item, d.qty)

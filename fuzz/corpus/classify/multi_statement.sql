@@ -1,0 +1,1 @@
+BEGIN; UPDATE public.a SET x = 1; DELETE FROM public.b; COMMIT;

@@ -1,0 +1,1 @@
+SELECT "we""ird"."Col;--" FROM "Public"."Users" AS "select"

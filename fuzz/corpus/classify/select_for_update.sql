@@ -1,0 +1,1 @@
+SELECT * FROM public.accounts WHERE id = 1 FOR UPDATE SKIP LOCKED

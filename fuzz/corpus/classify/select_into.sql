@@ -1,0 +1,1 @@
+SELECT * INTO TEMP copy_of_users FROM public.users

@@ -1,0 +1,1 @@
+SELECT u.id, o.total FROM users u JOIN sales.orders o ON o.user_id = u.id LEFT JOIN LATERAL (SELECT max(x) FROM audit.log l WHERE l.u = u.id) m ON true

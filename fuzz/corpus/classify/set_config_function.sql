@@ -1,0 +1,1 @@
+SELECT set_config('role', 'postgres', false), pg_sleep(1), nextval('s')

@@ -1,0 +1,1 @@
+SET ROLE postgres; SET LOCAL search_path = evil, public; RESET ALL

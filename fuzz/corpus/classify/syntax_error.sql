@@ -1,0 +1,1 @@
+SELEKT * FORM t WHERE

@@ -1,0 +1,1 @@
+SELECT * FROM generate_series(1, 10) g, LATERAL unnest(ARRAY[1,2]) u, dblink('host=x', 'select 1') AS d(a int)

@@ -1,0 +1,1 @@
+SELECT "名前", ñ FROM café WHERE émoji = '🤖'

@@ -1,0 +1,1 @@
+WITH moved AS (DELETE FROM public.queue WHERE done RETURNING *) INSERT INTO archive.queue SELECT * FROM moved
