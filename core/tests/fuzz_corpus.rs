@@ -853,12 +853,16 @@ mod generate {
             self.side(1, bytes, 255)
         }
 
-        /// Startup, the grant as password, and a trust-auth login upstream.
+        /// Startup, the grant as password, a trust-auth login upstream, and
+        /// the answer to the catalog query the target's column masking rule
+        /// makes the session send (without it the session waits there and
+        /// the client's statements never reach the relay).
         fn open() -> Script {
             let mut s = Script::default();
             s.client(&std_startup())
                 .client(&password("the.grant"))
-                .upstream(&upstream_login_ok());
+                .upstream(&upstream_login_ok())
+                .upstream(&cat(&[command_complete("SELECT 0"), ready(b'I')]));
             s
         }
 
