@@ -39,9 +39,11 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::sync::Arc;
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 
+use super::encode;
 use super::frontend::Message;
+use super::wire::put_cstr;
 use crate::event::{self, Decision, StatementProtocol};
 use crate::grant::TargetScope;
 use crate::policy::{Access, ClassifierCache, ClassifyError, Verdict, check};
@@ -610,50 +612,37 @@ fn literal(text: &str) -> String {
 }
 
 fn deny_query(denial: &Denial) -> Bytes {
-    let mut b = BytesMut::new();
-    put_frame(&mut b, b'Q', |b| put_cstr(b, &raise_sql(denial)));
-    b.freeze()
+    encode::frame(b'Q', |b| put_cstr(b, raise_sql(denial).as_bytes())).into_bytes()
 }
 
+/// Parse, Bind and Execute of the `DO` block, on the unnamed statement and
+/// portal. `literal` leaves no NUL in the SQL.
 fn deny_extended(denial: &Denial) -> Bytes {
-    let mut b = BytesMut::new();
-    // Parse: unnamed statement, no parameter types.
-    put_frame(&mut b, b'P', |b| {
-        put_cstr(b, "");
-        put_cstr(b, &raise_sql(denial));
-        b.put_i16(0);
-    });
-    // Bind: unnamed portal from the unnamed statement, nothing bound.
-    put_frame(&mut b, b'B', |b| {
-        put_cstr(b, "");
-        put_cstr(b, "");
-        b.put_i16(0);
-        b.put_i16(0);
-        b.put_i16(0);
-    });
-    // Execute: the unnamed portal, all rows.
-    put_frame(&mut b, b'E', |b| {
-        put_cstr(b, "");
-        b.put_i32(0);
-    });
-    b.freeze()
-}
-
-fn put_frame(b: &mut BytesMut, tag: u8, body: impl FnOnce(&mut BytesMut)) {
-    b.put_u8(tag);
-    let at = b.len();
-    b.put_i32(0);
-    body(b);
-    let len = i32::try_from(b.len() - at).unwrap_or(i32::MAX);
-    if let Some(slot) = b.get_mut(at..at + 4) {
-        slot.copy_from_slice(&len.to_be_bytes());
+    let sql = raise_sql(denial);
+    let frames = [
+        // Parse: no parameter types.
+        encode::frame(b'P', |b| {
+            put_cstr(b, b"");
+            put_cstr(b, sql.as_bytes());
+            b.extend_from_slice(&0i16.to_be_bytes());
+        }),
+        // Bind: no parameter formats, no parameters, no result formats.
+        encode::frame(b'B', |b| {
+            put_cstr(b, b"");
+            put_cstr(b, b"");
+            b.extend_from_slice(&[0; 6]);
+        }),
+        // Execute: all rows.
+        encode::frame(b'E', |b| {
+            put_cstr(b, b"");
+            b.extend_from_slice(&0i32.to_be_bytes());
+        }),
+    ];
+    let mut out = BytesMut::new();
+    for f in &frames {
+        out.extend_from_slice(f.bytes());
     }
-}
-
-fn put_cstr(b: &mut BytesMut, s: &str) {
-    // The SQL is ours and has no NUL; a NUL would end the string early.
-    b.extend(s.bytes().filter(|&c| c != 0));
-    b.put_u8(0);
+    out.freeze()
 }
 
 #[cfg(test)]
