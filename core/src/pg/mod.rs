@@ -15,6 +15,7 @@ pub mod enforce;
 pub mod frame;
 pub mod frontend;
 pub mod mask;
+pub mod reset;
 pub mod session;
 pub mod shape;
 pub mod upstream;

@@ -388,7 +388,7 @@ impl Conn {
         if size == 0 || !self.upstream_clean {
             return;
         }
-        let Some(mut login) = self.session.reusable_upstream().cloned() else {
+        let Some(login) = self.session.reusable_upstream().cloned() else {
             // Not reusable: the target gets its Terminate, which the
             // session kept back.
             if let Some(q) = &self.upstream_out {
@@ -407,7 +407,7 @@ impl Conn {
             return;
         };
         let mut stream = r.unsplit(w);
-        if pool::reset(&mut stream, &mut login).await {
+        if let Some(login) = pool::reset(&mut stream, login).await {
             let params = self.session.forwarded_params().to_vec();
             pool::put(&grant.target, &params, stream, login, addr, size);
             tracing::debug!("target connection pooled");

@@ -5,11 +5,9 @@
 //! SCRAM handshake. A connection is pooled only when its session ended
 //! cleanly (the client said Terminate, the target was idle outside a
 //! transaction block and owed no answer), and only after a reset that
-//! leaves nothing of the previous agent behind: `SELECT
-//! pg_advisory_unlock_all()` (session advisory locks survive `DISCARD`),
-//! then `DISCARD ALL` (temporary tables, prepared statements, `SET`s,
-//! `LISTEN`s, cursors, plans, sequences' state). A reset that fails in any
-//! way closes the connection instead.
+//! leaves nothing of the previous agent behind (`pg_advisory_unlock_all()`
+//! and `DISCARD ALL`; the protocol side is [`gatehouse_core::pg::reset`]).
+//! A reset that fails in any way closes the connection instead.
 //!
 //! One pool per worker thread: each worker runs its own runtime, and a
 //! socket stays with the runtime that registered it. Connections serve
@@ -24,7 +22,8 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use gatehouse_core::pg::{LoggedIn, encode, frame};
+use gatehouse_core::pg::LoggedIn;
+use gatehouse_core::pg::reset::{self, Reset};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -32,8 +31,6 @@ use tokio::net::TcpStream;
 pub const IDLE_LIMIT: Duration = Duration::from_secs(300);
 /// How long a reset may take.
 const RESET_LIMIT: Duration = Duration::from_secs(2);
-/// The largest frame a reset reads.
-const MAX_FRAME: usize = 1 << 20;
 
 /// Which sessions a connection can serve: the target and the startup
 /// parameters it was logged in with.
@@ -102,69 +99,22 @@ fn alive(stream: &TcpStream) -> bool {
     matches!(stream.try_read(&mut byte), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
 }
 
-/// Resets a connection for the next session: releases advisory locks and
-/// discards all session state. On success, `login`'s parameters reflect
-/// what the target reported during the reset.
-pub async fn reset(stream: &mut TcpStream, login: &mut LoggedIn) -> bool {
-    matches!(
-        tokio::time::timeout(RESET_LIMIT, reset_inner(stream, login)).await,
-        Ok(Ok(true))
-    )
-}
-
-async fn reset_inner(stream: &mut TcpStream, login: &mut LoggedIn) -> std::io::Result<bool> {
-    let mut out = BytesMut::new();
-    for sql in ["SELECT pg_advisory_unlock_all()", "DISCARD ALL"] {
-        out.extend_from_slice(
-            encode::frame(b'Q', |b| {
-                b.extend_from_slice(sql.as_bytes());
-                b.push(0);
-            })
-            .bytes(),
-        );
-    }
-    stream.write_all(&out).await?;
-    let mut buf = BytesMut::with_capacity(4096);
-    let mut ready = 0;
-    loop {
-        let f = loop {
-            match frame::decode(&mut buf, MAX_FRAME) {
-                Ok(Some(f)) => break f,
-                Ok(None) => {
-                    if stream.read_buf(&mut buf).await? == 0 {
-                        return Ok(false);
-                    }
-                }
-                Err(_) => return Ok(false),
+/// Resets a connection for the next session (see
+/// [`gatehouse_core::pg::reset`]); the greeting the next client gets, or
+/// `None` if the connection must be closed.
+pub async fn reset(stream: &mut TcpStream, login: LoggedIn) -> Option<LoggedIn> {
+    let run = async {
+        stream.write_all(&reset::request()).await?;
+        let mut reading = Reset::new(login);
+        let mut buf = BytesMut::with_capacity(4096);
+        loop {
+            if let Some(done) = reading.feed(&mut buf) {
+                return std::io::Result::Ok(done.ok());
             }
-        };
-        match f.tag() {
-            b'E' => return Ok(false),
-            b'S' => update_parameter(login, f),
-            b'Z' => {
-                ready += 1;
-                if ready == 2 {
-                    // Idle, and nothing more in flight.
-                    return Ok(f.body().first() == Some(&b'I') && buf.is_empty());
-                }
+            if stream.read_buf(&mut buf).await? == 0 {
+                return Ok(None);
             }
-            _ => {}
         }
-    }
-}
-
-/// Replaces (or adds) the ParameterStatus frame with `f`'s name.
-fn update_parameter(login: &mut LoggedIn, f: frame::Frame) {
-    let name = |fr: &frame::Frame| -> Vec<u8> {
-        fr.body()
-            .split(|b| *b == 0)
-            .next()
-            .unwrap_or_default()
-            .to_vec()
     };
-    let new = name(&f);
-    match login.parameters.iter_mut().find(|p| name(p) == new) {
-        Some(slot) => *slot = f,
-        None => login.parameters.push(f),
-    }
+    tokio::time::timeout(RESET_LIMIT, run).await.ok()?.ok()?
 }
