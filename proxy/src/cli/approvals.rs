@@ -22,8 +22,10 @@ const MAX_ANSWER: usize = 256 << 20;
 /// Statements longer than this are cut in `list`'s table.
 const STATEMENT_WIDTH: usize = 60;
 
+/// Where the admin API is and how to authenticate to it; shared by the
+/// subcommands that talk to a running gateway.
 #[derive(Debug, clap::Args)]
-pub struct ApprovalsArgs {
+pub struct AdminArgs {
     /// The gateway's admin API.
     #[arg(
         long,
@@ -32,11 +34,17 @@ pub struct ApprovalsArgs {
         default_value = "http://127.0.0.1:15480",
         global = true
     )]
-    admin: String,
+    pub(super) admin: String,
     /// A file holding an admin token (one of [[admin.tokens]]); otherwise
     /// the token is read from GATEHOUSE_ADMIN_TOKEN.
     #[arg(long, value_name = "FILE", global = true)]
-    token_file: Option<PathBuf>,
+    pub(super) token_file: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ApprovalsArgs {
+    #[command(flatten)]
+    api: AdminArgs,
     #[command(subcommand)]
     command: ApprovalsCommand,
 }
@@ -75,14 +83,14 @@ enum ApprovalsCommand {
 
 /// Runs `gatehouse approvals …`.
 pub fn run(args: &ApprovalsArgs) -> anyhow::Result<()> {
-    let token = token(args.token_file.as_deref())?;
+    let token = token(args.api.token_file.as_deref())?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("starting the client runtime")?;
     rt.block_on(async {
         let api = Api {
-            base: &args.admin,
+            base: &args.api.admin,
             token: &token,
         };
         match &args.command {

@@ -1,28 +1,15 @@
 //! `gatehouse grants revoke JTI`: ends a grant through the admin API.
 
-use std::path::PathBuf;
-
 use anyhow::Context as _;
 use hyper::Method;
 
-use super::approvals::{Api, percent_encode, token};
+use super::approvals::{AdminArgs, Api, percent_encode, token};
 use crate::admin::client;
 
 #[derive(Debug, clap::Args)]
 pub struct GrantsArgs {
-    /// The gateway's admin API.
-    #[arg(
-        long,
-        value_name = "URL",
-        env = "GATEHOUSE_ADMIN_URL",
-        default_value = "http://127.0.0.1:15480",
-        global = true
-    )]
-    admin: String,
-    /// A file holding an admin token (one of [[admin.tokens]]); otherwise
-    /// the token is read from GATEHOUSE_ADMIN_TOKEN.
-    #[arg(long, value_name = "FILE", global = true)]
-    token_file: Option<PathBuf>,
+    #[command(flatten)]
+    api: AdminArgs,
     #[command(subcommand)]
     command: GrantsCommand,
 }
@@ -42,14 +29,14 @@ enum GrantsCommand {
 
 /// Runs `gatehouse grants …`.
 pub fn run(args: &GrantsArgs) -> anyhow::Result<()> {
-    let token = token(args.token_file.as_deref())?;
+    let token = token(args.api.token_file.as_deref())?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("starting the client runtime")?;
     rt.block_on(async {
         let api = Api {
-            base: &args.admin,
+            base: &args.api.admin,
             token: &token,
         };
         match &args.command {
