@@ -3,8 +3,10 @@
 //! One worker thread per core, each with a current-thread tokio runtime and
 //! its own `SO_REUSEPORT` listener, so connections spread over cores with
 //! no shared accept queue. What workers share is only what must be shared:
-//! the store writer, the cancel-key map, the grant ledger and the approval
-//! registry (which the admin API, on a thread of its own, also serves).
+//! the store writer, the cancel-key map, the grant ledger and verified-grant
+//! cache, the approval registry (which the admin API, on a thread of its
+//! own, also serves), the revocations and the metrics. The upstream pool
+//! is per worker: a socket stays with the runtime that registered it.
 //!
 //! The path of a connection: `listener` → `connection` (handshake, TLS,
 //! `authorize`, upstream connect) → relay, with every frame recorded.
