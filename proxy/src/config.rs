@@ -41,27 +41,16 @@ pub use validate::Env;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum IoEngine {
-    /// The best engine this host supports. For now that is always tokio.
+    /// io_uring where the kernel allows it, else tokio (with a log line
+    /// saying why).
     Auto,
-    /// io_uring, thread-per-core. Not built yet: refused by validation.
+    /// io_uring, thread-per-core; the gateway refuses to start where the
+    /// kernel does not allow it.
     #[serde(alias = "io_uring")]
     #[value(alias = "io_uring")]
     Uring,
     /// tokio, one current-thread runtime per worker.
     Tokio,
-}
-
-impl IoEngine {
-    /// Refuses engines that are not built yet, so that asking for one fails
-    /// at startup rather than silently running another.
-    pub fn check_built(self) -> Result<(), String> {
-        match self {
-            IoEngine::Auto | IoEngine::Tokio => Ok(()),
-            IoEngine::Uring => Err("the io_uring engine is not built yet; use \"tokio\", or \
-                                    \"auto\" (which picks tokio for now)"
-                .to_owned()),
-        }
-    }
 }
 
 impl fmt::Display for IoEngine {

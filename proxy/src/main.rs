@@ -13,6 +13,8 @@
 //! `GATEHOUSE_LOG=debug`, `GATEHOUSE_LOG=gatehouse=trace,warn`, …). Errors
 //! are printed with their causes, and the exit code is 1.
 
+#![deny(unsafe_code)]
+
 use std::process::ExitCode;
 
 use clap::Parser as _;
@@ -25,6 +27,8 @@ mod jwks;
 mod metrics;
 mod revocations;
 mod serve;
+#[allow(unsafe_code)]
+mod uring;
 
 fn main() -> ExitCode {
     let args = cli::Cli::parse();

@@ -341,7 +341,17 @@ impl Gateway {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
+            self.wait_for_port_release();
         }
+    }
+
+    /// Waits until nothing accepts on the gateway's port any more. On the
+    /// io_uring engine the kernel tears a dead process's ring down after
+    /// the process is gone, and until then its listeners (held by their
+    /// pending accepts) still take connections, which a restarted gateway
+    /// would never see.
+    fn wait_for_port_release(&self) {
+        wait_until(STOP_TIMEOUT, || !port_accepts(self.port));
     }
 
     /// Graceful shutdown: SIGTERM, then waits for the exit. Panics (after
@@ -366,7 +376,10 @@ impl Gateway {
             status.is_some()
         });
         match status {
-            Some(status) => status,
+            Some(status) => {
+                self.wait_for_port_release();
+                status
+            }
             None => {
                 let _ = child.kill();
                 let _ = child.wait();

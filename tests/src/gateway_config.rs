@@ -95,8 +95,7 @@ pub struct GatewayOptions {
     /// `[listener] allow_plaintext`.
     pub allow_plaintext: bool,
     /// `[gateway] io`. Defaults to `$GATEHOUSE_TEST_IO`, else `"tokio"`
-    /// (the only engine built so far; the io_uring one will run the same
-    /// suite).
+    /// (`scripts/test` runs the whole suite on each engine).
     pub io: String,
     /// `[gateway] workers`.
     pub workers: u32,

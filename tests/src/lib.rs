@@ -18,7 +18,8 @@
 //! and starts nothing shared between tests.
 //!
 //! Environment: `GATEHOUSE_BIN` overrides the gateway binary,
-//! `GATEHOUSE_TEST_IO` chooses the IO engine (`tokio` by default),
+//! `GATEHOUSE_TEST_IO` chooses the IO engine (`tokio` by default;
+//! `scripts/test` runs the suite again with `uring`),
 //! `GATEHOUSE_TEST_KEEP=1` keeps the temp dirs for inspection,
 //! `GATEHOUSE_TEST_PG_DIR` moves the clusters off `/dev/shm`.
 

@@ -44,6 +44,10 @@ enum Command {
     /// Revoke a grant through a running gateway's admin API: its sessions
     /// end, new ones are refused, also after a restart.
     Grants(grants::GrantsArgs),
+    /// Say which IO engines can run on this host, and why not (what
+    /// `io = "auto"` would pick). Exit status 0 if io_uring can run, 1 if
+    /// not.
+    Engines,
 }
 
 #[derive(Debug, clap::Args)]
@@ -65,18 +69,32 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Grant(args) => grant::run(&args),
         Command::Approvals(args) => approvals::run(&args),
         Command::Grants(args) => grants::run(&args),
+        Command::Engines => engines(),
     }
 }
 
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let mut config = Config::load(&args.config)?;
     if let Some(io) = args.io {
-        io.check_built()
-            .map_err(|e| anyhow::anyhow!("--io {io}: {e}"))?;
         config.gateway.io = io;
     }
     tracing::info!("{}: {}", config.source.display(), config.summary());
     crate::serve::run(config)
+}
+
+fn engines() -> anyhow::Result<()> {
+    match crate::uring::unavailable() {
+        None => {
+            println!("uring: available (io = \"auto\" uses it)");
+            println!("tokio: available");
+            Ok(())
+        }
+        Some(why) => {
+            println!("uring: unavailable: {why}");
+            println!("tokio: available (io = \"auto\" uses it)");
+            anyhow::bail!("io_uring cannot run here")
+        }
+    }
 }
 
 #[cfg(test)]

@@ -140,7 +140,7 @@ fn the_example_config_is_valid() {
         Some("pw-from-env")
     );
     assert_eq!(orders.connect_timeout, Duration::from_secs(5));
-    assert_eq!(config.gateway.io, IoEngine::Tokio);
+    assert_eq!(config.gateway.io, IoEngine::Auto);
     assert_eq!(config.listener.max_frame_bytes, 64 << 20);
     assert!(!config.listener.allow_plaintext);
     assert_eq!(config.store.durability, Durability::Fsync);
@@ -514,13 +514,13 @@ fn mistakes_name_the_key() {
             "uring",
             r(r#"io = "tokio""#, r#"io = "uring""#),
             vec![],
-            vec!["gateway.io: the io_uring engine is not built yet".to_owned()],
+            vec![],
         ),
         (
             "io_uring alias",
             r(r#"io = "tokio""#, r#"io = "io_uring""#),
             vec![],
-            vec!["gateway.io: the io_uring engine is not built yet".to_owned()],
+            vec![],
         ),
         (
             "unknown engine",
@@ -657,13 +657,6 @@ fn missing_config_file() {
         format!("{err:#}").starts_with("cannot read config file /nonexistent/gatehouse.toml"),
         "{err:#}"
     );
-}
-
-#[test]
-fn io_engine_check() {
-    assert!(IoEngine::Auto.check_built().is_ok());
-    assert!(IoEngine::Tokio.check_built().is_ok());
-    assert!(IoEngine::Uring.check_built().is_err());
 }
 
 /// `[admin]` with one token from a file and one from the environment.

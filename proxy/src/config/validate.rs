@@ -171,9 +171,6 @@ pub(super) fn path(base: &Path, text: &str) -> PathBuf {
 }
 
 fn gateway(f: &mut Findings, s: GatewaySection) -> Gateway {
-    if let Err(e) = s.io.check_built() {
-        f.problem("gateway.io", e);
-    }
     let workers = if s.workers == 0 {
         std::thread::available_parallelism().unwrap_or(NonZeroUsize::MIN)
     } else if s.workers > MAX_WORKERS {

@@ -17,15 +17,14 @@ use bytes::{Bytes, BytesMut};
 use gatehouse_core::event::{SessionId, TlsInfo};
 use gatehouse_core::pg::{Action, ApprovalDecision, ApprovalRequest, HoldMode, Session, Transmit};
 use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
-use tokio::net::TcpStream;
 use tracing::Instrument;
 
-use super::Shared;
 use super::cancel::CancelTarget;
 use super::pool;
 use super::queue::{Ended, OutQueue};
 use super::stream::{Io, Rewind};
 use super::targets::TargetAddr;
+use super::{Shared, Socket};
 use crate::approvals::{ApprovalMode, Decision, PendingApproval};
 use crate::revocations::Revocation;
 use gatehouse_core::grant::GrantError;
@@ -62,7 +61,7 @@ pub fn now_us() -> i64 {
 }
 
 /// Serves one accepted connection to its end.
-pub async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr) {
+pub async fn serve(shared: Arc<Shared>, tcp: Socket, peer: SocketAddr) {
     // Counts the connection now and its end when dropped, also when the
     // task is aborted (a drain that ran out of time).
     let _counted = shared.metrics.connection();
@@ -119,8 +118,8 @@ struct Conn {
     key: (i32, i32),
     target: Option<TargetAddr>,
     client_out: Option<OutQueue<WriteHalf<Box<dyn Io>>>>,
-    upstream_out: Option<OutQueue<WriteHalf<TcpStream>>>,
-    upstream_in: Option<ReadHalf<TcpStream>>,
+    upstream_out: Option<OutQueue<WriteHalf<Socket>>>,
+    upstream_in: Option<ReadHalf<Socket>>,
     upstream_addr: Option<SocketAddr>,
     /// The store's acknowledgement that upstream-bound bytes must wait for.
     pending_ack: Option<gatehouse_store::Ack>,
@@ -159,7 +158,7 @@ struct Held {
 }
 
 enum Client {
-    Plain(TcpStream),
+    Plain(Socket),
     Tls(Box<dyn Io>),
 }
 
@@ -186,7 +185,7 @@ impl Client {
 impl Conn {
     /// Startup until the client is settled on (or refused) TLS. Returns the
     /// client stream and any bytes read past startup.
-    async fn handshake(&mut self, tcp: TcpStream) -> Option<(Box<dyn Io>, BytesMut)> {
+    async fn handshake(&mut self, tcp: Socket) -> Option<(Box<dyn Io>, BytesMut)> {
         let mut client = Client::Plain(tcp);
         let mut buf = BytesMut::with_capacity(1024);
         loop {
@@ -211,7 +210,13 @@ impl Conn {
                         } else {
                             Bytes::new()
                         };
-                        client = self.start_tls(tcp, prefix, direct).await?;
+                        client = match self.start_tls(tcp, prefix, direct).await {
+                            Ok(tls) => tls,
+                            Err(refused) => {
+                                close_gracefully(refused).await;
+                                return None;
+                            }
+                        };
                     }
                     Action::ForwardCancel { pid, secret } => {
                         self.shared.cancels.cancel((pid, secret)).await
@@ -224,11 +229,15 @@ impl Conn {
                         };
                         return Some((io, buf));
                     }
-                    Action::Close => return None,
+                    Action::Close => {
+                        close_gracefully(client).await;
+                        return None;
+                    }
                     other => tracing::warn!(?other, "unexpected action during startup"),
                 }
             }
             if self.session.is_closed() {
+                close_gracefully(client).await;
                 return None;
             }
             match client.read_buf(&mut buf).await {
@@ -242,14 +251,27 @@ impl Conn {
         }
     }
 
-    async fn start_tls(&mut self, tcp: TcpStream, prefix: Bytes, direct: bool) -> Option<Client> {
-        let acceptor = self.shared.tls.clone()?;
-        match acceptor.accept(Rewind::new(prefix, tcp)).await {
+    /// The TLS handshake; on failure, the stream to close (a TLS alert
+    /// may still be on its way out).
+    async fn start_tls(
+        &mut self,
+        tcp: Socket,
+        prefix: Bytes,
+        direct: bool,
+    ) -> Result<Client, Box<dyn Io>> {
+        let Some(acceptor) = self.shared.tls.clone() else {
+            return Err(Box::new(Rewind::new(prefix, tcp)));
+        };
+        match acceptor
+            .accept(Rewind::new(prefix, tcp))
+            .into_fallible()
+            .await
+        {
             Ok(tls) => {
                 let (_, conn) = tls.get_ref();
                 if direct && conn.alpn_protocol() != Some(b"postgresql") {
                     tracing::info!("direct TLS without ALPN postgresql: closing");
-                    return None;
+                    return Err(Box::new(tls));
                 }
                 let info = TlsInfo {
                     version: conn
@@ -265,11 +287,11 @@ impl Conn {
                     direct,
                 };
                 self.session.tls_established(info);
-                Some(Client::Tls(Box::new(tls)))
+                Ok(Client::Tls(Box::new(tls)))
             }
-            Err(e) => {
+            Err((e, io)) => {
                 tracing::info!("TLS handshake failed: {e}");
-                None
+                Err(Box::new(io))
             }
         }
     }
@@ -618,9 +640,8 @@ impl Conn {
                 return;
             }
         }
-        let connect = TcpStream::connect((target.host.as_str(), target.port));
-        match tokio::time::timeout_at(deadline, connect).await {
-            Ok(Ok(stream)) => {
+        match Socket::connect(&target.host, target.port, deadline).await {
+            Ok(stream) => {
                 let _ = stream.set_nodelay(true);
                 self.upstream_addr = stream.peer_addr().ok();
                 let (r, w) = tokio::io::split(stream);
@@ -628,16 +649,16 @@ impl Conn {
                 self.upstream_out = Some(OutQueue::spawn(w));
                 self.session.upstream_connected(now_us());
             }
-            Ok(Err(e)) => {
-                tracing::warn!(host = %target.host, port = target.port, "upstream connect failed: {e}");
-                let why = format!("connecting to {}:{} failed: {e}", target.host, target.port);
-                self.session.upstream_failed(&why, now_us());
-            }
-            Err(_) => {
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
                 let why = format!(
                     "connecting to {}:{} timed out after {:?}",
                     target.host, target.port, target.connect_timeout
                 );
+                self.session.upstream_failed(&why, now_us());
+            }
+            Err(e) => {
+                tracing::warn!(host = %target.host, port = target.port, "upstream connect failed: {e}");
+                let why = format!("connecting to {}:{} failed: {e}", target.host, target.port);
                 self.session.upstream_failed(&why, now_us());
             }
         }
@@ -677,8 +698,25 @@ fn tls_version_name(v: rustls::ProtocolVersion) -> &'static str {
     }
 }
 
+/// Closes a client the session is done with before the relay: sends what
+/// is still queued (a refusal, a TLS alert), then closes lingering.
+async fn close_gracefully(client: impl Into<Box<dyn Io>>) {
+    let mut io = client.into();
+    let _ = tokio::time::timeout(FINISH_LIMIT, io.shutdown()).await;
+    linger(io).await;
+}
+
+impl From<Client> for Box<dyn Io> {
+    fn from(client: Client) -> Self {
+        match client {
+            Client::Plain(s) => Box::new(s),
+            Client::Tls(io) => io,
+        }
+    }
+}
+
 /// Reads and drops what the client still sends; see [`LINGER_IDLE`].
-async fn linger(mut r: ReadHalf<Box<dyn Io>>) {
+async fn linger(mut r: impl tokio::io::AsyncRead + Unpin) {
     let deadline = tokio::time::Instant::now() + LINGER_MAX;
     let mut scratch = vec![0u8; READ_CHUNK];
     loop {
@@ -690,10 +728,7 @@ async fn linger(mut r: ReadHalf<Box<dyn Io>>) {
     }
 }
 
-async fn read_opt(
-    r: &mut Option<ReadHalf<TcpStream>>,
-    buf: &mut BytesMut,
-) -> std::io::Result<usize> {
+async fn read_opt(r: &mut Option<ReadHalf<Socket>>, buf: &mut BytesMut) -> std::io::Result<usize> {
     match r {
         Some(r) => r.read_buf(buf).await,
         None => std::future::pending().await,

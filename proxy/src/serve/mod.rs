@@ -1,8 +1,12 @@
-//! `gatehouse serve`: the tokio engine.
+//! `gatehouse serve`: workers, their listeners, and the connections they
+//! serve, on either IO engine.
 //!
 //! One worker thread per core, each with a current-thread tokio runtime and
 //! its own `SO_REUSEPORT` listener, so connections spread over cores with
-//! no shared accept queue. What workers share is only what must be shared:
+//! no shared accept queue. On the io_uring engine ([`crate::uring`]) each
+//! worker is also pinned to its core and has its own ring, which carries
+//! the worker's sockets ([`Socket::Uring`]); on the tokio engine tokio's
+//! reactor does. Everything above the socket is the same code. What workers share is only what must be shared:
 //! the store writer, the cancel-key map, the grant ledger and verified-grant
 //! cache, the approval registry (which the admin API, on a thread of its
 //! own, also serves), the revocations and the metrics. The upstream pool
@@ -19,6 +23,7 @@ mod listener;
 mod pool;
 mod queue;
 mod setup;
+mod socket;
 mod stream;
 mod targets;
 mod tls;
@@ -36,13 +41,14 @@ use tokio_rustls::TlsAcceptor;
 use crate::revocations::Revocations;
 
 use crate::approvals::ApprovalRegistry;
-use crate::config::AdminSettings;
+use crate::config::{AdminSettings, IoEngine};
 use crate::metrics::{Metrics, RecordingWriter};
 use authorize::Authorizer;
 use ledger::GrantLedger;
 use targets::{Target, TargetAddr};
 
 use cancel::CancelMap;
+pub use socket::Socket;
 
 /// What every connection of the gateway shares.
 pub struct Shared {
@@ -104,6 +110,8 @@ pub struct Server {
     pub config_path: std::path::PathBuf,
     /// Client connections served at once.
     pub max_connections: usize,
+    /// The IO engine asked for.
+    pub io: IoEngine,
 }
 
 /// Serves `config` until SIGINT or SIGTERM.
@@ -114,6 +122,7 @@ pub fn run(config: crate::config::Config) -> Result<()> {
 impl Server {
     /// Serves until SIGINT or SIGTERM, then closes sessions and the store.
     pub fn run(self) -> Result<()> {
+        let engine = resolve(self.io)?;
         let (stop_tx, stop_rx) = watch::channel(false);
         let metrics = Arc::new(Metrics::default());
         let shared = Arc::new(Shared {
@@ -157,11 +166,16 @@ impl Server {
             let shared = shared.clone();
             let handle = std::thread::Builder::new()
                 .name(format!("gatehouse-worker-{n}"))
-                .spawn(move || worker(std_listener, shared))
+                .spawn(move || worker(std_listener, shared, engine, n))
                 .context("spawning a worker thread")?;
             handles.push(handle);
         }
-        tracing::info!(address = %self.address, workers = handles.len(), "gatehouse is serving");
+        tracing::info!(
+            address = %self.address,
+            workers = handles.len(),
+            io = %engine,
+            "gatehouse is serving"
+        );
         wait_for_signal(
             || match setup::reload(&self.config_path, &shared.authorizer) {
                 Ok(()) => tracing::info!(
@@ -192,7 +206,40 @@ impl Server {
 /// How long open sessions get to end after a shutdown signal.
 const DRAIN: Duration = Duration::from_secs(10);
 
-fn worker(std_listener: std::net::TcpListener, shared: Arc<Shared>) {
+/// The engine to run: `auto` is io_uring where the kernel allows it.
+fn resolve(asked: IoEngine) -> Result<IoEngine> {
+    match (asked, crate::uring::unavailable()) {
+        (IoEngine::Tokio, _) => Ok(IoEngine::Tokio),
+        (IoEngine::Uring | IoEngine::Auto, None) => Ok(IoEngine::Uring),
+        (IoEngine::Uring, Some(why)) => {
+            anyhow::bail!("io = \"uring\" was asked for, but {why}; use \"auto\" or \"tokio\"")
+        }
+        (IoEngine::Auto, Some(why)) => {
+            tracing::warn!("io_uring is not available ({why}): using the tokio engine");
+            Ok(IoEngine::Tokio)
+        }
+    }
+}
+
+/// A worker's listening socket on its engine.
+enum Listener {
+    Tokio(tokio::net::TcpListener),
+    Uring(crate::uring::Acceptor),
+}
+
+impl Listener {
+    async fn accept(&mut self) -> std::io::Result<(Socket, SocketAddr)> {
+        match self {
+            Listener::Tokio(l) => l.accept().await.map(|(s, a)| (Socket::Tokio(s), a)),
+            Listener::Uring(l) => l.accept().await.map(|(s, a)| (Socket::Uring(s), a)),
+        }
+    }
+}
+
+fn worker(std_listener: std::net::TcpListener, shared: Arc<Shared>, engine: IoEngine, n: usize) {
+    if engine == IoEngine::Uring {
+        crate::uring::pin_to_cpu(n);
+    }
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -204,7 +251,16 @@ fn worker(std_listener: std::net::TcpListener, shared: Arc<Shared>) {
         }
     };
     rt.block_on(async move {
-        let listener = match tokio::net::TcpListener::from_std(std_listener) {
+        let listener = match engine {
+            IoEngine::Uring => crate::uring::install(crate::uring::RingConfig::default())
+                .map(|pump| {
+                    tokio::spawn(pump.run());
+                })
+                .and_then(|()| crate::uring::Acceptor::new(std_listener))
+                .map(Listener::Uring),
+            _ => tokio::net::TcpListener::from_std(std_listener).map(Listener::Tokio),
+        };
+        let mut listener = match listener {
             Ok(l) => l,
             Err(e) => {
                 tracing::error!("worker listener failed: {e}");
@@ -216,8 +272,8 @@ fn worker(std_listener: std::net::TcpListener, shared: Arc<Shared>) {
         loop {
             tokio::select! {
                 accepted = listener.accept() => match accepted {
-                    Ok((tcp, peer)) => {
-                        tasks.spawn(connection::serve(shared.clone(), tcp, peer));
+                    Ok((socket, peer)) => {
+                        tasks.spawn(connection::serve(shared.clone(), socket, peer));
                     }
                     Err(e) => {
                         tracing::warn!("accept failed: {e}");
@@ -233,6 +289,7 @@ fn worker(std_listener: std::net::TcpListener, shared: Arc<Shared>) {
         if tokio::time::timeout(DRAIN, drain).await.is_err() {
             tracing::warn!("sessions still open after {DRAIN:?}; cutting them");
             tasks.abort_all();
+            while tasks.join_next().await.is_some() {}
         }
     });
 }

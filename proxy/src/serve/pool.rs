@@ -25,7 +25,8 @@ use bytes::BytesMut;
 use gatehouse_core::pg::LoggedIn;
 use gatehouse_core::pg::reset::{self, Reset};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+
+use super::Socket;
 
 /// How long a connection may wait in the pool.
 pub const IDLE_LIMIT: Duration = Duration::from_secs(300);
@@ -39,7 +40,7 @@ type Key = (String, Vec<(String, String)>);
 /// A logged-in, reset connection.
 pub struct Idle {
     /// The connection.
-    pub stream: TcpStream,
+    pub stream: Socket,
     /// What the target said at login (parameters updated by the reset).
     pub login: LoggedIn,
     /// The target's address, for cancel requests.
@@ -71,7 +72,7 @@ pub fn take(target: &str, params: &[(String, String)]) -> Option<Idle> {
 pub fn put(
     target: &str,
     params: &[(String, String)],
-    stream: TcpStream,
+    stream: Socket,
     login: LoggedIn,
     addr: SocketAddr,
     size: usize,
@@ -94,15 +95,14 @@ pub fn put(
 
 /// Whether the target has not closed the connection (nor sent anything
 /// unasked, which would make it unusable).
-fn alive(stream: &TcpStream) -> bool {
-    let mut byte = [0u8; 1];
-    matches!(stream.try_read(&mut byte), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+fn alive(stream: &Socket) -> bool {
+    stream.is_quiet()
 }
 
 /// Resets a connection for the next session (see
 /// [`gatehouse_core::pg::reset`]); the greeting the next client gets, or
 /// `None` if the connection must be closed.
-pub async fn reset(stream: &mut TcpStream, login: LoggedIn) -> Option<LoggedIn> {
+pub async fn reset(stream: &mut Socket, login: LoggedIn) -> Option<LoggedIn> {
     let run = async {
         stream.write_all(&reset::request()).await?;
         let mut reading = Reset::new(login);

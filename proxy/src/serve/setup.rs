@@ -81,6 +81,7 @@ pub fn server(config: Config) -> Result<Server> {
         revocations,
         config_path: config.source.clone(),
         max_connections: config.listener.max_connections,
+        io: config.gateway.io,
     })
 }
 

@@ -1,4 +1,4 @@
-//! The client's byte stream: TCP, optionally wrapped in TLS, with bytes
+//! The client's byte stream: a [`Socket`], optionally wrapped in TLS, with bytes
 //! already read handed back first (PostgreSQL 17 direct TLS starts with a
 //! handshake record the session has already peeked at).
 
@@ -8,7 +8,8 @@ use std::task::{Context, Poll};
 
 use bytes::{Buf, Bytes};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpStream;
+
+use super::Socket;
 
 /// Any stream the gateway relays over.
 pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
@@ -18,12 +19,12 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 #[derive(Debug)]
 pub struct Rewind {
     prefix: Bytes,
-    inner: TcpStream,
+    inner: Socket,
 }
 
 impl Rewind {
     /// `inner`, with `prefix` read before it.
-    pub fn new(prefix: Bytes, inner: TcpStream) -> Self {
+    pub fn new(prefix: Bytes, inner: Socket) -> Self {
         Rewind { prefix, inner }
     }
 }
