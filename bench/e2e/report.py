@@ -26,6 +26,9 @@ ARGS = {
     "S1-prepared": "-S -c 1 -M prepared",
     "C8-simple": "-S -C -c 8 -j 2 -M simple",
     "S32-simple": "-S -c 32 -j 2 -M simple",
+    "T8-simple": "TPC-B-like -c 8 -j 2 -M simple",
+    "T8-prepared": "TPC-B-like -c 8 -j 2 -M prepared",
+    "T32-simple": "TPC-B-like -c 32 -j 2 -M simple",
 }
 
 
