@@ -1,9 +1,17 @@
-//! The writer thread: group commit, session summaries, grant use counts,
-//! periodic sync, and poisoning at the first failure.
+//! The writer: group commit on the writer thread, session summaries, grant
+//! use counts, periodic sync, and poisoning at the first failure.
+//!
+//! The commit state ([`CommitState`]) sits behind a mutex. The writer
+//! thread takes it for each group it commits. In `Os` mode a caller may
+//! also commit its own submission inline, on its own thread, when nothing
+//! is queued and the state is free (see `Shared::try_inline`): no thread
+//! hop and no wake-up per statement, and the same batch, checks and
+//! acknowledgement as on the thread. Syncs stay on the writer thread.
 
 use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
 use fjall::PersistMode;
@@ -17,13 +25,21 @@ use crate::{Durability, StoreError};
 
 type AckTx = oneshot::Sender<Result<(), StoreError>>;
 
-/// The state of the one writer thread.
+/// The writer thread.
 pub(crate) struct Committer {
-    db: Arc<Db>,
     rx: flume::Receiver<Submission>,
+    state: Arc<Mutex<CommitState>>,
     shared: Arc<Shared>,
     durability: Durability,
     max_batch: usize,
+}
+
+/// What committing needs, shared by the writer thread and, in `Os` mode,
+/// callers committing inline.
+pub(crate) struct CommitState {
+    db: Arc<Db>,
+    shared: Arc<Shared>,
+    durability: Durability,
     /// Summaries of sessions that may get more events: a cache of the
     /// `sessions` keyspace, which is written with every batch. Closed and
     /// refused sessions are dropped after their batch commits; a later
@@ -33,6 +49,8 @@ pub(crate) struct Committer {
     /// In `Os` mode: batches written since the last sync.
     unsynced: bool,
     last_sync: Instant,
+    /// The writer thread has finished: nothing may be committed any more.
+    pub(crate) closed: bool,
 }
 
 impl Committer {
@@ -43,21 +61,34 @@ impl Committer {
         durability: Durability,
         max_batch: usize,
     ) -> Self {
-        Committer {
+        let state = Arc::new(Mutex::new(CommitState {
             db,
-            rx,
-            shared,
+            shared: shared.clone(),
             durability,
-            max_batch,
             open: HashMap::new(),
             unsynced: false,
             last_sync: Instant::now(),
+            closed: false,
+        }));
+        if matches!(durability, Durability::Os { .. }) {
+            shared.allow_inline(&state);
         }
+        Committer {
+            rx,
+            state,
+            shared,
+            durability,
+            max_batch,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, CommitState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Runs until the channel is closed and drained, then syncs once more.
     /// Returns the poison error if the writer was poisoned on the way.
-    pub(crate) fn run(mut self) -> Result<(), StoreError> {
+    pub(crate) fn run(self) -> Result<(), StoreError> {
         while let Some(first) = self.next_first() {
             let mut queued = first.events.len();
             let mut group = vec![first];
@@ -66,31 +97,53 @@ impl Committer {
                 queued += next.events.len();
                 group.push(next);
             }
-            self.commit(group);
+            let n = group.len();
+            let mut state = self.lock();
+            state.commit(group, true);
+            // Under the lock: an inline commit sees these as committed only
+            // once they are.
+            self.shared.pending.fetch_sub(n, Ordering::AcqRel);
         }
+        let mut state = self.lock();
+        state.closed = true;
         if let Some(e) = self.shared.poisoned() {
             return Err(e);
         }
-        self.db.db.persist(PersistMode::SyncAll).map_err(|e| {
+        state.db.db.persist(PersistMode::SyncAll).map_err(|e| {
             let cause = self.shared.poison(format!("final fsync failed: {e}"));
             tracing::error!(%cause, "store shut down with a failed fsync");
             StoreError::Poisoned { cause }
         })
     }
 
-    /// Blocks for the next submission; in `Os` mode, syncs when the
-    /// interval passes while waiting.
-    fn next_first(&mut self) -> Option<Submission> {
-        if let (Durability::Os { sync_interval }, true) = (self.durability, self.unsynced) {
-            match self.rx.recv_deadline(self.last_sync + sync_interval) {
+    /// Blocks for the next submission; in `Os` mode, wakes every sync
+    /// interval to sync what was written (also by inline commits).
+    fn next_first(&self) -> Option<Submission> {
+        let Durability::Os { sync_interval } = self.durability else {
+            return self.rx.recv().ok();
+        };
+        loop {
+            let deadline = {
+                let mut state = self.lock();
+                if state.unsynced && state.last_sync.elapsed() >= sync_interval {
+                    state.sync();
+                }
+                if state.unsynced {
+                    state.last_sync + sync_interval
+                } else {
+                    Instant::now() + sync_interval
+                }
+            };
+            match self.rx.recv_deadline(deadline) {
                 Ok(s) => return Some(s),
                 Err(flume::RecvTimeoutError::Disconnected) => return None,
-                Err(flume::RecvTimeoutError::Timeout) => self.sync(),
+                Err(flume::RecvTimeoutError::Timeout) => {}
             }
         }
-        self.rx.recv().ok()
     }
+}
 
+impl CommitState {
     /// fsyncs what `Os` mode has written so far.
     fn sync(&mut self) {
         self.unsynced = false;
@@ -108,8 +161,9 @@ impl Committer {
     }
 
     /// Writes a group of submissions in one atomic batch and acknowledges
-    /// each of them.
-    fn commit(&mut self, group: Vec<Submission>) {
+    /// each of them. `may_sync`: in `Os` mode, sync if the interval has
+    /// passed (the writer thread; inline commits never wait for a sync).
+    pub(crate) fn commit(&mut self, group: Vec<Submission>, may_sync: bool) {
         if self.shared.poisoned().is_some() {
             for s in group {
                 reply(s.ack, self.shared.poisoned());
@@ -200,7 +254,7 @@ impl Committer {
         }
         if let Durability::Os { sync_interval } = self.durability {
             self.unsynced = true;
-            if self.last_sync.elapsed() >= sync_interval {
+            if may_sync && self.last_sync.elapsed() >= sync_interval {
                 self.sync();
             }
         }

@@ -50,7 +50,12 @@
 //!   written to the operating system; the writer fsyncs at most every
 //!   `sync_interval`, also when idle. Nothing acknowledged is lost when the
 //!   gateway crashes; on power failure or a kernel crash up to about
-//!   `sync_interval` of acknowledged events may be lost.
+//!   `sync_interval` of acknowledged events may be lost. When nothing is
+//!   queued for the writer thread and no commit is running, a caller
+//!   commits its own submission inline, on its own thread (the same batch,
+//!   checks and acknowledgement, without a thread hop and two wake-ups per
+//!   statement); otherwise it queues, behind everything submitted before
+//!   it, so the order of submissions is kept either way.
 //!
 //! "Audit before forward" is the caller's job: forward a client's command
 //! to the target only after [`Writer::append`] of the events that record it

@@ -3,14 +3,15 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock, RwLock};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, RwLock, Weak};
 use std::task::{Context, Poll};
 
 use gatehouse_core::event::Encoded;
 use tokio::sync::oneshot;
 
 use crate::StoreError;
+use crate::commit::CommitState;
 use crate::summary::{Fact, inspect};
 
 /// A batch of one caller's events and where to report the outcome.
@@ -29,6 +30,12 @@ pub(crate) struct Shared {
     poisoned: OnceLock<Arc<str>>,
     /// What the writer thread has done.
     pub(crate) counters: Counters,
+    /// Submissions queued for the writer thread and not committed yet.
+    pub(crate) pending: AtomicUsize,
+    /// In `Os` mode, the commit state callers may commit inline with. Weak:
+    /// the writer thread owns it (and with it the database), so it goes
+    /// when the thread ends.
+    inline: OnceLock<Weak<Mutex<CommitState>>>,
     /// Test hook: the next batch write fails as if the disk had.
     #[cfg(test)]
     pub(crate) fail_next_write: std::sync::atomic::AtomicBool,
@@ -88,9 +95,60 @@ impl Shared {
             tx: RwLock::new(Some(tx)),
             poisoned: OnceLock::new(),
             counters: Counters::default(),
+            pending: AtomicUsize::new(0),
+            inline: OnceLock::new(),
             #[cfg(test)]
             fail_next_write: Default::default(),
         }
+    }
+
+    /// Lets callers commit inline with `state` (`Os` mode).
+    pub(crate) fn allow_inline(&self, state: &Arc<Mutex<CommitState>>) {
+        let _ = self.inline.set(Arc::downgrade(state));
+    }
+
+    /// Commits `s` on the calling thread if that keeps the order of
+    /// submissions: nothing is queued for the writer thread (so nothing
+    /// submitted before `s` is still uncommitted) and the commit state is
+    /// free right now. Otherwise hands `s` back, to be queued.
+    fn try_inline(&self, s: Submission) -> Result<(), Submission> {
+        let Some(state) = self.inline.get().and_then(Weak::upgrade) else {
+            return Err(s);
+        };
+        if self.pending.load(Ordering::Acquire) != 0 || self.health().is_err() {
+            // Queued work first; a closed or poisoned store refuses on the
+            // queue path.
+            return Err(s);
+        }
+        let Ok(mut state) = state.try_lock() else {
+            return Err(s);
+        };
+        if state.closed || self.pending.load(Ordering::Acquire) != 0 {
+            return Err(s);
+        }
+        state.commit(vec![s], false);
+        Ok(())
+    }
+
+    /// Queues `s` for the writer thread, counted in `pending` until it is
+    /// committed.
+    async fn enqueue(&self, s: Submission) -> Result<(), StoreError> {
+        let tx = self.sender()?;
+        self.pending.fetch_add(1, Ordering::AcqRel);
+        tx.send_async(s).await.map_err(|_| {
+            self.pending.fetch_sub(1, Ordering::AcqRel);
+            self.gone()
+        })
+    }
+
+    /// [`enqueue`](Self::enqueue), blocking.
+    fn enqueue_blocking(&self, s: Submission) -> Result<(), StoreError> {
+        let tx = self.sender()?;
+        self.pending.fetch_add(1, Ordering::AcqRel);
+        tx.send(s).map_err(|_| {
+            self.pending.fetch_sub(1, Ordering::AcqRel);
+            self.gone()
+        })
     }
 
     /// Stops accepting submissions. The writer thread drains what is queued
@@ -199,10 +257,9 @@ impl Writer {
         let Some((submission, ack)) = self.prepare(events)? else {
             return Ok(Ack::done());
         };
-        let tx = self.shared.sender()?;
-        tx.send_async(submission)
-            .await
-            .map_err(|_| self.shared.gone())?;
+        if let Err(submission) = self.shared.try_inline(submission) {
+            self.shared.enqueue(submission).await?;
+        }
         Ok(ack)
     }
 
@@ -211,8 +268,9 @@ impl Writer {
         let Some((submission, ack)) = self.prepare(events)? else {
             return Ok(Ack::done());
         };
-        let tx = self.shared.sender()?;
-        tx.send(submission).map_err(|_| self.shared.gone())?;
+        if let Err(submission) = self.shared.try_inline(submission) {
+            self.shared.enqueue_blocking(submission)?;
+        }
         Ok(ack)
     }
 

@@ -198,3 +198,43 @@ fn queued_submissions_share_batches_and_fsyncs() {
     assert!(stats.syncs < 250, "{} syncs", stats.syncs);
     store.shutdown().unwrap();
 }
+
+/// In `Os` mode a caller commits inline when nothing is queued; pipelined
+/// submissions of one session, racing a second thread's, still land in
+/// order, whichever way each one took.
+#[test]
+fn os_mode_pipelined_submissions_stay_in_order_inline_or_queued() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), os(2)).unwrap();
+    std::thread::scope(|scope| {
+        for t in 0..2u16 {
+            let w = store.writer();
+            scope.spawn(move || {
+                let mut rec = Recorder::new(sid(1_700_000_000_000, t));
+                let acks: Vec<_> = (0..500)
+                    .map(|i| {
+                        let body = if i == 0 {
+                            opened("g", 1)
+                        } else {
+                            statement("SELECT 1")
+                        };
+                        w.submit_blocking(vec![rec.record(i, body)]).unwrap()
+                    })
+                    .collect();
+                for ack in acks {
+                    ack.wait_blocking().unwrap();
+                }
+            });
+        }
+    });
+    let stats = store.stats();
+    assert_eq!((stats.submissions, stats.refused), (1000, 0));
+    let reader = store.reader();
+    for t in 0..2u16 {
+        let id = sid(1_700_000_000_000, t);
+        let seqs: Vec<u64> = reader.events(id).map(|e| e.unwrap().seq).collect();
+        assert_eq!(seqs, (0..500).collect::<Vec<_>>());
+    }
+    drop(reader);
+    store.shutdown().unwrap();
+}
