@@ -87,6 +87,8 @@ pub struct Config {
     pub admin: Option<AdminSettings>,
     /// `[approvals]`
     pub approvals: ApprovalSettings,
+    /// `[limits]`
+    pub limits: Limits,
     /// Things that are allowed but probably unwise (plaintext on a network
     /// address, a password file others can read). [`Config::load`] logs
     /// them; `check-config` prints them.
@@ -117,6 +119,19 @@ pub struct Listener {
     pub max_frame_bytes: usize,
     /// Client connections served at once (at least 1).
     pub max_connections: usize,
+    /// How long a client has to finish startup (TLS, StartupMessage, grant
+    /// check) before it is disconnected.
+    pub startup_timeout: Duration,
+}
+
+/// `[limits]`, resolved: per grant (`jti`), over all workers. 0 is
+/// unlimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Limits {
+    /// Sessions open at once with one grant.
+    pub connections_per_grant: usize,
+    /// Statements per second of one grant over all its sessions.
+    pub statements_per_second_per_grant: u64,
 }
 
 /// `[tls]`: the listener's certificate chain and key, both PEM. Validation

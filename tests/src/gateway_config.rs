@@ -108,6 +108,9 @@ pub struct GatewayOptions {
     pub max_connections: Option<u32>,
     /// `pool_size` of every target; no pool when `None`.
     pub pool_size: Option<u32>,
+    /// Raw TOML lines written inside `[listener]`, e.g.
+    /// `startup_timeout = "1s"`.
+    pub listener_config: String,
     /// Raw TOML lines written inside `[grants]` (after `leeway`, before
     /// the gateway's own `[[grants.keys]]`), e.g. `jwks_url = "…"`.
     pub grants_config: String,
@@ -131,6 +134,7 @@ impl Default for GatewayOptions {
             extra_config: String::new(),
             max_connections: None,
             pool_size: None,
+            listener_config: String::new(),
             grants_config: String::new(),
             env: Vec::new(),
             store_dir: None,
@@ -211,6 +215,9 @@ pub(crate) fn render(
     let _ = writeln!(s, "allow_plaintext = {}", options.allow_plaintext);
     if let Some(n) = options.max_connections {
         let _ = writeln!(s, "max_connections = {n}");
+    }
+    if !options.listener_config.is_empty() {
+        let _ = writeln!(s, "{}", options.listener_config);
     }
     if options.tls {
         let _ = writeln!(s, "\n[tls]");

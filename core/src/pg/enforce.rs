@@ -34,6 +34,17 @@
 //! In [`HoldMode::Reject`] it is refused at once with the approval's id,
 //! and passes once when the identical statement comes again after an
 //! approver approved it ([`ApprovedStatements`]).
+//!
+//! # Rates
+//!
+//! A statement the plan allows may still be refused for going over the
+//! grant's statement rate, which the gateway keeps per grant across all its
+//! sessions ([`StatementRate`]). It is refused the same way (SQLSTATE
+//! 53400): the target raises the error in its place, so the session goes
+//! on and a transaction block fails as PostgreSQL would fail it. Simple
+//! queries and Parse count; a Bind or Execute of a statement prepared
+//! earlier does not, and neither do `COMMIT`, `ROLLBACK` and `ROLLBACK TO`
+//! (refusing them would only keep a block and its locks open longer).
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -79,6 +90,16 @@ pub trait ApprovedStatements: Send + Sync + fmt::Debug {
     /// An approval granted to grant `jti` for exactly `sql`, taken: it lets
     /// the statement pass once. Its id.
     fn take_approved(&self, jti: &str, sql: &str) -> Option<String>;
+}
+
+/// Statement rates shared by all the sessions of a grant, kept by the
+/// gateway (across its workers). The session passes the time in; it never
+/// reads a clock.
+pub trait StatementRate: Send + Sync + fmt::Debug {
+    /// Takes `n` statements (at least one) of grant `jti` at `now_us` from
+    /// the grant's allowance: `Ok(())`, or `Err(per_second)`, the limit the
+    /// grant is over.
+    fn take(&self, jti: &str, n: u64, now_us: i64) -> Result<(), u64>;
 }
 
 /// A statement held for approval: what the driver registers with the
@@ -143,6 +164,8 @@ enum InFlight {
 #[derive(Debug)]
 pub(crate) struct Enforcer {
     policy: Policy,
+    /// The grant's statement rate, when the gateway limits it.
+    rate: Option<Arc<dyn StatementRate>>,
     in_flight: VecDeque<InFlight>,
     /// A denial was injected into the current extended batch: the target
     /// skips the rest of it, so it is not judged again.
@@ -164,10 +187,16 @@ struct Denial {
 }
 
 impl Enforcer {
-    /// Enforces `policy`; approval ids start with `id_prefix`.
-    pub(super) fn new(policy: Policy, id_prefix: String) -> Self {
+    /// Enforces `policy` and the statement `rate`; approval ids start with
+    /// `id_prefix`.
+    pub(super) fn new(
+        policy: Policy,
+        rate: Option<Arc<dyn StatementRate>>,
+        id_prefix: String,
+    ) -> Self {
         Enforcer {
             policy,
+            rate,
             in_flight: VecDeque::new(),
             batch_denied: false,
             statements: 0,
@@ -214,11 +243,11 @@ impl Enforcer {
         &self.policy.jti
     }
 
-    /// Judges one client message.
-    pub(super) fn client(&mut self, msg: &Message<'_>) -> Judged {
+    /// Judges one client message, arrived at `now_us`.
+    pub(super) fn client(&mut self, msg: &Message<'_>, now_us: i64) -> Judged {
         match msg {
             Message::Query(sql) => {
-                let judged = self.judge(sql, "", StatementProtocol::Simple);
+                let judged = self.judge(sql, "", StatementProtocol::Simple, now_us);
                 if !matches!(judged.step, Step::Hold(_)) {
                     self.in_flight.push_back(InFlight::Query);
                 }
@@ -230,7 +259,7 @@ impl Enforcer {
                     self.in_flight.push_back(InFlight::Parse { ours: false });
                     return forward();
                 }
-                let judged = self.judge(sql, name, StatementProtocol::Extended);
+                let judged = self.judge(sql, name, StatementProtocol::Extended, now_us);
                 match judged.step {
                     Step::Forward => self.in_flight.push_back(InFlight::Parse { ours: false }),
                     Step::Replace(_) => {
@@ -289,7 +318,7 @@ impl Enforcer {
         }
     }
 
-    fn judge(&mut self, sql: &str, name: &str, protocol: StatementProtocol) -> Judged {
+    fn judge(&mut self, sql: &str, name: &str, protocol: StatementProtocol, now_us: i64) -> Judged {
         let extended = protocol == StatementProtocol::Extended;
         let classified = self.policy.classifier.classify(sql);
         let (kinds, accesses) = match classified.as_ref() {
@@ -341,6 +370,13 @@ impl Enforcer {
             },
             other => other,
         };
+        if verdict == Verdict::Allow
+            && !ends_block(&record.kinds)
+            && let Some(denial) = self.over_rate(count, now_us)
+        {
+            record.reason = denial.message.clone();
+            return self.refuse(sql, record, denial, extended);
+        }
         let verdict = match verdict {
             Verdict::Allow => self.count_statements(count),
             other => other,
@@ -447,6 +483,23 @@ impl Enforcer {
             verdict: Some(record),
             request: None,
         }
+    }
+
+    /// Takes `n` statements from the grant's rate: `None`, or the denial
+    /// when the grant is over it.
+    fn over_rate(&self, n: u64, now_us: i64) -> Option<Denial> {
+        let rate = self.rate.as_ref()?;
+        let per_second = rate.take(&self.policy.jti, n.max(1), now_us).err()?;
+        Some(Denial {
+            sqlstate: "53400",
+            message: format!(
+                "gatehouse: grant {} is over its limit of {per_second} statements per second \
+                 (statements_per_second_per_grant, shared by all its sessions), so this \
+                 statement did not run",
+                self.policy.jti
+            ),
+            hint: "Slow down and retry in a moment; the session goes on.".into(),
+        })
     }
 
     /// Counts `n` statements against the limit: `Allow`, or the denial of
@@ -573,6 +626,16 @@ impl Enforcer {
     }
 }
 
+/// Whether statements of these kinds only end a transaction block (or roll
+/// back to a savepoint): never refused for the rate, since refusing them
+/// would only keep the block, and its locks on the target, open longer.
+fn ends_block(kinds: &[String]) -> bool {
+    !kinds.is_empty()
+        && kinds
+            .iter()
+            .all(|k| matches!(k.as_str(), "commit" | "rollback" | "rollback_to"))
+}
+
 fn forward() -> Judged {
     Judged {
         step: Step::Forward,
@@ -664,6 +727,7 @@ mod tests {
                 hold: HoldMode::Wait,
                 approvals: None,
             },
+            None,
             "a".into(),
         );
         // Client: Parse(ok) Bind Sync, then (pretend) our Parse/Bind.

@@ -21,7 +21,9 @@ pub mod shape;
 pub mod upstream;
 mod wire;
 
-pub use enforce::{ApprovalDecision, ApprovalRequest, ApprovedStatements, HoldMode, Policy};
+pub use enforce::{
+    ApprovalDecision, ApprovalRequest, ApprovedStatements, HoldMode, Policy, StatementRate,
+};
 pub use session::{Action, Authorized, Rejection, Session, SessionConfig, Transmit};
 pub use upstream::{LoggedIn, UpstreamLogin};
 

@@ -46,7 +46,7 @@ use bytes::{Bytes, BytesMut};
 use super::backend;
 use super::catalog::{self, ColumnOrigins};
 use super::encode;
-use super::enforce::{ApprovalDecision, ApprovalRequest, Enforcer, Policy, Step};
+use super::enforce::{ApprovalDecision, ApprovalRequest, Enforcer, Policy, StatementRate, Step};
 use super::frame::{self, FrameError, Startup};
 use super::frontend;
 use super::mask::FrameMasker;
@@ -183,7 +183,9 @@ pub struct Authorized {
 pub struct Rejection {
     /// Why.
     pub reason: Refusal,
-    /// SQLSTATE for the client (`28000` or `28P01`).
+    /// SQLSTATE for the client (`28000` or `28P01` for the grant itself,
+    /// `53300` when the grant has as many sessions open as the gateway
+    /// allows).
     pub sqlstate: &'static str,
     /// A message that says why and what to do next.
     pub message: String,
@@ -237,6 +239,8 @@ pub struct Session {
     enforcer: Option<Enforcer>,
     /// See [`Session::at_capacity`].
     at_capacity: bool,
+    /// See [`Session::set_statement_rate`].
+    statement_rate: Option<Arc<dyn StatementRate>>,
     /// The target's greeting, kept for handing the connection to the next
     /// session (a pool).
     logged_in: Option<LoggedIn>,
@@ -273,6 +277,7 @@ impl Session {
             masking: None,
             enforcer: None,
             at_capacity: false,
+            statement_rate: None,
             logged_in: None,
             upstream_status: 0,
             closed_by: None,
@@ -293,6 +298,13 @@ impl Session {
     pub fn at_capacity(mut self) -> Self {
         self.at_capacity = true;
         self
+    }
+
+    /// Limits the statements of the session's grant, together with its
+    /// other sessions, to `rate` (see [`super::enforce`]). Set before the
+    /// grant is accepted ([`Session::authorized`]).
+    pub fn set_statement_rate(&mut self, rate: Arc<dyn StatementRate>) {
+        self.statement_rate = Some(rate);
     }
 
     /// This session's id.
@@ -442,7 +454,11 @@ impl Session {
             .get(id.len().saturating_sub(12)..)
             .unwrap_or(&id)
             .to_owned();
-        self.enforcer = Some(Enforcer::new(auth.policy, prefix));
+        self.enforcer = Some(Enforcer::new(
+            auth.policy,
+            self.statement_rate.take(),
+            prefix,
+        ));
         self.phase = Phase::Connecting(Some(auth.login));
         self.actions.push_back(Action::ConnectUpstream);
     }
@@ -1022,7 +1038,7 @@ impl Session {
 
     /// Records what a client message means and judges it by the plan.
     fn observe_client(&mut self, msg: frontend::Message<'_>, now_us: i64) -> ClientStep {
-        let judged = self.enforcer.as_mut().map(|e| e.client(&msg));
+        let judged = self.enforcer.as_mut().map(|e| e.client(&msg, now_us));
         let replace = match judged {
             Some(judged) => {
                 let replace = match judged.step {

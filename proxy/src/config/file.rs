@@ -40,6 +40,9 @@ pub struct ConfigFile {
     /// `[approvals]`
     #[serde(default)]
     pub approvals: ApprovalsSection,
+    /// `[limits]`
+    #[serde(default)]
+    pub limits: LimitsSection,
     /// `[policies.NAME]`: plans for grants without one (from identity
     /// providers), chosen by `[[grants.policy_claims]]`.
     #[serde(default)]
@@ -162,6 +165,9 @@ pub struct ListenerSection {
     /// `max_connections`: client connections served at once; past it a
     /// client is refused with SQLSTATE 53300. Default 10000.
     pub max_connections: u32,
+    /// `startup_timeout`: how long a client has for TLS, the
+    /// StartupMessage and the grant check. Default 30s.
+    pub startup_timeout: String,
 }
 
 impl Default for ListenerSection {
@@ -171,8 +177,24 @@ impl Default for ListenerSection {
             allow_plaintext: false,
             max_frame_bytes: ByteSize::Text("64MiB".to_owned()),
             max_connections: 10_000,
+            startup_timeout: "30s".to_owned(),
         }
     }
+}
+
+/// `[limits]`: per-grant limits, over all the gateway's workers.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsSection {
+    /// `connections_per_grant`: sessions open at once with one grant
+    /// (`jti`); past it a new one is refused with SQLSTATE 53300.
+    /// Default 0: unlimited.
+    pub connections_per_grant: u32,
+    /// `statements_per_second_per_grant`: statements per second of one
+    /// grant over all its sessions (a token bucket, burst = the rate);
+    /// past it a statement is refused with SQLSTATE 53400. Default 0:
+    /// unlimited.
+    pub statements_per_second_per_grant: u32,
 }
 
 /// `[tls]`

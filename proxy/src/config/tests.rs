@@ -146,6 +146,8 @@ fn the_example_config_is_valid() {
     assert_eq!(config.store.durability, Durability::Fsync);
     assert_eq!(config.store.os_sync_interval, Duration::from_millis(5));
     assert!(config.store.load_seal_key().unwrap().is_some());
+    assert_eq!(config.listener.startup_timeout, Duration::from_secs(30));
+    assert_eq!(config.limits, Limits::default());
     assert!(config.warnings.is_empty(), "{:?}", config.warnings);
 }
 
@@ -205,6 +207,12 @@ fn defaults() {
     );
     assert_eq!(orders.password, None, "neither env nor file: no password");
     assert_eq!(orders.connect_timeout, Duration::from_secs(5));
+    assert_eq!(config.listener.startup_timeout, Duration::from_secs(30));
+    assert_eq!(config.limits.connections_per_grant, 0, "unlimited");
+    assert_eq!(
+        config.limits.statements_per_second_per_grant, 0,
+        "unlimited"
+    );
     // Plaintext on loopback is not worth a warning; unsealed sessions are.
     assert_eq!(config.store.seal_key, None);
     assert_eq!(config.warnings.len(), 1, "{:?}", config.warnings);
@@ -213,6 +221,60 @@ fn defaults() {
         "{:?}",
         config.warnings
     );
+}
+
+#[test]
+fn startup_timeout_and_limits_resolve_and_mistakes_name_the_key() {
+    let fx = Fixture::new();
+    let with = |listener: &str, limits: &str| {
+        let text = GOOD.replace("[listener]\n", &format!("[listener]\n{listener}\n"));
+        fx.load(&format!("{text}\n[limits]\n{limits}\n"))
+    };
+    let config = with(
+        r#"startup_timeout = "1s""#,
+        "connections_per_grant = 2\nstatements_per_second_per_grant = 5",
+    )
+    .unwrap();
+    assert_eq!(config.listener.startup_timeout, Duration::from_secs(1));
+    assert_eq!(
+        config.limits,
+        Limits {
+            connections_per_grant: 2,
+            statements_per_second_per_grant: 5,
+        }
+    );
+    let cases = [
+        (
+            r#"startup_timeout = "10ms""#,
+            "",
+            "listener.startup_timeout: 10ms is shorter than the minimum 100ms",
+        ),
+        (
+            r#"startup_timeout = "2h""#,
+            "",
+            "listener.startup_timeout: 2h is longer than the maximum 10m",
+        ),
+        (
+            r#"startup_timeout = "soon""#,
+            "",
+            "listener.startup_timeout: \"soon\" is not a duration",
+        ),
+        (
+            "",
+            "statements_per_second_per_grant = 2000000",
+            "limits.statements_per_second_per_grant: 2000000 is more than 1000000",
+        ),
+        ("", "connections_per_grant = -1", "connections_per_grant"),
+        (
+            "",
+            "sessions_per_grant = 1",
+            "unknown field `sessions_per_grant`",
+        ),
+    ];
+    for (listener, limits, expected) in cases {
+        let err = format!("{:#}", with(listener, limits).unwrap_err());
+        assert!(err.contains(expected), "{expected:?} not in:\n{err}");
+    }
 }
 
 #[test]

@@ -13,11 +13,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use gatehouse_core::grant::{KeySet, NamedPolicy, PolicyClaim, PolicySelector, TargetScope};
 
 use super::file::{
-    ConfigFile, GatewaySection, GrantsSection, ListenerSection, PolicyClaimSection, PolicySection,
-    StoreSection,
+    ConfigFile, GatewaySection, GrantsSection, LimitsSection, ListenerSection, PolicyClaimSection,
+    PolicySection, StoreSection,
 };
 use super::units::{self, Human, Size};
-use super::{Config, Gateway, GrantKey, GrantsConfig, Listener, Store};
+use super::{Config, Gateway, GrantKey, GrantsConfig, Limits, Listener, Store};
 
 /// Looks up an environment variable (`std::env::var_os` outside tests).
 pub type Env<'a> = dyn Fn(&str) -> Option<OsString> + 'a;
@@ -38,6 +38,11 @@ const MAX_JWKS_MIN_REFRESH: Duration = Duration::from_secs(3600);
 /// Bounds of `store.os_sync_interval`.
 const MIN_OS_SYNC: Duration = Duration::from_millis(1);
 const MAX_OS_SYNC: Duration = Duration::from_secs(10);
+/// Bounds of `listener.startup_timeout`.
+const MIN_STARTUP_TIMEOUT: Duration = Duration::from_millis(100);
+const MAX_STARTUP_TIMEOUT: Duration = Duration::from_secs(600);
+/// The most `limits.statements_per_second_per_grant` may be.
+const MAX_STATEMENT_RATE: u32 = 1_000_000;
 
 /// What validation found wrong, and what it found unwise.
 #[derive(Default)]
@@ -126,6 +131,7 @@ impl ConfigFile {
             .admin
             .and_then(|a| super::admin::admin(&mut f, a, base, env));
         let approvals = super::admin::approvals(&mut f, self.approvals);
+        let limits = limits(&mut f, self.limits);
         if self.targets.is_empty() {
             f.problem(
                 "targets",
@@ -159,6 +165,7 @@ impl ConfigFile {
             targets,
             admin,
             approvals,
+            limits,
             warnings,
         })
     }
@@ -251,12 +258,35 @@ fn listener(f: &mut Findings, s: ListenerSection, has_tls: bool) -> Option<Liste
             "0 would refuse every client; give at least 1",
         );
     }
+    let startup_timeout = f.duration(
+        "listener.startup_timeout",
+        &s.startup_timeout,
+        MIN_STARTUP_TIMEOUT,
+        MAX_STARTUP_TIMEOUT,
+    );
     Some(Listener {
+        startup_timeout,
         address: address?,
         allow_plaintext: s.allow_plaintext,
         max_frame_bytes: max_frame_bytes?,
         max_connections: usize::try_from(s.max_connections.max(1)).unwrap_or(usize::MAX),
     })
+}
+
+fn limits(f: &mut Findings, s: LimitsSection) -> Limits {
+    if s.statements_per_second_per_grant > MAX_STATEMENT_RATE {
+        f.problem(
+            "limits.statements_per_second_per_grant",
+            format!(
+                "{} is more than {MAX_STATEMENT_RATE}; 0 means unlimited",
+                s.statements_per_second_per_grant
+            ),
+        );
+    }
+    Limits {
+        connections_per_grant: usize::try_from(s.connections_per_grant).unwrap_or(usize::MAX),
+        statements_per_second_per_grant: u64::from(s.statements_per_second_per_grant),
+    }
 }
 
 fn store(f: &mut Findings, s: StoreSection, base: &Path) -> Store {

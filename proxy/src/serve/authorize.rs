@@ -10,6 +10,7 @@ use gatehouse_core::pg::{Authorized, HoldMode, Policy, Rejection};
 use gatehouse_core::policy::ClassifierCache;
 
 use super::ledger::GrantLedger;
+use super::limits::{GrantLimits, SessionSlot};
 use super::targets::{Target, TargetAddr};
 use crate::jwks::LiveVerifier;
 
@@ -32,6 +33,8 @@ pub struct Authorizer {
     pub cache: VerifiedCache,
     /// SQL classifications, shared by every session.
     pub classifier: Arc<ClassifierCache>,
+    /// Sessions and statement rates per grant (`[limits]`).
+    pub limits: Arc<GrantLimits>,
 }
 
 /// Verified grants, bounded, with the key id that verified each: a hit
@@ -87,11 +90,12 @@ impl VerifiedCache {
 }
 
 impl Authorizer {
-    /// An authorizer over `verifier` and `targets`.
+    /// An authorizer over `verifier` and `targets`, enforcing `limits`.
     pub fn new(
         verifier: LiveVerifier,
         targets: BTreeMap<String, Target>,
         ledger: GrantLedger,
+        limits: Arc<GrantLimits>,
     ) -> Authorizer {
         Authorizer {
             verifier: RwLock::new(Arc::new(verifier)),
@@ -99,6 +103,7 @@ impl Authorizer {
             ledger,
             cache: VerifiedCache::default(),
             classifier: Arc::default(),
+            limits,
         }
     }
 
@@ -134,13 +139,14 @@ impl Authorizer {
         }
     }
 
-    /// Checks `token` for `target` at `now_s`.
+    /// Checks `token` for `target` at `now_s`. The slot counts the session
+    /// against its grant's `connections_per_grant` until it is dropped.
     pub fn authorize(
         &self,
         token: &str,
         target: &str,
         now_s: i64,
-    ) -> Result<(Authorized, TargetAddr), Rejection> {
+    ) -> Result<(Authorized, TargetAddr, SessionSlot), Rejection> {
         let targets = Arc::clone(&self.targets.read().unwrap_or_else(|e| e.into_inner()));
         let Some(t) = targets.get(target) else {
             return Err(Rejection {
@@ -156,6 +162,11 @@ impl Authorizer {
         let claims = self.verify(token, now_s).map_err(|e| rejection(&e, None))?;
         let known = Some((claims.sub.clone(), claims.jti.clone()));
         grant::check_target(&claims, target).map_err(|e| rejection(&e, known.clone()))?;
+        // Before the use is reserved: a refused session spends none.
+        let slot = self
+            .limits
+            .open_session(&claims.jti)
+            .map_err(|limit| too_many_sessions(&claims, limit))?;
         let use_number = self
             .ledger
             .reserve(&claims.jti, claims.plan.uses, claims.exp, now_s)
@@ -181,7 +192,26 @@ impl Authorizer {
                 approvals: None,
             },
         };
-        Ok((auth, t.addr.clone()))
+        Ok((auth, t.addr.clone(), slot))
+    }
+}
+
+/// The refusal of a session past `connections_per_grant`.
+fn too_many_sessions(claims: &Claims, limit: usize) -> Rejection {
+    Rejection {
+        // The grant's allowance of sessions is used up for now; the message
+        // and SQLSTATE say which allowance.
+        reason: Refusal::UsedUp,
+        sqlstate: "53300",
+        message: format!(
+            "gatehouse refused the session: grant {} already has {limit} session{} open, the \
+             most this gateway allows per grant (connections_per_grant); close one of them or \
+             wait for one to end, then connect again",
+            claims.jti,
+            if limit == 1 { "" } else { "s" }
+        ),
+        subject: Some(claims.sub.clone()),
+        jti: Some(claims.jti.clone()),
     }
 }
 

@@ -20,6 +20,7 @@ use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
 use tracing::Instrument;
 
 use super::cancel::CancelTarget;
+use super::limits::SessionSlot;
 use super::pool;
 use super::queue::{Ended, OutQueue};
 use super::stream::{Io, Rewind};
@@ -31,8 +32,6 @@ use gatehouse_core::grant::GrantError;
 use gatehouse_core::pg::{Rejection, encode};
 use tokio::sync::broadcast::{self, error::RecvError};
 
-/// A client that has not finished startup by then is disconnected.
-const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a finished session waits for each side to take what is still
 /// queued for it.
 const FINISH_LIMIT: Duration = Duration::from_secs(10);
@@ -97,9 +96,13 @@ pub async fn serve(shared: Arc<Shared>, tcp: Socket, peer: SocketAddr) {
         held: None,
         revocations: None,
         upstream_clean: false,
+        slot: None,
     };
+    // A client that has not finished startup (TLS, StartupMessage, grant
+    // check) by then is disconnected: slowloris clients hold nothing long.
+    let startup_timeout = shared.startup_timeout;
     async {
-        let started = tokio::time::timeout(STARTUP_TIMEOUT, conn.handshake(tcp)).await;
+        let started = tokio::time::timeout(startup_timeout, conn.handshake(tcp)).await;
         match started {
             Ok(Some((io, buf))) => conn.relay(io, buf).await,
             Ok(None) => {}
@@ -139,6 +142,10 @@ struct Conn {
     revocations: Option<broadcast::Receiver<Arc<Revocation>>>,
     /// The relay ended with no partial frame from the target buffered.
     upstream_clean: bool,
+    /// This session counted against its grant's `connections_per_grant`;
+    /// given back when the connection is dropped (also when its task is
+    /// aborted).
+    slot: Option<SessionSlot>,
 }
 
 /// What approvers are told about the grant behind a request.
@@ -303,15 +310,15 @@ impl Conn {
         let checked = self
             .shared
             .authorize(token, target, now / 1_000_000)
-            .and_then(|(auth, addr)| {
+            .and_then(|(auth, addr, slot)| {
                 if self.shared.revocations.is_revoked(&auth.jti) {
                     Err(revoked_rejection(&auth))
                 } else {
-                    Ok((auth, addr))
+                    Ok((auth, addr, slot))
                 }
             });
         match checked {
-            Ok((mut auth, addr)) => {
+            Ok((mut auth, addr, slot)) => {
                 tracing::info!(subject = %auth.subject, jti = %auth.jti, target, "grant accepted");
                 let approvals = &self.shared.approvals;
                 auth.policy.hold = match approvals.mode() {
@@ -319,6 +326,10 @@ impl Conn {
                     ApprovalMode::Reject => HoldMode::Reject,
                 };
                 auth.policy.approvals = Some(approvals.clone());
+                if let Some(rate) = self.shared.authorizer.limits.statement_rate() {
+                    self.session.set_statement_rate(rate);
+                }
+                self.slot = Some(slot);
                 self.target = Some(addr);
                 self.grant = Some(GrantInfo {
                     jti: auth.jti.clone(),

@@ -8,7 +8,7 @@
 //! the worker's sockets ([`Socket::Uring`]); on the tokio engine tokio's
 //! reactor does. Everything above the socket is the same code. What workers share is only what must be shared:
 //! the store writer, the cancel-key map, the grant ledger and verified-grant
-//! cache, the approval registry (which the admin API, on a thread of its
+//! cache, the per-grant session counts and statement rates (`[limits]`), the approval registry (which the admin API, on a thread of its
 //! own, also serves), the revocations and the metrics. The upstream pool
 //! is per worker: a socket stays with the runtime that registered it.
 //!
@@ -19,6 +19,7 @@ mod authorize;
 mod cancel;
 mod connection;
 mod ledger;
+mod limits;
 mod listener;
 mod pool;
 mod queue;
@@ -35,6 +36,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use gatehouse_core::pg::{Authorized, Rejection, SessionConfig};
 use gatehouse_store::Store;
+use limits::SessionSlot;
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
@@ -73,6 +75,9 @@ pub struct Shared {
     pub revocations: Arc<Revocations>,
     /// Client connections served at once; past it clients are refused.
     pub max_connections: usize,
+    /// How long a client has to finish startup (TLS, StartupMessage, grant
+    /// check).
+    pub startup_timeout: Duration,
 }
 
 impl Shared {
@@ -81,7 +86,7 @@ impl Shared {
         token: &str,
         target: &str,
         now_s: i64,
-    ) -> Result<(Authorized, TargetAddr), Rejection> {
+    ) -> Result<(Authorized, TargetAddr, SessionSlot), Rejection> {
         self.authorizer.authorize(token, target, now_s)
     }
 }
@@ -110,6 +115,8 @@ pub struct Server {
     pub config_path: std::path::PathBuf,
     /// Client connections served at once.
     pub max_connections: usize,
+    /// How long a client has to finish startup.
+    pub startup_timeout: Duration,
     /// The IO engine asked for.
     pub io: IoEngine,
 }
@@ -136,6 +143,7 @@ impl Server {
             metrics: metrics.clone(),
             revocations: self.revocations.clone(),
             max_connections: self.max_connections,
+            startup_timeout: self.startup_timeout,
         });
         let admin = match self.admin {
             Some(settings) => {
@@ -180,7 +188,7 @@ impl Server {
             || match setup::reload(&self.config_path, &shared.authorizer) {
                 Ok(()) => tracing::info!(
                     config = %self.config_path.display(),
-                    "SIGHUP: config reloaded (grant keys, policies, targets, masking rules)"
+                    "SIGHUP: config reloaded (grant keys, policies, targets, masking rules, limits)"
                 ),
                 Err(e) => tracing::error!(
                     config = %self.config_path.display(),

@@ -46,6 +46,7 @@ pub fn server(config: Config) -> Result<Server> {
         crate::jwks::LiveVerifier::start(&config.grants)?,
         targets,
         GrantLedger::from_recorded(recorded),
+        super::limits::GrantLimits::new(config.limits),
     );
     let seal_key = config.store.load_seal_key()?.map(Arc::new);
     let revoked = store
@@ -81,6 +82,7 @@ pub fn server(config: Config) -> Result<Server> {
         revocations,
         config_path: config.source.clone(),
         max_connections: config.listener.max_connections,
+        startup_timeout: config.listener.startup_timeout,
         io: config.gateway.io,
     })
 }
@@ -115,13 +117,14 @@ pub fn targets(config: &Config) -> Result<BTreeMap<String, Target>> {
 }
 
 /// Re-reads the config at `path` and hands its keys and targets to
-/// `authorizer`. What a reload does not change (listener, TLS, store,
-/// admin API, approvals) needs a restart; a config with mistakes changes
-/// nothing.
+/// `authorizer`, with the per-grant limits. What a reload does not change
+/// (listener, TLS, store, admin API, approvals) needs a restart; a config
+/// with mistakes changes nothing.
 pub fn reload(path: &std::path::Path, authorizer: &Authorizer) -> Result<()> {
     let config = Config::load(path)?;
     let targets = targets(&config)?;
     let verifier = crate::jwks::LiveVerifier::start(&config.grants)?;
     authorizer.reload(verifier, targets);
+    authorizer.limits.set(config.limits);
     Ok(())
 }

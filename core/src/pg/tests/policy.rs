@@ -278,6 +278,63 @@ fn the_statement_limit_refuses_the_next() {
     assert!(sent.contains("ERRCODE = '54000'"), "{sent}");
 }
 
+/// A rate that lets `allowance` statements through, then refuses.
+#[derive(Debug)]
+struct Allowance(std::sync::Mutex<u64>);
+
+impl crate::pg::StatementRate for Allowance {
+    fn take(&self, jti: &str, n: u64, _now_us: i64) -> Result<(), u64> {
+        assert_eq!(jti, "j1");
+        let mut left = self.0.lock().unwrap();
+        if *left < n {
+            return Err(5);
+        }
+        *left -= n;
+        Ok(())
+    }
+}
+
+#[test]
+fn a_statement_over_the_rate_is_raised_by_the_target_and_the_session_goes_on() {
+    let mut h = Harness::new(true);
+    h.policy = Some(with_scope(scope()));
+    h.s.set_statement_rate(std::sync::Arc::new(Allowance(std::sync::Mutex::new(1))));
+    h.open();
+    h.bodies.clear();
+    let q = query("SELECT * FROM invoices");
+    h.client(&q, 10);
+    assert_eq!(h.to_upstream, q, "within the rate: forwarded as it is");
+    h.to_upstream.clear();
+    h.client(&query("SELECT id FROM invoices"), 20);
+    let sent = String::from_utf8_lossy(&h.to_upstream).into_owned();
+    assert!(sent.contains("ERRCODE = '53400'"), "{sent}");
+    assert!(!sent.contains("SELECT id"), "never reaches the target");
+    h.to_upstream.clear();
+    // Parse over the rate: replaced by the gateway's own batch.
+    let mut c = parse("s1", "SELECT id FROM invoices");
+    c.extend(sync());
+    h.client(&c, 30);
+    assert_eq!(tags(&h.to_upstream), b"PBES");
+    h.to_upstream.clear();
+    // Ending a block is never refused for the rate.
+    let q = query("ROLLBACK");
+    h.client(&q, 40);
+    assert_eq!(h.to_upstream, q);
+    let v = verdicts(&h);
+    assert_eq!(v.len(), 4);
+    assert_eq!(v[3].decision, Decision::Allow);
+    let v = &v[..3];
+    assert_eq!(v[0].decision, Decision::Allow);
+    for denied in &v[1..] {
+        assert_eq!(denied.decision, Decision::Deny);
+        assert!(
+            denied.reason.contains("statements_per_second_per_grant"),
+            "{}",
+            denied.reason
+        );
+    }
+}
+
 #[test]
 fn the_row_limit_ends_the_session_before_the_row_past_it() {
     let mut s = scope();
