@@ -4,6 +4,9 @@
 //!   statements, parameters, result rows, errors, notices, notifications,
 //!   COPY data and timings — as a model ([`Transcript`]).
 //! - [`render`]: a transcript as psql-like text; [`list`]: the session list.
+//! - [`export`]: a transcript as one JSON document, CSV, a self-contained
+//!   HTML page, or an asciicast v2 recording; [`play`]: the psql-like text
+//!   replayed on a terminal at the pace the session had.
 //! - [`verify`]: hash-chain verification of the recorded events, and of
 //!   each session's seal given the gateway's public key.
 //! - [`query`]: auditors' questions — sessions by subject, grant, target,
@@ -11,8 +14,20 @@
 //!   verdict and text; masking hits by column — as tables, JSON lines or
 //!   CSV.
 //! - [`cli`]: opening a store and resolving session ids for the binaries
-//!   `gatehouse-replay` (`list`, `show`) and `gatehouse-audit` (`verify`,
-//!   `sessions`, `statements`, `masked`).
+//!   `gatehouse-replay` and `gatehouse-audit` (`verify`, `sessions`,
+//!   `statements`, `masked`).
+//!
+//! `gatehouse-replay` commands:
+//!
+//! - `list --store DIR [--json]`: the recorded sessions, oldest first;
+//! - `show SESSION --store DIR [--all-rows] [--json]`: a transcript as
+//!   psql-like text (or the model as JSON);
+//! - `export SESSION --store DIR --format json|csv|html|asciicast
+//!   [--out FILE] [--all-rows]`: a transcript for other tools and people
+//!   (see [`export`] for each format);
+//! - `play SESSION --store DIR [--speed 4] [--max-wait 2s]`: the psql-like
+//!   text written item by item with the session's pauses (sped up, each
+//!   capped); no pauses with `--speed 0` or when stdout is not a terminal.
 //!
 //! What this crate is not: it never writes to a store, and it does not talk
 //! to a running gateway. fjall allows one process per store, so these tools
@@ -27,7 +42,9 @@
 )]
 
 pub mod cli;
+pub mod export;
 pub mod list;
+pub mod play;
 pub mod query;
 pub mod render;
 pub mod text;

@@ -46,7 +46,8 @@ use crate::text::{
     session_duration_us, width,
 };
 use crate::transcript::{
-    Diagnostic, Entry, Header, ItemKind, Request, ResultBlock, SessionStatus, Transcript, Value,
+    Diagnostic, Entry, Header, Item, ItemKind, Request, ResultBlock, SessionStatus, Transcript,
+    Value,
 };
 
 /// Columns before a statement's text: `[+0.003s] `.
@@ -65,12 +66,28 @@ fn marked(text: String, masked: bool) -> String {
     }
 }
 
-/// Writes `t` as text.
+/// Writes `t` as text: [`render_header`], then [`render_item`] for each
+/// item.
 pub fn render(t: &Transcript, out: &mut dyn Write) -> io::Result<()> {
-    header(&t.header, out)?;
+    render_header(&t.header, out)?;
     for item in &t.items {
+        render_item(item, t.header.started_us, out)?;
+    }
+    Ok(())
+}
+
+/// Writes the transcript header: who, what, when, how it ended.
+pub fn render_header(h: &Header, out: &mut dyn Write) -> io::Result<()> {
+    header(h, out)
+}
+
+/// Writes one item as [`render`] does — a blank line, then its lines, the
+/// first after its offset from `started_us` (the session's start) — for
+/// callers that show items one at a time (`play`, asciicast).
+pub fn render_item(item: &Item, started_us: i64, out: &mut dyn Write) -> io::Result<()> {
+    {
         writeln!(out)?;
-        let at = offset_us(item.at_us.saturating_sub(t.header.started_us));
+        let at = offset_us(item.at_us.saturating_sub(started_us));
         let mut w = Lines {
             out: &mut *out,
             first: Some(at),
@@ -150,7 +167,8 @@ impl Lines<'_> {
     fn line(&mut self, text: &str) -> io::Result<()> {
         match self.first.take() {
             Some(prefix) => {
-                let pad = self.indent.saturating_sub(width(&prefix));
+                // At least one space, even after a long offset (`[+3600.003s]`).
+                let pad = self.indent.saturating_sub(width(&prefix)).max(1);
                 write!(self.out, "{prefix}{:pad$}", "")?;
             }
             None => write!(self.out, "{:1$}", "", self.indent)?,

@@ -1,19 +1,25 @@
-//! `gatehouse-replay`: list recorded sessions and show their transcripts.
+//! `gatehouse-replay`: list recorded sessions, show, export and play
+//! their transcripts.
 //!
 //! Reads a store directory that no gateway holds (fjall allows one process
 //! per store): a stopped gateway's store, or an exported copy.
 
-use std::io::{self, BufWriter, Write};
-use std::path::PathBuf;
+use std::fs::File;
+use std::io::{self, BufWriter, IsTerminal, Write};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use gatehouse_replay::cli::{open_store, resolve_session};
+use gatehouse_replay::export::{self, Format};
 use gatehouse_replay::list::SessionRow;
-use gatehouse_replay::{TranscriptOptions, load_transcript, render};
+use gatehouse_replay::play::{Pace, play};
+use gatehouse_replay::{Transcript, TranscriptOptions, load_transcript, render};
 
-/// Rebuild recorded Gatehouse sessions from a store.
+/// Rebuild recorded Gatehouse sessions from a store: list them, show,
+/// export or play one.
 ///
 /// Transcripts are decoded from the recorded protocol frames, so they show
 /// what the client actually received (masked values as masked, marked
@@ -54,6 +60,87 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Export one session's transcript for other tools and people.
+    ///
+    /// Writes the transcript `show` rebuilds (masked values as masked and
+    /// marked) as one JSON document, CSV, a self-contained HTML page, or
+    /// an asciicast v2 recording; see --format.
+    Export {
+        /// The session id, or any unique prefix of it (hyphens optional).
+        session: String,
+        /// The store directory (a stopped gateway's, or an exported copy).
+        #[arg(long, env = "GATEHOUSE_STORE", value_name = "DIR")]
+        store: PathBuf,
+        /// The format to write.
+        ///
+        /// json: the session's metadata, then every item with its time
+        /// offset (`offset_us`), statements with parameters and results,
+        /// masked values as {"masked": true, "value": …}, errors with
+        /// their SQLSTATE, verdicts with their decision. csv: a header
+        /// row, then one row per item (offset_s, at, kind, text,
+        /// parameters, columns, rows_returned, masked_cells, tags,
+        /// duration_ms, error_code, error_message, decision, reason,
+        /// approver). html: one page for a browser, inline CSS, no
+        /// scripts, no external resources. asciicast: the `show` text
+        /// timed as the session happened, for `asciinema play FILE`.
+        #[arg(long, value_enum)]
+        format: Format,
+        /// Write to FILE (replaced if it exists) instead of stdout.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+        /// Keep every row; by default each result keeps its first 100
+        /// rows and counts the rest.
+        #[arg(long)]
+        all_rows: bool,
+    },
+    /// Replay one session on the terminal as it happened.
+    ///
+    /// Writes the `show` text item by item, pausing between items as long
+    /// as the session did, divided by --speed, each pause at most
+    /// --max-wait. Writes everything at once with --speed 0 or when stdout
+    /// is not a terminal.
+    Play {
+        /// The session id, or any unique prefix of it (hyphens optional).
+        session: String,
+        /// The store directory (a stopped gateway's, or an exported copy).
+        #[arg(long, env = "GATEHOUSE_STORE", value_name = "DIR")]
+        store: PathBuf,
+        /// How many times faster than real time (0: no pauses).
+        #[arg(long, default_value_t = 1.0, value_parser = parse_speed)]
+        speed: f64,
+        /// The longest pause between two items (humantime: 2s, 500ms).
+        #[arg(long, default_value = "2s", value_name = "DURATION", value_parser = humantime::parse_duration)]
+        max_wait: Duration,
+        /// Keep every row; by default each result shows its first 100
+        /// rows and counts the rest.
+        #[arg(long)]
+        all_rows: bool,
+    },
+}
+
+fn parse_speed(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && v >= 0.0 => Ok(v),
+        _ => Err(format!(
+            "{s:?} is not a speed: a number ≥ 0 (1 real time, 4 four times faster, 0 no pauses)"
+        )),
+    }
+}
+
+/// Opens the store and rebuilds the transcript of the session `prefix`
+/// names.
+fn transcript(store: &Path, prefix: &str, all_rows: bool) -> Result<Transcript> {
+    let reader = open_store(store)?;
+    let id = resolve_session(&reader, prefix)?;
+    let opts = if all_rows {
+        TranscriptOptions::all_rows()
+    } else {
+        TranscriptOptions::default()
+    };
+    match load_transcript(&reader, id, opts).with_context(|| format!("cannot read session {id}"))? {
+        Some(t) => Ok(t),
+        None => bail!("session {id} has no recorded events"),
+    }
 }
 
 fn main() -> ExitCode {
@@ -92,24 +179,48 @@ fn run(cli: Cli) -> Result<()> {
             all_rows,
             json,
         } => {
-            let reader = open_store(&store)?;
-            let id = resolve_session(&reader, &session)?;
-            let opts = if all_rows {
-                TranscriptOptions::all_rows()
-            } else {
-                TranscriptOptions::default()
-            };
-            let Some(transcript) = load_transcript(&reader, id, opts)
-                .with_context(|| format!("cannot read session {id}"))?
-            else {
-                bail!("session {id} has no recorded events");
-            };
+            let transcript = transcript(&store, &session, all_rows)?;
             if json {
                 serde_json::to_writer_pretty(&mut out, &transcript)?;
                 writeln!(out)?;
             } else {
                 render::render(&transcript, &mut out)?;
             }
+        }
+        Command::Export {
+            session,
+            store,
+            format,
+            out: file,
+            all_rows,
+        } => {
+            let transcript = transcript(&store, &session, all_rows)?;
+            match file {
+                Some(path) => {
+                    let f = File::create(&path)
+                        .with_context(|| format!("cannot create {}", path.display()))?;
+                    let mut w = BufWriter::new(f);
+                    export::write(&transcript, format, &mut w)
+                        .and_then(|()| w.flush())
+                        .with_context(|| format!("cannot write {}", path.display()))?;
+                }
+                None => export::write(&transcript, format, &mut out)?,
+            }
+        }
+        Command::Play {
+            session,
+            store,
+            speed,
+            max_wait,
+            all_rows,
+        } => {
+            let transcript = transcript(&store, &session, all_rows)?;
+            let pace = if io::stdout().is_terminal() {
+                Pace { speed, max_wait }
+            } else {
+                Pace::INSTANT
+            };
+            play(&transcript, &mut out, pace, &mut std::thread::sleep)?;
         }
     }
     out.flush()?;
