@@ -280,3 +280,20 @@ fn without_a_seal_key_the_config_checks_out_with_a_warning() {
         render(&out)
     );
 }
+
+/// `gatehouse engines` says which IO engines can run here: tokio always,
+/// io_uring with the reason when not, and its exit status says which.
+#[test]
+fn engines_says_which_io_engines_can_run() {
+    let out = run(
+        Command::new(Gateway::binary()).arg("engines"),
+        DEFAULT_TIMEOUT,
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("tokio: available"), "{}", render(&out));
+    if out.status.success() {
+        assert!(stdout.contains("uring: available"), "{}", render(&out));
+    } else {
+        assert!(stdout.contains("uring: unavailable: "), "{}", render(&out));
+    }
+}

@@ -330,6 +330,8 @@ fn serve_and_check_config_parse() {
     );
     let cli = Cli::try_parse_from(["gatehouse", "check-config", "--config", "g.toml"]).unwrap();
     assert!(matches!(cli.command, Command::CheckConfig(_)));
+    let cli = Cli::try_parse_from(["gatehouse", "engines"]).unwrap();
+    assert!(matches!(cli.command, Command::Engines));
 }
 
 #[test]
