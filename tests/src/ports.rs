@@ -34,9 +34,16 @@ pub fn wait_for_port(port: u16, timeout: Duration) -> bool {
 }
 
 /// Whether a TCP connection to 127.0.0.1:`port` succeeds right now.
+///
+/// A connection to itself does not count: with nothing listening yet, the
+/// kernel can pick the very port as the probe's source port, and TCP's
+/// simultaneous open then connects the probe to itself.
 pub fn port_accepts(port: u16) -> bool {
     let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
-    TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
+    match TcpStream::connect_timeout(&addr, Duration::from_millis(200)) {
+        Ok(s) => s.local_addr().ok() != Some(addr),
+        Err(_) => false,
+    }
 }
 
 /// Polls `ready` every 20 ms until it returns `true` (then `true`) or

@@ -102,11 +102,15 @@ pub async fn serve(shared: Arc<Shared>, tcp: Socket, peer: SocketAddr) {
     // check) by then is disconnected: slowloris clients hold nothing long.
     let startup_timeout = shared.startup_timeout;
     async {
-        let started = tokio::time::timeout(startup_timeout, conn.handshake(tcp)).await;
+        // On the io_uring engine the deadline is a ring timeout.
+        let started = tokio::select! {
+            started = conn.handshake(tcp) => Some(started),
+            () = crate::uring::sleep(startup_timeout) => None,
+        };
         match started {
-            Ok(Some((io, buf))) => conn.relay(io, buf).await,
-            Ok(None) => {}
-            Err(_) => tracing::info!("client did not complete startup in time"),
+            Some(Some((io, buf))) => conn.relay(io, buf).await,
+            Some(None) => {}
+            None => tracing::info!("client did not complete startup in time"),
         }
         conn.finish().await;
     }

@@ -81,6 +81,8 @@ pub enum Keep {
     Bytes(#[allow(dead_code)] Bytes),
     /// An address being connected to, and the connect's timeout.
     Connect(#[allow(dead_code)] Box<(socket2::SockAddr, io_uring::types::Timespec)>),
+    /// A timeout's duration.
+    Timespec(#[allow(dead_code)] Box<io_uring::types::Timespec>),
 }
 
 struct Slot {

@@ -3,9 +3,10 @@
 //!
 //! The data path runs on the ring: a multishot accept per worker (each
 //! worker has its own `SO_REUSEPORT` listener), multishot receives into a
-//! ring of provided buffers, sends of owned bytes, and connects with a
-//! linked ring timeout. The runtime stays for what is not IO on a socket
-//! (the store's acknowledgements, approvals, timers, the occasional cancel
+//! ring of provided buffers, sends of owned bytes, connects with a linked
+//! ring timeout, and the startup deadline as a ring timeout ([`sleep`]).
+//! The runtime stays for what is not IO on a socket (the store's
+//! acknowledgements, approvals, other timers, the occasional cancel
 //! request), and sleeps in epoll on the ring's fd. Sessions are the same
 //! sans-IO sessions from `core` that the tokio engine drives: the socket
 //! type ([`Stream`]) is all that differs, and TLS is rustls over it.
@@ -18,6 +19,7 @@ mod bufring;
 mod driver;
 mod send;
 mod stream;
+mod timer;
 
 #[cfg(test)]
 mod tests;
@@ -25,6 +27,7 @@ mod tests;
 pub use accept::Acceptor;
 pub use driver::{RingConfig, install};
 pub use stream::Stream;
+pub use timer::sleep;
 
 use io_uring::{IoUring, opcode};
 

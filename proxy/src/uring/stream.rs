@@ -341,7 +341,7 @@ pub struct Op {
 }
 
 impl Op {
-    fn new(id: OpId) -> Op {
+    pub(super) fn new(id: OpId) -> Op {
         let driver = driver::current().unwrap_or_default();
         Op {
             id: Some(id),

@@ -186,3 +186,20 @@ fn a_reader_that_stops_does_not_starve_the_others() {
         drop(writer.await.unwrap());
     });
 }
+
+#[test]
+fn a_ring_sleep_ends_and_a_dropped_one_is_cancelled() {
+    on_ring(RingConfig::default(), || async {
+        let started = std::time::Instant::now();
+        super::sleep(Duration::from_millis(50)).await;
+        assert!(started.elapsed() >= Duration::from_millis(50));
+        // Dropped long before it fires: the ring forgets it.
+        let long = super::sleep(Duration::from_secs(3600));
+        assert!(
+            tokio::time::timeout(Duration::from_millis(10), long)
+                .await
+                .is_err()
+        );
+        super::sleep(Duration::from_millis(1)).await;
+    });
+}
