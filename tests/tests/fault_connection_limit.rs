@@ -6,6 +6,7 @@
 //!
 //! Needs the gateway binary: `cargo build --workspace --bins` first.
 
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
@@ -26,8 +27,19 @@ async fn clients_past_the_limit_are_refused_and_the_rest_go_on() {
     let token = gw.grant(&GrantArgs::default());
     let (a, _ca) = gw.connect(&token).await;
     let (b, _cb) = gw.connect(&token).await;
-    // An idle connection that never says hello holds the third place.
-    let idle = TcpStream::connect(("127.0.0.1", gw.port())).expect("connect");
+    // An idle connection that never says hello holds the third place. It
+    // sends an SSLRequest and reads the answer: then the gateway has
+    // accepted it and counts it (a bare connect may still wait in another
+    // worker's accept queue while the next client is served).
+    let mut idle = TcpStream::connect(("127.0.0.1", gw.port())).expect("connect");
+    idle.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("read timeout");
+    idle.write_all(&[0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f])
+        .expect("SSLRequest");
+    let mut answer = [0u8; 1];
+    idle.read_exact(&mut answer)
+        .expect("an answer to SSLRequest");
+    assert!(matches!(&answer, b"S" | b"N"), "{answer:?}");
 
     for _ in 0..3 {
         match gw.try_connect(&token).await {
