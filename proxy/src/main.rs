@@ -8,6 +8,8 @@
 //! - `gatehouse approvals list|approve|deny|watch`: decide held statements
 //!   through a running gateway's admin API.
 //! - `gatehouse grants revoke JTI --reason …`: revoke a grant through it.
+//! - `gatehouse engines`: which IO engines can run on this host, and why
+//!   io_uring cannot where it cannot.
 //!
 //! Logs go to stderr; `GATEHOUSE_LOG` filters them (`info` by default,
 //! `GATEHOUSE_LOG=debug`, `GATEHOUSE_LOG=gatehouse=trace,warn`, …). Errors

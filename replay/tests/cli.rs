@@ -3,26 +3,10 @@
 mod common;
 
 use std::path::Path;
-use std::process::Command;
 
 use common::*;
 use gatehouse_core::event::CloseReason;
 use gatehouse_store::{Store, StoreOptions};
-
-fn replay(args: &[&str], store: &Path) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_gatehouse-replay"))
-        .args(args)
-        .arg("--store")
-        .arg(store)
-        .env_remove("GATEHOUSE_STORE")
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8(out.stdout).unwrap(),
-        String::from_utf8(out.stderr).unwrap(),
-    )
-}
 
 /// Two sessions in the same millisecond (ids share a long prefix), one
 /// still open (cut), and a refused one.

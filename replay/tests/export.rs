@@ -5,28 +5,12 @@
 mod common;
 
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::*;
 use gatehouse_core::event::CloseReason;
 
 const HOSTILE: &str = "<script>alert(1)</script>";
-
-fn replay(args: &[&str], store: &Path) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_gatehouse-replay"))
-        .args(args)
-        .arg("--store")
-        .arg(store)
-        .env_remove("GATEHOUSE_STORE")
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8(out.stdout).unwrap(),
-        String::from_utf8(out.stderr).unwrap(),
-    )
-}
 
 fn ok(args: &[&str], store: &Path) -> String {
     let (code, out, err) = replay(args, store);

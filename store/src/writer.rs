@@ -49,6 +49,7 @@ pub(crate) struct Counters {
     pub(crate) batches: AtomicU64,
     pub(crate) syncs: AtomicU64,
     pub(crate) refused: AtomicU64,
+    pub(crate) inline: AtomicU64,
 }
 
 impl Counters {
@@ -64,6 +65,7 @@ impl Counters {
             batches: get(&self.batches),
             syncs: get(&self.syncs),
             refused: get(&self.refused),
+            inline: get(&self.inline),
         }
     }
 }
@@ -87,6 +89,10 @@ pub struct StoreStats {
     pub syncs: u64,
     /// Submissions refused as invalid or out of sequence.
     pub refused: u64,
+    /// Submissions handled inline on the caller's thread (`Os` mode)
+    /// rather than by the writer thread; also counted in `submissions` (or
+    /// `refused`).
+    pub inline: u64,
 }
 
 impl Shared {
@@ -127,6 +133,7 @@ impl Shared {
             return Err(s);
         }
         state.commit(vec![s], false);
+        Counters::add(&self.counters.inline, 1);
         Ok(())
     }
 

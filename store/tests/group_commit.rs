@@ -164,15 +164,11 @@ fn os_mode_syncs_an_idle_writer_within_the_interval() {
     store.shutdown().unwrap();
 }
 
-/// Submissions that queue up while the writer is busy share one batch and
-/// one fsync: many pipelined submissions, far fewer batches and syncs.
-#[test]
-fn queued_submissions_share_batches_and_fsyncs() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
-    let w = store.writer();
-    let mut rec = Recorder::new(sid(1_700_000_000_000, 9));
-    let acks: Vec<_> = (0..500)
+/// Submits one session's `n` events one per submission without waiting
+/// (pipelined), then waits for every acknowledgement.
+fn pipeline(w: &gatehouse_store::Writer, worker: u16, n: i64) {
+    let mut rec = Recorder::new(sid(1_700_000_000_000, worker));
+    let acks: Vec<_> = (0..n)
         .map(|i| {
             let body = if i == 0 {
                 opened("g", 1)
@@ -185,6 +181,15 @@ fn queued_submissions_share_batches_and_fsyncs() {
     for ack in acks {
         ack.wait_blocking().unwrap();
     }
+}
+
+/// Submissions that queue up while the writer is busy share one batch and
+/// one fsync: many pipelined submissions, far fewer batches and syncs.
+#[test]
+fn queued_submissions_share_batches_and_fsyncs() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+    pipeline(&store.writer(), 9, 500);
     let stats = store.stats();
     eprintln!(
         "{} submissions in {} batches, {} syncs",
@@ -209,26 +214,12 @@ fn os_mode_pipelined_submissions_stay_in_order_inline_or_queued() {
     std::thread::scope(|scope| {
         for t in 0..2u16 {
             let w = store.writer();
-            scope.spawn(move || {
-                let mut rec = Recorder::new(sid(1_700_000_000_000, t));
-                let acks: Vec<_> = (0..500)
-                    .map(|i| {
-                        let body = if i == 0 {
-                            opened("g", 1)
-                        } else {
-                            statement("SELECT 1")
-                        };
-                        w.submit_blocking(vec![rec.record(i, body)]).unwrap()
-                    })
-                    .collect();
-                for ack in acks {
-                    ack.wait_blocking().unwrap();
-                }
-            });
+            scope.spawn(move || pipeline(&w, t, 500));
         }
     });
     let stats = store.stats();
     assert_eq!((stats.submissions, stats.refused), (1000, 0));
+    assert!(stats.inline <= stats.submissions);
     let reader = store.reader();
     for t in 0..2u16 {
         let id = sid(1_700_000_000_000, t);
@@ -237,4 +228,29 @@ fn os_mode_pipelined_submissions_stay_in_order_inline_or_queued() {
     }
     drop(reader);
     store.shutdown().unwrap();
+}
+
+/// One appender at a time in `Os` mode: nothing is ever queued, so every
+/// submission is committed inline on the caller's thread; `Fsync` mode
+/// never commits inline (group commit needs the queue).
+#[test]
+fn os_mode_commits_a_lone_appender_inline_and_fsync_mode_never() {
+    for (opts, inline) in [(os(2), true), (fsync(), false)] {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), opts).unwrap();
+        let w = store.writer();
+        let mut rec = Recorder::new(sid(1_700_000_000_000, 3));
+        for i in 0..20 {
+            let body = if i == 0 {
+                opened("g", 1)
+            } else {
+                statement("SELECT 1")
+            };
+            w.append_blocking(vec![rec.record(i, body)]).unwrap();
+        }
+        let stats = store.stats();
+        assert_eq!(stats.submissions, 20);
+        assert_eq!(stats.inline, if inline { 20 } else { 0 }, "{stats:?}");
+        store.shutdown().unwrap();
+    }
 }

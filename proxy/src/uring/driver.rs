@@ -173,6 +173,13 @@ pub fn current() -> Option<u64> {
     DRIVER.with(|d| d.borrow().as_ref().map(|d| d.id))
 }
 
+/// Operations this thread's ring holds a slot for (in flight or abandoned
+/// and not yet completed).
+#[cfg(test)]
+pub fn slots_in_use() -> usize {
+    DRIVER.with(|d| d.borrow().as_ref().map_or(0, |d| d.slots.len()))
+}
+
 /// Runs `f` on ring `id`, which must be this thread's.
 pub fn with<R>(id: u64, f: impl FnOnce(&mut Driver) -> R) -> io::Result<R> {
     DRIVER.with(|d| match d.try_borrow_mut() {

@@ -190,16 +190,26 @@ fn a_reader_that_stops_does_not_starve_the_others() {
 #[test]
 fn a_ring_sleep_ends_and_a_dropped_one_is_cancelled() {
     on_ring(RingConfig::default(), || async {
+        let before = super::driver::slots_in_use();
         let started = std::time::Instant::now();
         super::sleep(Duration::from_millis(50)).await;
         assert!(started.elapsed() >= Duration::from_millis(50));
-        // Dropped long before it fires: the ring forgets it.
-        let long = super::sleep(Duration::from_secs(3600));
+        // A sleep is an operation on the ring while it runs ...
+        let mut long = Box::pin(super::sleep(Duration::from_secs(3600)));
         assert!(
-            tokio::time::timeout(Duration::from_millis(10), long)
+            tokio::time::timeout(Duration::from_millis(10), &mut long)
                 .await
                 .is_err()
         );
-        super::sleep(Duration::from_millis(1)).await;
+        assert_eq!(super::driver::slots_in_use(), before + 1);
+        // ... and dropped long before it fires, it is cancelled: its slot
+        // goes once the cancellation completes.
+        drop(long);
+        let mut waited = 0;
+        while super::driver::slots_in_use() > before {
+            assert!(waited < 1000, "the dropped sleep was not cancelled");
+            tokio::time::sleep(Duration::from_millis(1)).await;
+            waited += 1;
+        }
     });
 }

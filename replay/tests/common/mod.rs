@@ -380,3 +380,20 @@ fn cstr(b: &mut Vec<u8>, s: &str) {
     b.extend_from_slice(s.as_bytes());
     b.push(0);
 }
+
+/// Runs the real `gatehouse-replay` with `args` on `store`: exit code,
+/// stdout, stderr.
+pub fn replay(args: &[&str], store: &Path) -> (i32, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_gatehouse-replay"))
+        .args(args)
+        .arg("--store")
+        .arg(store)
+        .env_remove("GATEHOUSE_STORE")
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
