@@ -400,29 +400,10 @@ fn result(w: &mut Lines<'_>, b: &ResultBlock, since: i64) -> io::Result<()> {
         }
         diagnostic(w, err, time.as_deref())?;
     } else {
-        if !b.columns.is_empty() || b.rows_received > 0 {
-            let masked = if b.masked_cells > 0 {
-                format!("; {} masked", plural(b.masked_cells, "cell", "cells"))
-            } else {
-                String::new()
-            };
-            parts.push(format!(
-                "({}{masked})",
-                plural(b.rows_received, "row", "rows")
-            ));
-        }
-        if b.empty_query {
-            parts.push("(empty query)".into());
-        }
-        if b.suspended {
-            parts.push("(portal suspended: more rows to fetch)".into());
-        }
-        if let Some(tag) = &b.tag {
-            parts.push(sanitize(tag, false));
-        }
-        if b.done_us.is_none() {
-            parts.push("(no completion recorded)".into());
-        }
+        parts.extend(summary_notes(b).into_iter().map(|note| match note {
+            SummaryNote::Note(text) => format!("({text})"),
+            SummaryNote::Tag(tag) => sanitize(tag, false),
+        }));
         parts.extend(time);
         w.line(&parts.join("   "))?;
     }
@@ -435,6 +416,47 @@ fn result(w: &mut Lines<'_>, b: &ResultBlock, since: i64) -> io::Result<()> {
         ))?;
     }
     Ok(())
+}
+
+/// One part of a result's summary line, before its timing; each view
+/// (text, HTML) decorates it its own way.
+pub(crate) enum SummaryNote<'a> {
+    /// Plain words: rows (and masked cells), empty query, suspended portal,
+    /// no completion recorded.
+    Note(String),
+    /// The command tag, as the target sent it (not sanitized yet).
+    Tag(&'a str),
+}
+
+/// What a result's summary line says, in order.
+pub(crate) fn summary_notes(b: &ResultBlock) -> Vec<SummaryNote<'_>> {
+    let mut notes = Vec::new();
+    if !b.columns.is_empty() || b.rows_received > 0 {
+        let masked = if b.masked_cells > 0 {
+            format!("; {} masked", plural(b.masked_cells, "cell", "cells"))
+        } else {
+            String::new()
+        };
+        notes.push(SummaryNote::Note(format!(
+            "{}{masked}",
+            plural(b.rows_received, "row", "rows")
+        )));
+    }
+    if b.empty_query {
+        notes.push(SummaryNote::Note("empty query".into()));
+    }
+    if b.suspended {
+        notes.push(SummaryNote::Note(
+            "portal suspended: more rows to fetch".into(),
+        ));
+    }
+    if let Some(tag) = &b.tag {
+        notes.push(SummaryNote::Tag(tag));
+    }
+    if b.done_us.is_none() {
+        notes.push(SummaryNote::Note("no completion recorded".into()));
+    }
+    notes
 }
 
 fn diagnostic(w: &mut Lines<'_>, d: &Diagnostic, time: Option<&str>) -> io::Result<()> {

@@ -14,7 +14,7 @@
 use std::io::{self, Write};
 
 use super::offset_of;
-use crate::render::MASKED_MARK;
+use crate::render::{MASKED_MARK, SummaryNote, summary_notes};
 use crate::text::{
     duration_us, grouped, offset_us, plural, rfc3339_us, sanitize, sanitize_copy_line,
     session_duration_us,
@@ -462,30 +462,13 @@ fn result(b: &ResultBlock, since: i64, out: &mut dyn Write) -> io::Result<()> {
     if let Some(err) = &b.error {
         return diagnostic(err, time.as_deref(), out);
     }
-    let mut parts = Vec::new();
-    if !b.columns.is_empty() || b.rows_received > 0 {
-        let masked = if b.masked_cells > 0 {
-            format!("; {} masked", plural(b.masked_cells, "cell", "cells"))
-        } else {
-            String::new()
-        };
-        parts.push(format!(
-            "{}{masked}",
-            plural(b.rows_received, "row", "rows")
-        ));
-    }
-    if b.empty_query {
-        parts.push("empty query".into());
-    }
-    if b.suspended {
-        parts.push("portal suspended: more rows to fetch".into());
-    }
-    if let Some(tag) = &b.tag {
-        parts.push(format!("<strong>{}</strong>", esc(tag)));
-    }
-    if b.done_us.is_none() {
-        parts.push("no completion recorded".into());
-    }
+    let mut parts: Vec<String> = summary_notes(b)
+        .into_iter()
+        .map(|note| match note {
+            SummaryNote::Note(text) => escape(&text),
+            SummaryNote::Tag(tag) => format!("<strong>{}</strong>", esc(tag)),
+        })
+        .collect();
     if let Some(time) = time {
         parts.push(escape(&time));
     }
