@@ -29,6 +29,7 @@ pub mod gateway;
 pub mod gateway_config;
 pub mod grant;
 mod janitor;
+pub mod loadtest;
 pub mod logs;
 pub mod messages;
 mod pg_template;

@@ -227,6 +227,18 @@ impl PgCluster {
         parse_statements(&self.statement_log())
     }
 
+    /// [`statements`](Self::statements) that `user` sent (the role the
+    /// session logged in as). A gateway logs in upstream as its target's
+    /// role, so a test whose own connections use another role (the
+    /// superuser) gets exactly what came through the gateway.
+    pub fn statements_of(&self, user: User) -> Vec<String> {
+        parse_logged_statements(&self.statement_log())
+            .into_iter()
+            .filter(|s| s.user == user.name())
+            .map(|s| s.text)
+            .collect()
+    }
+
     /// A libpq conninfo string for `user` straight to the cluster over TCP,
     /// password included.
     pub fn conn_string(&self, user: User) -> String {
@@ -377,26 +389,56 @@ impl Drop for PgCluster {
 /// `log_line_prefix='%m …'` (each entry starts with a `YYYY-` timestamp; a
 /// line that does not is a continuation of the previous entry).
 pub fn parse_statements(log: &str) -> Vec<String> {
+    parse_logged_statements(log)
+        .into_iter()
+        .map(|s| s.text)
+        .collect()
+}
+
+/// One statement entry of the server log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LoggedStatement {
+    /// The role of the session that sent it (`%u` of the line prefix).
+    pub user: String,
+    /// The statement's text, continuation lines included.
+    pub text: String,
+}
+
+/// [`parse_statements`] with the role each statement came from, read
+/// from the `%u@%d` of the cluster's `log_line_prefix`.
+pub fn parse_logged_statements(log: &str) -> Vec<LoggedStatement> {
     let mut statements = Vec::new();
-    let mut current: Option<String> = None;
+    let mut current: Option<LoggedStatement> = None;
     for line in log.lines() {
         let starts_entry = line.len() > 5
             && line.as_bytes()[..4].iter().all(u8::is_ascii_digit)
             && line.as_bytes()[4] == b'-';
         if !starts_entry {
             if let Some(stmt) = current.as_mut() {
-                stmt.push('\n');
-                stmt.push_str(line);
+                stmt.text.push('\n');
+                stmt.text.push_str(line);
             }
             continue;
         }
         statements.extend(current.take());
-        if let Some((_, rest)) = line.split_once("LOG:  statement: ") {
-            current = Some(rest.to_owned());
-        } else if let Some((_, rest)) = line.split_once("LOG:  execute ")
-            && let Some((_, text)) = rest.split_once(": ")
-        {
-            current = Some(text.to_owned());
+        let text = if let Some((_, rest)) = line.split_once("LOG:  statement: ") {
+            Some(rest)
+        } else if let Some((_, rest)) = line.split_once("LOG:  execute ") {
+            rest.split_once(": ").map(|(_, text)| text)
+        } else {
+            None
+        };
+        if let Some(text) = text {
+            // `… [pid] user@db LOG:  …`: the word before ` LOG:`.
+            let user = line
+                .split_once(" LOG:  ")
+                .and_then(|(head, _)| head.rsplit(' ').next())
+                .and_then(|who| who.split_once('@'))
+                .map_or("", |(user, _)| user);
+            current = Some(LoggedStatement {
+                user: user.to_owned(),
+                text: text.to_owned(),
+            });
         }
     }
     statements.extend(current);
@@ -405,7 +447,7 @@ pub fn parse_statements(log: &str) -> Vec<String> {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_statements;
+    use super::{LoggedStatement, parse_logged_statements, parse_statements};
 
     #[test]
     fn statements_are_parsed_with_continuations() {
@@ -421,6 +463,19 @@ mod tests {
         assert_eq!(
             parse_statements(log),
             ["select 1", "select\n\t2", "select $1", "select 4"]
+        );
+        let users: Vec<_> = parse_logged_statements(log)
+            .into_iter()
+            .map(|s| s.user)
+            .collect();
+        assert_eq!(users, ["app", "app", "app", "app"]);
+        let other = "2025-01-01 00:00:00.000 UTC [2] postgres@orders LOG:  statement: select 5";
+        assert_eq!(
+            parse_logged_statements(other),
+            [LoggedStatement {
+                user: "postgres".into(),
+                text: "select 5".into()
+            }]
         );
     }
 }

@@ -8,32 +8,16 @@
 //!
 //! Needs the binaries: `cargo build --workspace --bins` first.
 
-use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
 use gatehouse_tests::command::{render, run};
+use gatehouse_tests::loadtest::binary as loadtest_binary;
 use gatehouse_tests::{Gateway, GatewayOptions, PgCluster, Target, User};
 use serde_json::Value;
 
 /// The harness runs for about 5 s; this bounds everything around it too.
 const HARNESS_TIMEOUT: Duration = Duration::from_secs(180);
-
-/// `$GATEHOUSE_LOADTEST_BIN`, else `gatehouse-loadtest` next to the
-/// gateway binary.
-fn loadtest_binary() -> PathBuf {
-    if let Some(path) = std::env::var_os("GATEHOUSE_LOADTEST_BIN") {
-        return PathBuf::from(path);
-    }
-    let path = Gateway::binary().with_file_name("gatehouse-loadtest");
-    assert!(
-        path.is_file(),
-        "{} does not exist: run `cargo build --workspace --bins` first \
-         (or set GATEHOUSE_LOADTEST_BIN)",
-        path.display()
-    );
-    path
-}
 
 fn num(v: &Value, path: &str) -> f64 {
     let mut cur = v;
