@@ -406,8 +406,8 @@ pub fn render(m: &Metrics, s: &Snapshot) -> String {
         &mut out,
         "gatehouse_store_healthy",
         "gauge",
-        "1 while the store accepts appends; 0 once a write or fsync failed (until restart) or \
-         it is shut down.",
+        "1 while the store accepts appends; 0 after a write or fsync failed (until the store \
+         recovers in place, once the disk takes writes again) or once it is shut down.",
         u64::from(s.store_healthy),
     );
     single(
@@ -465,6 +465,13 @@ pub fn render(m: &Metrics, s: &Snapshot) -> String {
         "counter",
         "Submissions the store refused as invalid or out of sequence.",
         s.store.refused,
+    );
+    single(
+        &mut out,
+        "gatehouse_store_recoveries_total",
+        "counter",
+        "Times the store recovered in place after a failed write or fsync.",
+        s.store.recoveries,
     );
     if let Some(bytes) = s.store_disk_bytes {
         single(

@@ -7,12 +7,18 @@
 //! is queued and the state is free (see `Shared::try_inline`): no thread
 //! hop and no wake-up per statement, and the same batch, checks and
 //! acknowledgement as on the thread. Syncs stay on the writer thread.
+//!
+//! After a failure the writer thread also tries, every recovery interval,
+//! to reopen the database in place ([`recover`]).
+
+mod recover;
 
 use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use fjall::PersistMode;
 use gatehouse_core::event::{Encoded, SessionId};
@@ -32,12 +38,15 @@ pub(crate) struct Committer {
     shared: Arc<Shared>,
     durability: Durability,
     max_batch: usize,
+    /// How often a poisoned writer tries to reopen the database.
+    recovery_interval: Duration,
 }
 
 /// What committing needs, shared by the writer thread and, in `Os` mode,
 /// callers committing inline.
 pub(crate) struct CommitState {
-    db: Arc<Db>,
+    /// The store's directory, to reopen it after a failure.
+    path: PathBuf,
     shared: Arc<Shared>,
     durability: Durability,
     /// Summaries of sessions that may get more events: a cache of the
@@ -55,14 +64,14 @@ pub(crate) struct CommitState {
 
 impl Committer {
     pub(crate) fn new(
-        db: Arc<Db>,
+        path: PathBuf,
         rx: flume::Receiver<Submission>,
         shared: Arc<Shared>,
-        durability: Durability,
-        max_batch: usize,
+        opts: crate::StoreOptions,
     ) -> Self {
+        let durability = opts.durability;
         let state = Arc::new(Mutex::new(CommitState {
-            db,
+            path,
             shared: shared.clone(),
             durability,
             open: HashMap::new(),
@@ -78,7 +87,8 @@ impl Committer {
             state,
             shared,
             durability,
-            max_batch,
+            max_batch: opts.max_batch,
+            recovery_interval: opts.recovery_interval,
         }
     }
 
@@ -106,38 +116,57 @@ impl Committer {
         }
         let mut state = self.lock();
         state.closed = true;
+        // Let go of the database: with the last reader, its directory lock
+        // goes, even while writer handles are still around.
+        let db = self.shared.db_slot().take();
         if let Some(e) = self.shared.poisoned() {
             return Err(e);
         }
-        state.db.db.persist(PersistMode::SyncAll).map_err(|e| {
+        let Some(db) = db else {
+            return Err(self.shared.refusal());
+        };
+        db.db.persist(PersistMode::SyncAll).map_err(|e| {
             let cause = self.shared.poison(format!("final fsync failed: {e}"));
             tracing::error!(%cause, "store shut down with a failed fsync");
             StoreError::Poisoned { cause }
         })
     }
 
-    /// Blocks for the next submission; in `Os` mode, wakes every sync
-    /// interval to sync what was written (also by inline commits).
+    /// Blocks for the next submission. In `Os` mode, wakes every sync
+    /// interval to sync what was written (also by inline commits); after a
+    /// failure, wakes every recovery interval to try to recover from it.
     fn next_first(&self) -> Option<Submission> {
-        let Durability::Os { sync_interval } = self.durability else {
-            return self.rx.recv().ok();
-        };
         loop {
             let deadline = {
                 let mut state = self.lock();
-                if state.unsynced && state.last_sync.elapsed() >= sync_interval {
-                    state.sync();
-                }
-                if state.unsynced {
-                    state.last_sync + sync_interval
-                } else {
-                    Instant::now() + sync_interval
+                match self.durability {
+                    _ if self.shared.poisoned().is_some() => {
+                        Instant::now() + self.recovery_interval
+                    }
+                    Durability::Fsync => {
+                        drop(state);
+                        return self.rx.recv().ok();
+                    }
+                    Durability::Os { sync_interval } => {
+                        if state.unsynced && state.last_sync.elapsed() >= sync_interval {
+                            state.sync();
+                        }
+                        if state.unsynced {
+                            state.last_sync + sync_interval
+                        } else {
+                            Instant::now() + sync_interval
+                        }
+                    }
                 }
             };
             match self.rx.recv_deadline(deadline) {
                 Ok(s) => return Some(s),
                 Err(flume::RecvTimeoutError::Disconnected) => return None,
-                Err(flume::RecvTimeoutError::Timeout) => {}
+                Err(flume::RecvTimeoutError::Timeout) => {
+                    // A failure is retried a recovery interval after it
+                    // happened, and every interval after that.
+                    self.lock().recover(self.recovery_interval);
+                }
             }
         }
     }
@@ -151,7 +180,11 @@ impl CommitState {
         if self.shared.poisoned().is_some() {
             return;
         }
-        match self.db.db.persist(PersistMode::SyncData) {
+        match self
+            .shared
+            .db()
+            .and_then(|db| Ok(db.db.persist(PersistMode::SyncData)?))
+        {
             Ok(()) => Counters::add(&self.shared.counters.syncs, 1),
             Err(e) => {
                 let cause = self.shared.poison(format!("fsync failed: {e}"));
@@ -164,13 +197,17 @@ impl CommitState {
     /// each of them. `may_sync`: in `Os` mode, sync if the interval has
     /// passed (the writer thread; inline commits never wait for a sync).
     pub(crate) fn commit(&mut self, group: Vec<Submission>, may_sync: bool) {
-        if self.shared.poisoned().is_some() {
+        let db = match self.shared.poisoned() {
+            None => self.shared.db().ok(),
+            Some(_) => None,
+        };
+        let Some(db) = db else {
             for s in group {
-                reply(s.ack, self.shared.poisoned());
+                reply(s.ack, Some(self.shared.refusal()));
             }
             return;
-        }
-        let mut batch = self.db.db.batch();
+        };
+        let mut batch = db.db.batch();
         if self.durability == Durability::Fsync {
             batch = batch.durability(Some(PersistMode::SyncData));
         }
@@ -181,7 +218,7 @@ impl CommitState {
         let mut events = 0;
         for s in group {
             seen.clear();
-            if let Err(e) = self.check(&s.events, &mut uses, &mut seen) {
+            if let Err(e) = self.check(&db, &s.events, &mut uses, &mut seen) {
                 // Do not keep finished sessions that only a refused
                 // submission loaded.
                 for (id, ..) in &seen {
@@ -200,7 +237,7 @@ impl CommitState {
                     .entry(enc.session)
                     .or_insert_with(|| SessionSummary::new(enc.session, enc.at_us));
                 summary.apply(enc.at_us, fact);
-                batch.insert(&self.db.events, &enc.key[..], &enc.bytes[..]);
+                batch.insert(&db.events, &enc.key[..], &enc.bytes[..]);
                 if let Fact::Opened(o) = fact
                     && let Some((n, changed)) = uses.get_mut(&o.jti)
                     && o.use_number > *n
@@ -209,7 +246,7 @@ impl CommitState {
                 }
                 if let Fact::Revoked(jti) = fact {
                     batch.insert(
-                        &self.db.revocations,
+                        &db.revocations,
                         jti.as_bytes(),
                         &enc.at_us.to_be_bytes()[..],
                     );
@@ -220,12 +257,12 @@ impl CommitState {
         }
         for id in &touched {
             if let Some(summary) = self.open.get(id) {
-                batch.insert(&self.db.sessions, &id.0[..], &summary.encode()[..]);
+                batch.insert(&db.sessions, &id.0[..], &summary.encode()[..]);
             }
         }
         for (jti, (n, changed)) in &uses {
             if *changed {
-                batch.insert(&self.db.grant_uses, jti.as_bytes(), &n.to_be_bytes()[..]);
+                batch.insert(&db.grant_uses, jti.as_bytes(), &n.to_be_bytes()[..]);
             }
         }
         if accepted.is_empty() {
@@ -280,6 +317,7 @@ impl CommitState {
     /// sequence number and whether it is closed.
     fn check(
         &mut self,
+        db: &Db,
         events: &[(Encoded, Fact)],
         uses: &mut HashMap<String, (u32, bool)>,
         next: &mut Vec<(SessionId, u64, bool)>,
@@ -288,7 +326,7 @@ impl CommitState {
             let pos = match next.iter().position(|(id, ..)| *id == enc.session) {
                 Some(pos) => pos,
                 None => {
-                    let (seq, closed) = match self.load(enc.session)? {
+                    let (seq, closed) = match self.load(db, enc.session)? {
                         Some(s) => (s.events, s.closed.is_some()),
                         None => (0, false),
                     };
@@ -310,7 +348,7 @@ impl CommitState {
             if let Fact::Opened(o) = fact
                 && let Entry::Vacant(slot) = uses.entry(o.jti.clone())
             {
-                let stored = match self.db.grant_uses.get(o.jti.as_bytes())? {
+                let stored = match db.grant_uses.get(o.jti.as_bytes())? {
                     Some(v) => decode_uses(o.jti.as_bytes(), &v)?,
                     None => 0,
                 };
@@ -332,9 +370,9 @@ impl CommitState {
     }
 
     /// The summary of `id`, from the cache or the store (then cached).
-    fn load(&mut self, id: SessionId) -> Result<Option<&SessionSummary>, StoreError> {
+    fn load(&mut self, db: &Db, id: SessionId) -> Result<Option<&SessionSummary>, StoreError> {
         if let Entry::Vacant(slot) = self.open.entry(id) {
-            match self.db.sessions.get(id.0)? {
+            match db.sessions.get(id.0)? {
                 Some(v) => {
                     slot.insert(SessionSummary::decode(&id.0, &v)?);
                 }

@@ -78,17 +78,7 @@ impl Db {
                 check(&path, "store", store, STORE_FORMAT_VERSION)?;
             }
             (None, None) if !create => return Err(StoreError::NotFound { path }),
-            (None, None) if events.is_empty()? && sessions.is_empty()? => {
-                let mut batch = db.batch();
-                batch.insert(&meta, META_EVENT_FORMAT, &FORMAT_VERSION.to_be_bytes()[..]);
-                batch.insert(
-                    &meta,
-                    META_STORE_FORMAT,
-                    &STORE_FORMAT_VERSION.to_be_bytes()[..],
-                );
-                batch.commit()?;
-                db.persist(PersistMode::SyncAll)?;
-            }
+            (None, None) if events.is_empty()? && sessions.is_empty()? => stamp(&db, &meta)?,
             _ => {
                 return Err(StoreError::corrupt(
                     "format version",
@@ -106,6 +96,28 @@ impl Db {
             path,
         })
     }
+}
+
+impl Db {
+    /// Proves the database takes writes again: rewrites the format
+    /// versions (unchanged) and fsyncs.
+    pub(crate) fn probe(&self) -> Result<(), StoreError> {
+        let meta = self.db.keyspace(META, KeyspaceCreateOptions::default)?;
+        Ok(stamp(&self.db, &meta)?)
+    }
+}
+
+/// Writes the current format versions and fsyncs.
+fn stamp(db: &Database, meta: &Keyspace) -> Result<(), fjall::Error> {
+    let mut batch = db.batch();
+    batch.insert(meta, META_EVENT_FORMAT, &FORMAT_VERSION.to_be_bytes()[..]);
+    batch.insert(
+        meta,
+        META_STORE_FORMAT,
+        &STORE_FORMAT_VERSION.to_be_bytes()[..],
+    );
+    batch.commit()?;
+    db.persist(PersistMode::SyncAll)
 }
 
 fn read_version(meta: &Keyspace, key: &[u8]) -> Result<Option<u32>, StoreError> {

@@ -64,11 +64,27 @@
 //!
 //! # Failure
 //!
-//! Storage stops at the first failure. If a batch write or an fsync fails,
-//! the writer is poisoned: that batch's submissions and every later one get
-//! [`StoreError::Poisoned`], and nothing is acknowledged that might not be
-//! on disk. Reopening the store (after fixing the disk) recovers whatever
-//! fjall's journal holds.
+//! Storage stops at the first failure. If a batch write or an fsync fails
+//! (a full disk, a failing device), the writer is poisoned: that batch's
+//! submissions and every later one get [`StoreError::Poisoned`], and
+//! nothing is acknowledged that might not be on disk.
+//!
+//! Then it recovers in place, without a restart, once it can: every
+//! [`StoreOptions::recovery_interval`] the writer thread checks that the
+//! directory takes a write and an fsync again (a probe file), lets go of
+//! the failed database, opens it again (which replays fjall's journal and
+//! drops a batch torn by the failure) and proves it with an fsynced write.
+//! Only then are appends accepted again ([`StoreStats::recoveries`] counts
+//! it). Everything acknowledged before the failure is still there;
+//! everything refused stays refused — a caller that got a refusal must not
+//! go on with that session's chain (the gateway ends such sessions).
+//! [`Reader`]s taken from the store hold the failed database open, so
+//! recovery waits until they are dropped.
+//!
+//! After a failed *fsync* the kernel may already have dropped the pages it
+//! could not write (and report the next fsync as a success). In `Fsync`
+//! mode nothing acknowledged depended on them; in `Os` mode events
+//! acknowledged but not yet synced may be lost, as on a power failure.
 //!
 //! [fjall]: https://docs.rs/fjall/3
 #![forbid(unsafe_code)]
@@ -82,7 +98,7 @@ mod read;
 mod summary;
 mod writer;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -121,16 +137,20 @@ pub struct StoreOptions {
     /// Events gathered into one batch at most (a single larger submission
     /// still goes in whole).
     pub max_batch: usize,
+    /// After a failed write or fsync, how often the writer tries to
+    /// recover in place (see [Failure](crate#failure)).
+    pub recovery_interval: Duration,
 }
 
 impl Default for StoreOptions {
     /// fsync durability, 1024 queued submissions, batches of up to 4096
-    /// events.
+    /// events, a recovery attempt every second after a failure.
     fn default() -> Self {
         StoreOptions {
             durability: Durability::Fsync,
             queue_capacity: 1024,
             max_batch: 4096,
+            recovery_interval: Duration::from_secs(1),
         }
     }
 }
@@ -145,6 +165,11 @@ impl StoreOptions {
         }
         if self.max_batch == 0 {
             return Err(StoreError::InvalidOption("max_batch must be at least 1"));
+        }
+        if self.recovery_interval.is_zero() {
+            return Err(StoreError::InvalidOption(
+                "recovery_interval must be positive",
+            ));
         }
         if let Durability::Os { sync_interval } = self.durability
             && sync_interval.is_zero()
@@ -167,7 +192,7 @@ pub struct Store {
 }
 
 struct StoreInner {
-    db: Arc<Db>,
+    path: PathBuf,
     shared: Arc<Shared>,
     thread: Mutex<Option<JoinHandle<Result<(), StoreError>>>>,
 }
@@ -182,15 +207,10 @@ impl Store {
     pub fn open(dir: &Path, opts: StoreOptions) -> Result<Store, StoreError> {
         opts.validate()?;
         let db = Arc::new(Db::open(dir, true)?);
+        let path = db.path.clone();
         let (tx, rx) = flume::bounded(opts.queue_capacity);
-        let shared = Arc::new(Shared::new(tx));
-        let committer = Committer::new(
-            db.clone(),
-            rx,
-            shared.clone(),
-            opts.durability,
-            opts.max_batch,
-        );
+        let shared = Arc::new(Shared::new(tx, db));
+        let committer = Committer::new(path.clone(), rx, shared.clone(), opts);
         let thread = std::thread::Builder::new()
             .name("gatehouse-store".into())
             .spawn(move || committer.run())
@@ -201,7 +221,7 @@ impl Store {
         tracing::debug!(path = %dir.display(), ?opts, "store opened");
         Ok(Store {
             inner: Arc::new(StoreInner {
-                db,
+                path,
                 shared,
                 thread: Mutex::new(Some(thread)),
             }),
@@ -214,13 +234,18 @@ impl Store {
     }
 
     /// A handle for reading, sharing this store's database.
-    pub fn reader(&self) -> Reader {
-        Reader::new(self.inner.db.clone())
+    ///
+    /// Fails only while the store is recovering from a failure and could
+    /// not reopen its database yet. A reader holds the database it was
+    /// made from: keep it for a task, not for the gateway's lifetime, or a
+    /// recovery waits for it.
+    pub fn reader(&self) -> Result<Reader, StoreError> {
+        Ok(Reader::new(self.inner.shared.db()?))
     }
 
     /// The store's directory.
     pub fn path(&self) -> &Path {
-        &self.inner.db.path
+        &self.inner.path
     }
 
     /// `Ok` while the store accepts appends; otherwise why not
@@ -280,7 +305,7 @@ impl Drop for StoreInner {
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Store")
-            .field("path", &self.inner.db.path)
+            .field("path", &self.inner.path)
             .finish_non_exhaustive()
     }
 }
@@ -321,7 +346,12 @@ mod tests {
     #[test]
     fn a_failed_write_poisons_the_writer() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+        // No recovery during the test (see `commit::recover` for that).
+        let opts = StoreOptions {
+            recovery_interval: Duration::from_secs(3600),
+            ..StoreOptions::default()
+        };
+        let store = Store::open(dir.path(), opts).unwrap();
         let w = store.writer();
         let mut rec = Recorder::new(SessionId([1; 16]));
         w.append_blocking(vec![rec.record(0, tag(0))]).unwrap();
@@ -349,6 +379,7 @@ mod tests {
         assert_eq!(
             store
                 .reader()
+                .unwrap()
                 .session(SessionId([1; 16]))
                 .unwrap()
                 .unwrap()

@@ -3,15 +3,17 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock, Weak};
 use std::task::{Context, Poll};
+use std::time::Instant;
 
 use gatehouse_core::event::Encoded;
 use tokio::sync::oneshot;
 
 use crate::StoreError;
 use crate::commit::CommitState;
+use crate::keys::Db;
 use crate::summary::{Fact, inspect};
 
 /// A batch of one caller's events and where to report the outcome.
@@ -26,8 +28,12 @@ pub(crate) struct Shared {
     /// The only long-lived sender. Writers clone it for the duration of one
     /// send; taking it out closes the channel once in-flight sends finish.
     tx: RwLock<Option<flume::Sender<Submission>>>,
-    /// The first write or fsync failure; set once, never cleared.
-    poisoned: OnceLock<Arc<str>>,
+    /// The open database. Empty only while the writer reopens it after a
+    /// failure (and for as long as reopening fails).
+    db: RwLock<Option<Arc<Db>>>,
+    /// The first write or fsync failure since the store was opened or last
+    /// recovered.
+    poison: Poison,
     /// What the writer thread has done.
     pub(crate) counters: Counters,
     /// Submissions queued for the writer thread and not committed yet.
@@ -50,6 +56,7 @@ pub(crate) struct Counters {
     pub(crate) syncs: AtomicU64,
     pub(crate) refused: AtomicU64,
     pub(crate) inline: AtomicU64,
+    pub(crate) recoveries: AtomicU64,
 }
 
 impl Counters {
@@ -66,6 +73,7 @@ impl Counters {
             syncs: get(&self.syncs),
             refused: get(&self.refused),
             inline: get(&self.inline),
+            recoveries: get(&self.recoveries),
         }
     }
 }
@@ -93,13 +101,32 @@ pub struct StoreStats {
     /// rather than by the writer thread; also counted in `submissions` (or
     /// `refused`).
     pub inline: u64,
+    /// Times the store recovered in place after a failed write or fsync
+    /// (see the [crate docs](crate#failure)).
+    pub recoveries: u64,
+}
+
+/// The first failure, until the writer recovers from it.
+#[derive(Default)]
+struct Poison {
+    /// Whether `cause` is set: the hot path's check, without the mutex.
+    set: AtomicBool,
+    /// The failure and when it happened.
+    cause: Mutex<Option<(Arc<str>, Instant)>>,
+}
+
+impl Poison {
+    fn cause(&self) -> std::sync::MutexGuard<'_, Option<(Arc<str>, Instant)>> {
+        self.cause.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 impl Shared {
-    pub(crate) fn new(tx: flume::Sender<Submission>) -> Self {
+    pub(crate) fn new(tx: flume::Sender<Submission>, db: Arc<Db>) -> Self {
         Shared {
             tx: RwLock::new(Some(tx)),
-            poisoned: OnceLock::new(),
+            db: RwLock::new(Some(db)),
+            poison: Poison::default(),
             counters: Counters::default(),
             pending: AtomicUsize::new(0),
             inline: OnceLock::new(),
@@ -167,14 +194,61 @@ impl Shared {
 
     /// Records the first failure; later failures keep the first cause.
     pub(crate) fn poison(&self, cause: String) -> Arc<str> {
-        self.poisoned.get_or_init(|| Arc::from(cause)).clone()
+        let mut first = self.poison.cause();
+        let (cause, _) = first.get_or_insert_with(|| (Arc::from(cause), Instant::now()));
+        let cause = cause.clone();
+        self.poison.set.store(true, Ordering::Release);
+        cause
     }
 
     /// The poison error, if the writer is poisoned.
     pub(crate) fn poisoned(&self) -> Option<StoreError> {
-        self.poisoned.get().map(|cause| StoreError::Poisoned {
-            cause: cause.clone(),
-        })
+        if !self.poison.set.load(Ordering::Acquire) {
+            return None;
+        }
+        let (cause, _) = self.poison.cause().clone()?;
+        Some(StoreError::Poisoned { cause })
+    }
+
+    /// When the writer was poisoned, if it is.
+    pub(crate) fn poisoned_at(&self) -> Option<Instant> {
+        if !self.poison.set.load(Ordering::Acquire) {
+            return None;
+        }
+        self.poison.cause().as_ref().map(|(_, at)| *at)
+    }
+
+    /// Forgets the failure once the writer has recovered from it.
+    pub(crate) fn unpoison(&self) {
+        let mut cause = self.poison.cause();
+        self.poison.set.store(false, Ordering::Release);
+        cause.take();
+    }
+
+    /// The open database.
+    pub(crate) fn db(&self) -> Result<Arc<Db>, StoreError> {
+        let db = self.db.read().unwrap_or_else(|e| e.into_inner()).clone();
+        db.ok_or_else(|| self.refusal())
+    }
+
+    /// Why nothing can be written now: the failure, the store's shutdown,
+    /// or (briefly, while a recovery reopens it) that the database is
+    /// being reopened.
+    pub(crate) fn refusal(&self) -> StoreError {
+        if let Some(e) = self.poisoned() {
+            return e;
+        }
+        if self.tx.read().unwrap_or_else(|e| e.into_inner()).is_none() {
+            return StoreError::Closed;
+        }
+        StoreError::Poisoned {
+            cause: Arc::from("the store is being reopened after a failure"),
+        }
+    }
+
+    /// The database slot, for the writer's recovery.
+    pub(crate) fn db_slot(&self) -> std::sync::RwLockWriteGuard<'_, Option<Arc<Db>>> {
+        self.db.write().unwrap_or_else(|e| e.into_inner())
     }
 
     /// `Ok` while submissions are accepted.
@@ -304,7 +378,7 @@ impl Writer {
 impl std::fmt::Debug for Writer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Writer")
-            .field("poisoned", &self.shared.poisoned.get())
+            .field("poisoned", &self.shared.poisoned())
             .finish_non_exhaustive()
     }
 }

@@ -48,7 +48,7 @@ fn concurrent_threads(opts: StoreOptions) {
         stats.submissions, stats.batches, stats.syncs
     );
 
-    let reader = store.reader();
+    let reader = store.reader().unwrap();
     let summaries: Vec<_> = reader.sessions().map(Result::unwrap).collect();
     assert_eq!(summaries.len(), usize::from(THREADS * SESSIONS));
     assert!(summaries.windows(2).all(|p| p[0].id < p[1].id));
@@ -107,7 +107,7 @@ async fn concurrent_tasks_append_and_submit() {
     for t in tasks {
         t.await.unwrap();
     }
-    let reader = store.reader();
+    let reader = store.reader().unwrap();
     assert_eq!(reader.sessions().count(), 32);
     assert!(reader.sessions().all(|s| s.unwrap().events == 8));
     drop(reader);
@@ -131,7 +131,7 @@ fn dropped_acks_still_get_written() {
         };
         drop(w.submit_blocking(vec![rec.record(i, body)]).unwrap());
     }
-    let reader = store.reader();
+    let reader = store.reader().unwrap();
     store.shutdown().unwrap();
     assert_eq!(
         reader
@@ -220,7 +220,7 @@ fn os_mode_pipelined_submissions_stay_in_order_inline_or_queued() {
     let stats = store.stats();
     assert_eq!((stats.submissions, stats.refused), (1000, 0));
     assert!(stats.inline <= stats.submissions);
-    let reader = store.reader();
+    let reader = store.reader().unwrap();
     for t in 0..2u16 {
         let id = sid(1_700_000_000_000, t);
         let seqs: Vec<u64> = reader.events(id).map(|e| e.unwrap().seq).collect();
@@ -235,7 +235,9 @@ fn os_mode_pipelined_submissions_stay_in_order_inline_or_queued() {
 /// never commits inline (group commit needs the queue).
 #[test]
 fn os_mode_commits_a_lone_appender_inline_and_fsync_mode_never() {
-    for (opts, inline) in [(os(2), true), (fsync(), false)] {
+    // A long sync interval: a periodic sync holds the commit state, and an
+    // append that meets it queues instead (correctly, but not this test).
+    for (opts, inline) in [(os(10_000), true), (fsync(), false)] {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path(), opts).unwrap();
         let w = store.writer();
@@ -250,7 +252,15 @@ fn os_mode_commits_a_lone_appender_inline_and_fsync_mode_never() {
         }
         let stats = store.stats();
         assert_eq!(stats.submissions, 20);
-        assert_eq!(stats.inline, if inline { 20 } else { 0 }, "{stats:?}");
+        if inline {
+            // The writer thread takes the commit state briefly when it
+            // starts and after each queued commit; an append that meets it
+            // there queues (correctly). On a loaded machine that happens
+            // now and then, never for most.
+            assert!(stats.inline >= 15, "{stats:?}");
+        } else {
+            assert_eq!(stats.inline, 0, "{stats:?}");
+        }
         store.shutdown().unwrap();
     }
 }

@@ -26,7 +26,7 @@ fn raw_values_are_the_appended_bytes_and_chain_by_their_hash() {
     writer.append_blocking(ea.clone()).unwrap();
     writer.append_blocking(eb.clone()).unwrap();
 
-    let reader = store.reader();
+    let reader = store.reader().unwrap();
     for (id, appended) in [(a, &ea), (b, &eb)] {
         let stored = raw(&reader, id);
         assert_eq!(stored.len(), appended.len(), "exactly one session's values");

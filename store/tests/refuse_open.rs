@@ -21,7 +21,7 @@ fn second_open_is_refused_while_the_first_is_open() {
     assert!(matches!(err, StoreError::Locked { .. }), "{err:?}");
 
     // A reader of the open store keeps the directory locked after shutdown.
-    let reader = store.reader();
+    let reader = store.reader().unwrap();
     store.shutdown().unwrap();
     assert!(matches!(
         Store::open(dir.path(), fsync()),

@@ -20,11 +20,11 @@ fn grant_uses_survive_reopen() {
             w.append_blocking(vec![rec.record(1, opened(jti, n))])
                 .unwrap();
         }
-        assert_eq!(store.reader().grant_use_count("g1").unwrap(), 2);
+        assert_eq!(store.reader().unwrap().grant_use_count("g1").unwrap(), 2);
         store.shutdown().unwrap();
     }
     let store = Store::open(dir.path(), fsync()).unwrap();
-    let reader = store.reader();
+    let reader = store.reader().unwrap();
     assert_eq!(
         reader.grant_uses().unwrap(),
         [("g1".to_string(), 2), ("g2".to_string(), 1)]
@@ -72,7 +72,7 @@ fn cut_session_keeps_its_summary_and_can_be_continued() {
     // Continuing needs the next sequence number, loaded from the store.
     let next = rec.record(3, closed(1));
     w.append_blocking(vec![next]).unwrap();
-    let s = store.reader().session(id).unwrap().unwrap();
+    let s = store.reader().unwrap().session(id).unwrap().unwrap();
     assert_eq!(s.events, 3);
     assert!(s.closed.is_some());
 

@@ -47,7 +47,7 @@ fn sessions_round_trip_in_order_with_chains_and_summaries() {
     writer.append_blocking(sessions[2].clone()).unwrap();
     writer.append_blocking(Vec::new()).unwrap();
 
-    let reader = store.reader();
+    let reader = store.reader().unwrap();
     for (id, original) in ids.iter().zip(&sessions) {
         let events = read_events(&reader, *id);
         assert_eq!(events.len(), original.len(), "exactly one session's events");
@@ -114,7 +114,7 @@ fn frames_and_statements_only_count_their_own_kind() {
         rec.record(3, frame(gatehouse_core::event::Direction::ToClient, b"abc")),
     ];
     store.writer().append_blocking(events).unwrap();
-    let s = store.reader().session(id).unwrap().unwrap();
+    let s = store.reader().unwrap().session(id).unwrap().unwrap();
     assert_eq!(
         (
             s.events,
@@ -138,7 +138,7 @@ fn session_id_prefixes_resolve() {
     for id in [a, b, c] {
         store.writer().append_blocking(session(id, "j", 0)).unwrap();
     }
-    let reader = store.reader();
+    let reader = store.reader().unwrap();
     assert_eq!(reader.find_session_prefix("0193a5e2-7C1E").unwrap(), [a, b]);
     assert_eq!(reader.find_session_prefix("0193a").unwrap(), [a, b]);
     assert_eq!(reader.find_session_prefix("0193b").unwrap(), [c]);

@@ -44,14 +44,22 @@ fn gaps_repeats_and_events_after_close_are_refused() {
         w.append_blocking(vec![e[1].clone(), e[1].clone()]),
         Err(StoreError::OutOfSequence { got: 1, .. })
     ));
-    assert_eq!(store.reader().session(id).unwrap().unwrap().events, 1);
+    assert_eq!(
+        store.reader().unwrap().session(id).unwrap().unwrap().events,
+        1
+    );
     // The refusals did not poison anything.
     w.append_blocking(vec![e[1].clone(), e[2].clone(), e[3].clone()])
         .unwrap();
     let err = w.append_blocking(vec![e[4].clone()]).unwrap_err();
     assert!(err.to_string().contains("already closed"), "{err}");
 
-    let stored: Vec<_> = store.reader().events(id).map(Result::unwrap).collect();
+    let stored: Vec<_> = store
+        .reader()
+        .unwrap()
+        .events(id)
+        .map(Result::unwrap)
+        .collect();
     assert_eq!(stored.len(), 4);
     assert_eq!(stored[0], decode(&e[0].bytes).unwrap());
     store.shutdown().unwrap();
@@ -84,11 +92,11 @@ fn events_that_are_not_what_they_claim_are_refused() {
         assert!(matches!(err, StoreError::InvalidEvent { .. }), "{err:?}");
     }
     assert_eq!(
-        store.reader().sessions().count(),
+        store.reader().unwrap().sessions().count(),
         0,
         "nothing of a refused call is written"
     );
     w.append_blocking(vec![good]).unwrap();
-    assert_eq!(store.reader().sessions().count(), 1);
+    assert_eq!(store.reader().unwrap().sessions().count(), 1);
     store.shutdown().unwrap();
 }

@@ -11,7 +11,7 @@
 //! | request | answer |
 //! |---|---|
 //! | `GET /healthz` | 200 `ok` (no token needed): the process is alive |
-//! | `GET /readyz` | 200 `ready` (no token needed) when the gateway accepts sessions and its store writes; otherwise 503 `{"ready": false, "reason": "…", "store": "…"}` (the store failed a write or fsync and refuses everything until the gateway restarts, or the gateway is shutting down) |
+//! | `GET /readyz` | 200 `ready` (no token needed) when the gateway accepts sessions and its store writes; otherwise 503 `{"ready": false, "reason": "…", "store": "…"}` (the store failed a write or fsync and refuses everything until it recovers in place, or the gateway is shutting down) |
 //! | `GET /metrics` | 200, Prometheus text format 0.0.4 ([`crate::metrics::render`] lists the series) |
 //! | `GET /approvals` | 200, the pending requests, oldest first |
 //! | `POST /approvals/{id}/approve` `{"reason": "…"}` (optional) | 200 `{"approval", "decision"}`; 404 unknown; 409 already decided or withdrawn |

@@ -79,8 +79,8 @@ impl State {
                 "ready": false,
                 "reason": reason,
                 "store": e.to_string(),
-                "message": "the store cannot record, so every command is refused; the store \
-                            stays stopped until the gateway is restarted (after fixing the disk)",
+                "message": "the store cannot record, so every command is refused; it retries \
+                            every second and serves again once its disk takes writes",
             }));
         }
         Ok(())

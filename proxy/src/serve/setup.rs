@@ -32,7 +32,7 @@ pub fn server(config: Config) -> Result<Server> {
         .with_context(|| format!("opening the store at {}", config.store.dir.display()))?;
     let recorded = store
         .reader()
-        .grant_uses()
+        .and_then(|r| r.grant_uses())
         .context("loading grant use counts from the store")?;
     let tls = match &config.tls {
         Some(files) => {
@@ -51,7 +51,7 @@ pub fn server(config: Config) -> Result<Server> {
     let seal_key = config.store.load_seal_key()?.map(Arc::new);
     let revoked = store
         .reader()
-        .revocations()
+        .and_then(|r| r.revocations())
         .context("loading revoked grants from the store")?;
     let revocations = Arc::new(Revocations::new(
         revoked.into_iter().map(|(jti, _)| jti),
