@@ -6,22 +6,28 @@
 //! - `[limits] statements_per_second_per_grant`: statements over the rate
 //!   are refused with 53400 and never reach PostgreSQL; the session goes on,
 //!   a transaction block fails as PostgreSQL fails it, and every denial is
-//!   a recorded verdict.
+//!   a recorded verdict. Driven by eight sessions of one grant at once,
+//!   spread over four workers, the rate holds for the grant as a whole
+//!   (the bucket is one per grant, shared by the workers): what reaches
+//!   PostgreSQL stays within the bucket's bound, the rest gets 53400,
+//!   every session stays usable, and another grant is served meanwhile.
 //! - `[listener] startup_timeout`: a slowloris client (a byte of its
 //!   startup packet every 300 ms) and a silent one are disconnected, while
 //!   a normal client connecting meanwhile is served.
 //!
 //! Needs the gateway binary: `cargo build --workspace --bins` first.
 
+use std::collections::BTreeMap;
 use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use gatehouse_core::event::{Body, Decision};
 use gatehouse_store::Reader;
 use gatehouse_tests::grant::decode_claims;
 use gatehouse_tests::ports::wait_until;
-use gatehouse_tests::{Gateway, GatewayOptions, GrantArgs, PgCluster};
+use gatehouse_tests::{Gateway, GatewayOptions, GrantArgs, PgCluster, User};
 use tokio_postgres::error::SqlState;
 
 fn jti_of(token: &str) -> String {
@@ -205,6 +211,224 @@ async fn statements_past_the_rate_are_denied_and_the_session_goes_on() {
         .count();
     // The SELECT in the failed block may also have been over the rate: the
     // client then saw 25P02, and the verdict is recorded all the same.
+    assert!(
+        recorded >= denied,
+        "{recorded} denials recorded, {denied} seen"
+    );
+}
+
+/// CPU time (clock ticks) of each of the gateway's worker threads, by
+/// thread id: the threads named `gatehouse-worker-N` (15 bytes of it, as
+/// the kernel keeps them).
+fn worker_cpu(pid: u32) -> BTreeMap<String, u64> {
+    let mut cpu = BTreeMap::new();
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).expect("the gateway's threads");
+    for task in tasks {
+        let dir = task.expect("a thread").path();
+        let comm = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
+        if !comm.starts_with("gatehouse-worke") {
+            continue;
+        }
+        // `pid (comm) state …`: utime and stime are fields 14 and 15, the
+        // 12th and 13th after the comm.
+        let stat = std::fs::read_to_string(dir.join("stat")).unwrap_or_default();
+        let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+        let fields: Vec<&str> = after.split_whitespace().collect();
+        let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok());
+        if let (Some(user), Some(system)) = (ticks(11), ticks(12)) {
+            let tid = dir.file_name().map(|n| n.to_string_lossy().into_owned());
+            cpu.insert(tid.unwrap_or_default(), user + system);
+        }
+    }
+    cpu
+}
+
+/// What one session of the rate-limited grant saw.
+#[derive(Default)]
+struct Burst {
+    ran: u64,
+    denied: u64,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rate_holds_for_a_grant_across_sessions_and_workers() {
+    /// `statements_per_second_per_grant`: also the bucket's size.
+    const RATE: u64 = 20;
+    const SESSIONS: i32 = 8;
+    const WORKERS: u32 = 4;
+    /// How long the sessions send as fast as they can.
+    const BURST: Duration = Duration::from_millis(2500);
+
+    let pg = PgCluster::start();
+    pg.client(User::App)
+        .await
+        .batch_execute("CREATE TABLE rate_hits (session int NOT NULL, n int NOT NULL)")
+        .await
+        .expect("create rate_hits");
+    let mut gw = Gateway::start(
+        &pg,
+        GatewayOptions {
+            workers: WORKERS,
+            extra_config: format!("[limits]\nstatements_per_second_per_grant = {RATE}"),
+            ..GatewayOptions::default()
+        },
+    );
+    let token = gw.grant(&GrantArgs::default());
+    let jti = jti_of(&token);
+    let other = gw.grant(&GrantArgs::default());
+    let mut clients = Vec::new();
+    for _ in 0..SESSIONS {
+        let (client, conn) = gw.connect(&token).await;
+        clients.push((Arc::new(client), conn));
+    }
+    let (bystander, _bystander_conn) = gw.connect(&other).await;
+    let pid = gw.pid().expect("the gateway runs");
+    let cpu_before = worker_cpu(pid);
+    assert_eq!(cpu_before.len(), WORKERS as usize, "{cpu_before:?}");
+
+    // Every session sends INSERTs as fast as it is answered, simple and
+    // extended (a Parse each time) alternately, for BURST.
+    let started = Instant::now();
+    let deadline = started + BURST;
+    let mut bursts = Vec::new();
+    for (i, (client, _)) in clients.iter().enumerate() {
+        let client = Arc::clone(client);
+        let jti = jti.clone();
+        bursts.push(tokio::spawn(async move {
+            let session = i as i32;
+            let mut seen = Burst::default();
+            let mut n = 0i32;
+            while Instant::now() < deadline {
+                n += 1;
+                let result = if n % 2 == 0 {
+                    client
+                        .simple_query(&format!("INSERT INTO rate_hits VALUES ({session}, {n})"))
+                        .await
+                        .map(drop)
+                } else {
+                    client
+                        .execute("INSERT INTO rate_hits VALUES ($1, $2)", &[&session, &n])
+                        .await
+                        .map(drop)
+                };
+                match result {
+                    Ok(()) => seen.ran += 1,
+                    Err(e) => {
+                        let (code, message) = db_error(&e);
+                        assert_eq!(code, SqlState::CONFIGURATION_LIMIT_EXCEEDED, "{message}");
+                        assert!(
+                            message.contains(&format!("grant {jti} is over its limit of {RATE}")),
+                            "{message}"
+                        );
+                        seen.denied += 1;
+                    }
+                }
+            }
+            seen
+        }));
+    }
+    // Another grant, meanwhile, well inside its own rate: never refused.
+    let mut bystander_ran = 0;
+    while Instant::now() < deadline {
+        bystander
+            .simple_query("SELECT 1")
+            .await
+            .expect("another grant is not limited by this one's rate");
+        bystander_ran += 1;
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let (mut ran, mut denied) = (0, 0);
+    for burst in bursts {
+        let seen = burst.await.expect("a session's burst");
+        assert!(seen.ran + seen.denied > 0);
+        ran += seen.ran;
+        denied += seen.denied;
+    }
+    let elapsed = started.elapsed();
+    let cpu_after = worker_cpu(pid);
+
+    // The bucket: full (RATE) at the start, refilled at RATE a second, one
+    // for the grant whatever session or worker takes from it.
+    let bound = RATE + (RATE as f64 * elapsed.as_secs_f64()).floor() as u64;
+    eprintln!(
+        "{SESSIONS} sessions in {elapsed:?}: {ran} ran, {denied} denied (bound {bound}); the \
+         other grant ran {bystander_ran}; worker CPU ticks {cpu_before:?} -> {cpu_after:?}"
+    );
+    assert!(
+        ran <= bound + 1,
+        "{ran} statements of one grant ran in {elapsed:?}, more than its bucket allows \
+         ({RATE} + {RATE}/s = {bound}): the rate is not shared by its sessions"
+    );
+    // Not stuck either: the burst and at least a second's refill went
+    // through.
+    assert!(ran >= 2 * RATE, "only {ran} ran in {elapsed:?}");
+    assert!(denied > ran, "{denied} denied, {ran} ran");
+    assert!(bystander_ran >= 5, "{bystander_ran}");
+
+    // PostgreSQL ran exactly the statements that were answered as run.
+    let direct = pg.superuser_client().await;
+    let rows: i64 = direct
+        .query_one("SELECT count(*) FROM rate_hits", &[])
+        .await
+        .expect("count the rows")
+        .get(0);
+    assert_eq!(rows as u64, ran, "rows in PostgreSQL vs INSERTs answered");
+    let executed = pg
+        .statements_of(User::App)
+        .iter()
+        .filter(|s| s.starts_with("INSERT INTO rate_hits"))
+        .count();
+    assert_eq!(
+        executed as u64, ran,
+        "INSERTs in PostgreSQL's statement log"
+    );
+
+    // The sessions were spread over more than one worker.
+    let busy = cpu_after
+        .iter()
+        .filter(|(tid, ticks)| cpu_before.get(*tid).is_some_and(|b| *ticks > b))
+        .count();
+    assert!(
+        busy >= 2,
+        "the sessions ran on {busy} worker(s): {cpu_before:?} -> {cpu_after:?}"
+    );
+
+    // Every session is usable once the bucket refills.
+    for (i, (client, _)) in clients.iter().enumerate() {
+        let give_up = Instant::now() + Duration::from_secs(10);
+        loop {
+            match client.simple_query("SELECT 1").await {
+                Ok(_) => break,
+                Err(e) => {
+                    let (code, message) = db_error(&e);
+                    assert_eq!(code, SqlState::CONFIGURATION_LIMIT_EXCEEDED, "{message}");
+                    assert!(Instant::now() < give_up, "session {i} never usable again");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+    }
+    drop(clients);
+    drop(bystander);
+
+    // Every denial is a recorded verdict naming the limit.
+    gw.stop();
+    let reader = Reader::open(&gw.store_dir()).expect("open the store");
+    let mut recorded = 0;
+    for summary in reader.sessions() {
+        let summary = summary.expect("summary");
+        if summary.opened.as_ref().is_none_or(|o| o.jti != jti) {
+            continue;
+        }
+        recorded += reader
+            .events(summary.id)
+            .map(|e| e.expect("event"))
+            .filter(|e| {
+                matches!(&e.body, Body::Verdict(v) if v.decision == Decision::Deny
+                    && v.reason.contains("statements_per_second_per_grant"))
+            })
+            .count() as u64;
+    }
     assert!(
         recorded >= denied,
         "{recorded} denials recorded, {denied} seen"
