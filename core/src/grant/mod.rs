@@ -16,15 +16,18 @@
 //! - [`GrantError`] says why a grant was refused, maps to the recorded
 //!   [`Refusal`](crate::event::Refusal) and to a SQLSTATE, and its message is
 //!   what the client is told.
+//! - [`VerifiedCache`] remembers grants whose signature verified, so that
+//!   an agent reconnecting with the same token pays for the signature once.
 //!
 //! Key ids are derived from the public key ([`key_id`]), so that a key pair
 //! made by `gatehouse keygen` needs no further configuration.
 //!
 //! What this module is not: it reads no key file and no clock, and keeps no
-//! state. Counting uses and honouring revocations need the store and are
-//! the caller's; [`GrantError::UsedUp`] and [`GrantError::Revoked`] are here
-//! so that every refusal reads the same way.
+//! state but that cache. Counting uses and honouring revocations need the
+//! store and are the caller's; [`GrantError::UsedUp`] and
+//! [`GrantError::Revoked`] are here so that every refusal reads the same way.
 
+mod cache;
 mod claims;
 mod error;
 mod jwks;
@@ -37,6 +40,7 @@ mod tests;
 #[cfg(test)]
 mod tests_idp;
 
+pub use cache::{VERIFIED_CACHE_MAX, VerifiedCache};
 pub use claims::{Claims, Limits, Plan, Rule, TargetScope, check_target};
 pub use error::{GrantError, SQLSTATE_INVALID_AUTHORIZATION, SQLSTATE_INVALID_PASSWORD, UnixTime};
 pub use jwks::{MAX_JWKS_KEYS, SkippedKey};

@@ -1,11 +1,11 @@
 //! The grant check at login: the grant verifies, names the requested
 //! target, and has a use left.
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex, RwLock};
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
 
 use gatehouse_core::event::Refusal;
-use gatehouse_core::grant::{self, Claims, GrantError, PolicySelector, Verifier};
+use gatehouse_core::grant::{self, Claims, GrantError, VerifiedCache};
 use gatehouse_core::pg::{Authorized, HoldMode, Policy, Rejection};
 use gatehouse_core::policy::ClassifierCache;
 
@@ -26,67 +26,15 @@ pub struct Authorizer {
     targets: RwLock<Arc<BTreeMap<String, Target>>>,
     /// Use counts.
     pub ledger: GrantLedger,
-    /// Claims of grants whose signature already verified, by BLAKE3 of the
-    /// token: high-frequency agents reconnect with the same grant, and pay
-    /// for the signature once. Time, target and uses are checked on every
-    /// connection.
+    /// Claims of grants whose signature already verified (a hit is the
+    /// same token, compared whole): high-frequency agents reconnect with
+    /// the same grant, and pay for the signature once. Time and key are
+    /// checked on every hit; target, limits and uses on every connection.
     pub cache: VerifiedCache,
     /// SQL classifications, shared by every session.
     pub classifier: Arc<ClassifierCache>,
     /// Sessions and statement rates per grant (`[limits]`).
     pub limits: Arc<GrantLimits>,
-}
-
-/// Verified grants, bounded, with the key id that verified each: a hit
-/// whose key is no longer among the current keys is refused.
-#[derive(Debug, Default)]
-pub struct VerifiedCache {
-    entries: Mutex<HashMap<[u8; 32], CacheEntry>>,
-}
-
-/// A cached grant's claims and the id of the key that verified it.
-type CacheEntry = (Arc<Claims>, Arc<str>);
-
-/// Entries above which expired grants are dropped (and, if that is not
-/// enough, everything).
-const CACHE_MAX: usize = 10_000;
-
-impl VerifiedCache {
-    fn verify(
-        &self,
-        verifier: &Verifier,
-        policies: &PolicySelector,
-        token: &str,
-        now_s: i64,
-    ) -> Result<Arc<Claims>, GrantError> {
-        let key = *blake3::hash(token.trim().as_bytes()).as_bytes();
-        let hit = self
-            .entries
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&key)
-            .cloned();
-        if let Some((claims, kid)) = hit {
-            if !verifier.keys.contains(&kid) {
-                return Err(GrantError::UnknownKey {
-                    kid: Some(kid.to_string()),
-                });
-            }
-            verifier.check_time(&claims, now_s)?;
-            return Ok(claims);
-        }
-        let verified = verifier.verify_with(token, now_s, policies)?;
-        let claims = Arc::new(verified.claims);
-        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        if entries.len() >= CACHE_MAX {
-            entries.retain(|_, (c, _)| verifier.check_time(c, now_s).is_ok());
-            if entries.len() >= CACHE_MAX {
-                entries.clear();
-            }
-        }
-        entries.insert(key, (Arc::clone(&claims), Arc::from(verified.kid)));
-        Ok(claims)
-    }
 }
 
 impl Authorizer {
@@ -113,11 +61,7 @@ impl Authorizer {
     pub fn reload(&self, verifier: LiveVerifier, targets: BTreeMap<String, Target>) {
         *self.verifier.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(verifier);
         *self.targets.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(targets);
-        self.cache
-            .entries
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clear();
+        self.cache.clear();
     }
 
     fn live_verifier(&self) -> Arc<LiveVerifier> {
@@ -229,7 +173,9 @@ fn rejection(e: &GrantError, known: Option<(String, String)>) -> Rejection {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use gatehouse_core::grant::{KeySet, Plan, SigningKey, TargetScope, sign};
+    use gatehouse_core::grant::{
+        KeySet, Plan, PolicySelector, SigningKey, TargetScope, Verifier, sign,
+    };
 
     fn setup() -> (Verifier, String) {
         let key = SigningKey::from_secret_bytes(&[9; 32]).unwrap();
