@@ -222,6 +222,15 @@ mod tests {
         sign(&claims, &key()).unwrap()
     }
 
+    fn check<S: BuildHasher>(
+        cache: &VerifiedCache<S>,
+        verifier: &Verifier,
+        token: &str,
+        now_s: i64,
+    ) -> Result<Arc<Claims>, GrantError> {
+        cache.verify(verifier, &PolicySelector::default(), token, now_s)
+    }
+
     /// Puts every token in the same slot.
     #[derive(Default)]
     struct Collide;
@@ -239,21 +248,12 @@ mod tests {
         let t = token("a", 1_000);
         assert!(impostor().verify(&t, 500).is_err());
         assert!(
-            cache
-                .verify(&impostor(), &PolicySelector::default(), &t, 500)
-                .is_err(),
+            check(&cache, &impostor(), &t, 500).is_err(),
             "not cached yet"
         );
-        let claims = cache
-            .verify(&verifier(), &PolicySelector::default(), &t, 500)
-            .unwrap();
+        let claims = check(&cache, &verifier(), &t, 500).unwrap();
         assert_eq!(claims.jti, "a");
-        let hit = cache.verify(
-            &impostor(),
-            &PolicySelector::default(),
-            &format!("  {t}\n"),
-            600,
-        );
+        let hit = check(&cache, &impostor(), &format!("  {t}\n"), 600);
         assert_eq!(hit.unwrap(), claims, "a hit, also with whitespace around");
         // One byte changed in the payload (same signature segment, so the
         // same slot: only the comparison of the whole token tells them
@@ -263,16 +263,8 @@ mod tests {
             let mut other = t.clone().into_bytes();
             other[at] = if other[at] == b'A' { b'B' } else { b'A' };
             let other = String::from_utf8(other).unwrap();
-            assert!(
-                cache
-                    .verify(&impostor(), &PolicySelector::default(), &other, 600)
-                    .is_err()
-            );
-            assert!(
-                cache
-                    .verify(&verifier(), &PolicySelector::default(), &other, 600)
-                    .is_err()
-            );
+            assert!(check(&cache, &impostor(), &other, 600).is_err());
+            assert!(check(&cache, &verifier(), &other, 600).is_err());
         }
         assert_eq!(cache.len(), 1);
     }
@@ -281,39 +273,13 @@ mod tests {
     fn tokens_whose_hashes_collide_never_share_claims() {
         let cache = VerifiedCache::with_hasher(BuildHasherDefault::<Collide>::default());
         let (a, b) = (token("a", 1_000), token("b", 1_000));
-        assert_eq!(
-            cache
-                .verify(&verifier(), &PolicySelector::default(), &a, 500)
-                .unwrap()
-                .jti,
-            "a"
-        );
+        assert_eq!(check(&cache, &verifier(), &a, 500).unwrap().jti, "a");
         // Same slot, different token: a miss, so the impostor refuses it.
-        assert!(
-            cache
-                .verify(&impostor(), &PolicySelector::default(), &b, 500)
-                .is_err()
-        );
-        assert_eq!(
-            cache
-                .verify(&verifier(), &PolicySelector::default(), &b, 500)
-                .unwrap()
-                .jti,
-            "b"
-        );
+        assert!(check(&cache, &impostor(), &b, 500).is_err());
+        assert_eq!(check(&cache, &verifier(), &b, 500).unwrap().jti, "b");
         // b took the slot over: b hits, a is verified again.
-        assert_eq!(
-            cache
-                .verify(&impostor(), &PolicySelector::default(), &b, 500)
-                .unwrap()
-                .jti,
-            "b"
-        );
-        assert!(
-            cache
-                .verify(&impostor(), &PolicySelector::default(), &a, 500)
-                .is_err()
-        );
+        assert_eq!(check(&cache, &impostor(), &b, 500).unwrap().jti, "b");
+        assert!(check(&cache, &impostor(), &a, 500).is_err());
         assert_eq!(cache.len(), 1);
     }
 
@@ -321,23 +287,14 @@ mod tests {
     fn cached_grants_still_expire_and_start_late() {
         let cache = VerifiedCache::new();
         let t = token("a", 1_000);
-        assert!(
-            cache
-                .verify(&verifier(), &PolicySelector::default(), &t, 500)
-                .is_ok()
-        );
-        assert!(
-            cache
-                .verify(&impostor(), &PolicySelector::default(), &t, 1_004)
-                .is_ok(),
-            "leeway"
-        );
+        assert!(check(&cache, &verifier(), &t, 500).is_ok());
+        assert!(check(&cache, &impostor(), &t, 1_004).is_ok(), "leeway");
         assert!(matches!(
-            cache.verify(&impostor(), &PolicySelector::default(), &t, 1_005),
+            check(&cache, &impostor(), &t, 1_005),
             Err(GrantError::Expired { exp: 1_000 })
         ));
         assert!(matches!(
-            cache.verify(&impostor(), &PolicySelector::default(), &t, 94),
+            check(&cache, &impostor(), &t, 94),
             Err(GrantError::NotYetValid { nbf: 100 })
         ));
     }
@@ -346,96 +303,44 @@ mod tests {
     fn a_cached_grant_whose_key_is_gone_is_refused() {
         let cache = VerifiedCache::new();
         let t = token("a", 1_000);
-        assert!(
-            cache
-                .verify(&verifier(), &PolicySelector::default(), &t, 500)
-                .is_ok()
-        );
+        assert!(check(&cache, &verifier(), &t, 500).is_ok());
         let keyless = Verifier {
             keys: KeySet::new(),
             ..verifier()
         };
         assert!(matches!(
-            cache.verify(&keyless, &PolicySelector::default(), &t, 600),
+            check(&cache, &keyless, &t, 600),
             Err(GrantError::UnknownKey { kid: Some(_) })
         ));
-        assert!(
-            cache
-                .verify(&verifier(), &PolicySelector::default(), &t, 600)
-                .is_ok()
-        );
+        assert!(check(&cache, &verifier(), &t, 600).is_ok());
         cache.clear();
         assert!(cache.is_empty());
-        assert!(
-            cache
-                .verify(&impostor(), &PolicySelector::default(), &t, 600)
-                .is_err(),
-            "cleared"
-        );
+        assert!(check(&cache, &impostor(), &t, 600).is_err(), "cleared");
     }
 
     #[test]
     fn the_bound_drops_expired_grants_first_then_everything() {
         let cache = VerifiedCache::new().with_bound(2);
         let (short, long) = (token("short", 1_000), token("long", 5_000));
-        assert!(
-            cache
-                .verify(&verifier(), &PolicySelector::default(), &short, 500)
-                .is_ok()
-        );
-        assert!(
-            cache
-                .verify(&verifier(), &PolicySelector::default(), &long, 500)
-                .is_ok()
-        );
+        assert!(check(&cache, &verifier(), &short, 500).is_ok());
+        assert!(check(&cache, &verifier(), &long, 500).is_ok());
         assert_eq!(cache.len(), 2);
         // Full: at 2000 `short` has expired and makes room.
         let third = token("third", 5_000);
-        assert!(
-            cache
-                .verify(&verifier(), &PolicySelector::default(), &third, 2_000)
-                .is_ok()
-        );
+        assert!(check(&cache, &verifier(), &third, 2_000).is_ok());
         assert_eq!(cache.len(), 2);
-        assert!(
-            cache
-                .verify(&impostor(), &PolicySelector::default(), &long, 2_000)
-                .is_ok()
-        );
-        assert!(
-            cache
-                .verify(&impostor(), &PolicySelector::default(), &third, 2_000)
-                .is_ok()
-        );
+        assert!(check(&cache, &impostor(), &long, 2_000).is_ok());
+        assert!(check(&cache, &impostor(), &third, 2_000).is_ok());
         // Full of live grants: everything goes.
         let fourth = token("fourth", 5_000);
-        assert!(
-            cache
-                .verify(&verifier(), &PolicySelector::default(), &fourth, 2_000)
-                .is_ok()
-        );
+        assert!(check(&cache, &verifier(), &fourth, 2_000).is_ok());
         assert_eq!(cache.len(), 1);
-        assert!(
-            cache
-                .verify(&impostor(), &PolicySelector::default(), &fourth, 2_000)
-                .is_ok()
-        );
-        assert!(
-            cache
-                .verify(&impostor(), &PolicySelector::default(), &long, 2_000)
-                .is_err()
-        );
-        // A hit on a full cache evicts nothing.
-        assert!(
-            cache
-                .verify(&verifier(), &PolicySelector::default(), &long, 2_000)
-                .is_ok()
-        );
-        assert!(
-            cache
-                .verify(&verifier(), &PolicySelector::default(), &fourth, 2_000)
-                .is_ok()
-        );
+        assert!(check(&cache, &impostor(), &fourth, 2_000).is_ok());
+        assert!(check(&cache, &impostor(), &long, 2_000).is_err());
+        // Below the bound again: `long` is cached beside `fourth`, and a
+        // hit changes nothing.
+        assert!(check(&cache, &verifier(), &long, 2_000).is_ok());
+        assert!(check(&cache, &impostor(), &fourth, 2_000).is_ok());
         assert_eq!(cache.len(), 2);
     }
 }
