@@ -28,7 +28,7 @@ pub use body::{
 pub use id::SessionId;
 pub use record::{
     ArchivedEvent, DecodeError, Encoded, Event, EventKind, HASH_LEN, Hash, Recorder, decode,
-    encode, event_key, hash_of,
+    encode, encode_into, event_key, hash_of,
 };
 pub use seal::{SIGNATURE_LEN, Seal, SealError, SealKey, SealPublicKey, seal_message, verify_seal};
 

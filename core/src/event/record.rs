@@ -177,14 +177,27 @@ impl Recorder {
 /// The stored encoding (rkyv archive) of an event. [`Recorder::record`]
 /// uses it; on its own it serves tools and tests that rewrite events.
 pub fn encode(event: &Event) -> AlignedVec {
-    // Sized up front: growing the buffer from empty costs several
-    // reallocations per event on the hot path.
-    let buffer = AlignedVec::with_capacity(body_size_hint(&event.body) + 128);
-    match rkyv::api::high::to_bytes_in::<_, rancor::Error>(event, buffer) {
-        Ok(bytes) => bytes,
+    // Sized up front for the whole archive: growing the buffer costs a
+    // reallocation and a copy per event on the hot path.
+    let mut bytes = AlignedVec::with_capacity(
+        size_of::<ArchivedEvent>() + body_size_hint(&event.body) + ALIGN_SLACK,
+    );
+    encode_into(event, &mut bytes);
+    bytes
+}
+
+/// Padding rkyv may put between an archive's parts.
+const ALIGN_SLACK: usize = 32;
+
+/// [`encode`] into `out`, replacing what it held: a caller that encodes
+/// many events into one buffer allocates nothing once the buffer is large
+/// enough. The bytes are the same as [`encode`]'s.
+pub fn encode_into(event: &Event, out: &mut AlignedVec) {
+    out.clear();
+    if let Err(e) = rkyv::api::high::to_bytes_in::<_, rancor::Error>(event, &mut *out) {
         // Serializing into a growable in-memory buffer has no failure
         // mode for these types (no shared pointers, no size limits).
-        Err(e) => unreachable!("rkyv serialization into memory failed: {e}"),
+        unreachable!("rkyv serialization into memory failed: {e}")
     }
 }
 
@@ -292,6 +305,31 @@ mod tests {
             decode(&c.bytes).unwrap().body,
             Body::Closed(Closed { seal: None, .. })
         ));
+    }
+
+    #[test]
+    fn encode_sizes_its_buffer_and_encode_into_writes_the_same_bytes() {
+        let mut rec = Recorder::new(SessionId([3; 16]));
+        let mut reused = AlignedVec::new();
+        for size in [0usize, 1, 64, 1000, 16 * 1024] {
+            let body = Body::Frame(Frame {
+                dir: Direction::ToClient,
+                bytes: Bytes::from(vec![7u8; size]),
+            });
+            let e = rec.record(5, body.clone());
+            let event = decode(&e.bytes).unwrap();
+            let fresh = encode(&event);
+            assert_eq!(fresh.as_slice(), e.bytes.as_slice());
+            // One allocation: the hint covers the whole archive.
+            assert!(
+                fresh.len() <= size_of::<ArchivedEvent>() + size + ALIGN_SLACK,
+                "{size}: {} bytes",
+                fresh.len()
+            );
+            reused.extend_from_slice(b"left over from before");
+            encode_into(&event, &mut reused);
+            assert_eq!(reused.as_slice(), e.bytes.as_slice());
+        }
     }
 
     #[test]
