@@ -27,6 +27,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures_util::TryStreamExt;
 use futures_util::future::try_join4;
 use gatehouse_core::event::{Body, Direction, Event, Masked};
 use gatehouse_core::pg::{backend, frame};
@@ -121,8 +122,12 @@ const NOTICE_2: &str =
 /// A notice with a character that is not UTF-8 once in LATIN1.
 const NOTICE_LATIN1: &str = "do $$ begin raise notice 'caf% %', chr(233), \
                              (select email from customers where id = 1); end $$";
-const COPY_COLUMNS: &str = "select id, name, email, card, order_no, ssn, company, notes \
-                            from customers order by id";
+const COPY_COLUMNS: &str = "customers (id, name, email, card, order_no, ssn, company, notes)";
+/// A COPY of a query: its columns are not known, so with column rules
+/// configured every field is masked (fail closed).
+const COPY_QUERY: &str = "copy (select id, ssn from customers order by id) to stdout";
+/// Binary COPY of the whole table (columns from the catalog).
+const COPY_BINARY: &str = "copy customers to stdout (format binary)";
 
 /// Every SQL text the test sends through the gateway.
 fn client_sql() -> Vec<String> {
@@ -144,15 +149,17 @@ fn client_sql() -> Vec<String> {
     .into();
     sql.push(copy_text());
     sql.push(copy_csv());
+    sql.push(COPY_QUERY.to_owned());
+    sql.push(COPY_BINARY.to_owned());
     sql
 }
 
 fn copy_text() -> String {
-    format!("copy ({COPY_COLUMNS}) to stdout")
+    format!("copy {COPY_COLUMNS} to stdout")
 }
 
 fn copy_csv() -> String {
-    format!("copy ({COPY_COLUMNS}) to stdout with (format csv)")
+    format!("copy {COPY_COLUMNS} to stdout with (format csv)")
 }
 
 /// The table as the client must see it, `|`-separated as `psql -A`
@@ -397,6 +404,26 @@ async fn masked_for_the_client_and_in_the_store() {
         .expect("the session goes on")
         .get(0);
     assert_eq!(count, 3);
+
+    // Binary COPY of the whole table: the columns under a rule (ssn, pin)
+    // come out NULL, e-mail addresses in text columns are masked in place.
+    let stream = client.copy_out(COPY_BINARY).await.expect("binary COPY");
+    let chunks: Vec<bytes::Bytes> = stream.try_collect().await.expect("binary COPY data");
+    let data = chunks.concat();
+    let rows = binary_copy_rows(&data);
+    assert_eq!(rows.len(), 3, "{rows:?}");
+    for row in &rows {
+        assert_eq!(row.len(), 9, "{row:?}");
+        assert_eq!((&row[5], &row[6]), (&None, &None), "ssn and pin: {row:?}");
+    }
+    assert_eq!(
+        rows[0][2]
+            .as_deref()
+            .map(|e| tokens.normalize(&String::from_utf8_lossy(e))),
+        Some("<tok1>".to_owned())
+    );
+    let found = sensitive_in(&data);
+    assert!(found.is_empty(), "binary COPY sent {found:?}");
     drop(client);
     let _ = tokio::time::timeout(Duration::from_secs(10), conn).await;
 
@@ -405,6 +432,7 @@ async fn masked_for_the_client_and_in_the_store() {
     let out = Psql::new(gw.conn_string(&copy_token))
         .command(copy_text())
         .command(copy_csv())
+        .command(COPY_QUERY)
         .run();
     let seen: Vec<String> = out
         .assert_success()
@@ -419,6 +447,9 @@ async fn masked_for_the_client_and_in_the_store() {
         format!("1,Alice Example,<tok1>,****1111,4111111111111112,****,****,\"{NOTES_1}\""),
         "2,Bob Jones,<tok2>,****0005,1234567890123,****,****,no sensitive data here".to_owned(),
         "3,Carol,<tok3>,,5555555555554445,,Globex,prefers phone".to_owned(),
+        "\\N\t\\N".to_owned(),
+        "\\N\t\\N".to_owned(),
+        "\\N\t\\N".to_owned(),
     ];
     assert_eq!(seen, copy_expected, "{out}");
 
@@ -462,32 +493,32 @@ async fn masked_for_the_client_and_in_the_store() {
         let errors_events = events_of(&reader, &errors_jti);
         check_error_masked(&errors_events);
         let copy_hits = hits(&events_of(&reader, &copy_jti));
-        assert_eq!(
-            copy_hits
-                .keys()
-                .map(|(_, c)| c.as_str())
-                .collect::<BTreeSet<_>>(),
-            BTreeSet::from(["copy"]),
-            "{copy_hits:?}"
-        );
-        // Each of the two COPYs: 3 cards (two in row 1, one of them in its
-        // notes), 4 e-mail addresses, 3 SSNs (no column rule here: the
-        // detector), 3 dictionary terms.
+        // Each of the two table COPYs, by column: the ssn column by its
+        // rule (Carol's is NULL), cards, e-mail addresses and the
+        // dictionary term by the detectors, in their columns and in row
+        // 1's notes. The COPY of a query: its 5 non-NULL fields as of
+        // unknown origin.
         assert_eq!(
             copy_hits,
             BTreeMap::from([
-                (("detector:card_number".into(), "copy".into()), 6),
-                (("detector:email".into(), "copy".into()), 8),
-                (("detector:us_ssn".into(), "copy".into()), 6),
-                (("dictionary:0".into(), "copy".into()), 6),
-            ])
+                (("column:<unknown>".into(), "copy".into()), 5),
+                (("column:ssn".into(), "ssn".into()), 4),
+                (("detector:card_number".into(), "card".into()), 4),
+                (("detector:card_number".into(), "notes".into()), 2),
+                (("detector:email".into(), "email".into()), 6),
+                (("detector:email".into(), "notes".into()), 2),
+                (("detector:us_ssn".into(), "notes".into()), 2),
+                (("dictionary:0".into(), "company".into()), 4),
+                (("dictionary:0".into(), "notes".into()), 2),
+            ]),
+            "{copy_hits:?}"
         );
         let driver_hits = hits(&events_of(&reader, &driver_jti));
         assert_eq!(
             driver_hits.get(&("column:*.pin".to_owned(), "pin".to_owned())),
             // SELECT_ALL 2, SELECT_ONE 4 (ids 1 and 2 twice each) and 2 in
-            // the batch, SELECT_OTHER 1.
-            Some(&9),
+            // the batch, SELECT_OTHER 1, the binary COPY 2.
+            Some(&11),
             "{driver_hits:?}"
         );
         assert_eq!(
@@ -506,6 +537,37 @@ async fn masked_for_the_client_and_in_the_store() {
         &driver_jti,
         &mut tokens,
     );
+}
+
+/// The rows of a binary COPY stream: each field's bytes, `None` for NULL.
+fn binary_copy_rows(data: &[u8]) -> Vec<Vec<Option<Vec<u8>>>> {
+    assert!(
+        data.starts_with(b"PGCOPY\n\xff\r\n\0"),
+        "no binary COPY header"
+    );
+    let ext = u32::from_be_bytes(data[15..19].try_into().unwrap()) as usize;
+    let mut at = 19 + ext;
+    let mut rows = Vec::new();
+    loop {
+        let n = i16::from_be_bytes(data[at..at + 2].try_into().unwrap());
+        at += 2;
+        if n == -1 {
+            assert_eq!(at, data.len(), "bytes after the trailer");
+            return rows;
+        }
+        let mut row = Vec::new();
+        for _ in 0..n {
+            let len = i32::from_be_bytes(data[at..at + 4].try_into().unwrap());
+            at += 4;
+            if len < 0 {
+                row.push(None);
+            } else {
+                row.push(Some(data[at..at + len as usize].to_vec()));
+                at += len as usize;
+            }
+        }
+        rows.push(row);
+    }
 }
 
 // ---- the store scan ----
@@ -854,7 +916,8 @@ fn check_replay(
     ] {
         assert!(show.contains(&expected), "{expected:?} missing:\n{show}");
     }
-    assert_eq!(show.matches("; 3 masked)").count(), 2, "{show}");
+    // The two table COPYs and the COPY of a query (every line masked).
+    assert_eq!(show.matches("; 3 masked)").count(), 3, "{show}");
 
     // The NOTICE's message and the error's DETAIL, and not the error's
     // message, which had nothing to mask.

@@ -9,9 +9,16 @@
 //!   version byte) are masked in place the same way; a binary value of any
 //!   other type under a column rule becomes NULL (its binary form cannot
 //!   carry `****`), and is left alone by the content detectors.
-//! - **COPY TO STDOUT** data in text or CSV format: detectors and
-//!   dictionaries over each data message (column rules cannot apply: COPY
-//!   names no columns on the wire). Binary COPY is not inspected.
+//! - **COPY TO STDOUT** rows, field by field, in text, CSV and binary
+//!   format ([`super::copy_out`]): the statement says which columns the
+//!   rows have (its column list, or the table's columns from the catalog),
+//!   so column rules apply as to query results; other fields get the
+//!   detectors and dictionaries. A COPY whose columns are not known (`COPY
+//!   (SELECT …)`, a table created after login) has every field masked as a
+//!   column of unknown origin when column rules exist. In binary COPY a
+//!   field under a column rule becomes NULL (its type is not on the wire).
+//!   A data message that is not one whole row (PostgreSQL sends one per
+//!   row) gets the detectors over its bytes.
 //! - **NotificationResponse** payloads (field index 2 in the cell list).
 //! - **ErrorResponse / NoticeResponse**: the message, detail, hint and
 //!   context fields (PostgreSQL quotes values there:
@@ -33,7 +40,8 @@ use bytes::Bytes;
 use crate::event::{MaskHit, Masked, MaskedCell};
 use crate::mask::{Applied, Masker, Outcome, Strategy};
 
-use super::catalog::ColumnOrigins;
+use super::catalog::{ColumnOrigins, ColumnRule, TableColumns};
+use super::copy_out::{self, CopyFormat, CopySource};
 use super::encode;
 use super::shape::{Column, Shape};
 use super::wire::Reader;
@@ -49,6 +57,43 @@ fn write_value(b: &mut Vec<u8>, v: Option<&[u8]>) {
     }
 }
 
+/// The binary COPY format's signature, at the start of its header.
+const BINARY_SIGNATURE: &[u8] = b"PGCOPY\n\xff\r\n\0";
+
+/// The length of the binary COPY header `message` starts with: the
+/// signature, the flags and the header extension.
+fn binary_header_len(message: &[u8]) -> Option<usize> {
+    let rest = message.strip_prefix(BINARY_SIGNATURE)?;
+    let mut r = Reader::new(rest);
+    let _flags = r.i32()?;
+    let extension = usize::try_from(r.i32()?).ok()?;
+    r.bytes(extension)?;
+    Some(message.len() - r.remaining().len())
+}
+
+/// A COPY TO STDOUT in progress.
+#[derive(Debug)]
+struct CopyOut {
+    format: CopyFormat,
+    columns: CopyColumns,
+    /// A text or CSV header row is still to come.
+    header: bool,
+    /// The binary format's header is still to come.
+    binary_header: bool,
+}
+
+/// The columns of a COPY's rows, as far as masking is concerned.
+#[derive(Debug)]
+enum CopyColumns {
+    /// Known, by name, with their rules.
+    Named(Vec<(String, ColumnRule)>),
+    /// No column rule applies (none are configured, or none matches the
+    /// table's columns).
+    Unmasked,
+    /// Not known while column rules exist: every field is masked.
+    Unknown,
+}
+
 /// Type OIDs whose binary form is their text.
 const TEXT_LIKE: &[u32] = &[25, 1043, 1042, 19, 114, 142, 705];
 /// jsonb: binary form is a version byte (1) then the text.
@@ -58,8 +103,8 @@ const JSONB: u32 = 3802;
 #[derive(Debug)]
 pub struct FrameMasker {
     masker: Arc<Masker>,
-    /// Inside COPY TO STDOUT with text or CSV data.
-    copy_text: bool,
+    /// Inside COPY TO STDOUT.
+    copy: Option<CopyOut>,
     /// Hits in the batch being built: (rule, column) → count.
     hits: BTreeMap<(String, String), u32>,
     cells: Vec<MaskedCell>,
@@ -72,7 +117,7 @@ impl FrameMasker {
     pub fn new(masker: Arc<Masker>) -> Self {
         FrameMasker {
             masker,
-            copy_text: false,
+            copy: None,
             hits: BTreeMap::new(),
             cells: Vec::new(),
             origins: ColumnOrigins::default(),
@@ -108,6 +153,64 @@ impl FrameMasker {
         })
     }
 
+    /// A CopyOutResponse (`body`) starts a COPY of `source` (`None`: not
+    /// known which).
+    pub fn copy_out(&mut self, body: &[u8], source: Option<CopySource>) {
+        let mut r = Reader::new(body);
+        let (Some(overall), Some(count)) = (r.u8(), r.i16()) else {
+            self.copy = None;
+            return;
+        };
+        let count = usize::try_from(count).unwrap_or(0);
+        // The statement's format must agree with what the target says.
+        let source = source.filter(|s| (s.format == CopyFormat::Binary) == (overall == 1));
+        let (format, header) = match &source {
+            Some(s) => (s.format.clone(), s.header),
+            None if overall == 1 => (CopyFormat::Binary, false),
+            None => (
+                CopyFormat::Text {
+                    delimiter: b'\t',
+                    null: b"\\N".to_vec(),
+                },
+                false,
+            ),
+        };
+        let columns = if self.masker.has_column_rules() {
+            self.copy_columns(source.as_ref(), count)
+        } else {
+            CopyColumns::Unmasked
+        };
+        self.copy = Some(CopyOut {
+            format,
+            columns,
+            header,
+            binary_header: overall == 1,
+        });
+    }
+
+    /// Which columns a COPY's rows have, and their rules.
+    fn copy_columns(&self, source: Option<&CopySource>, count: usize) -> CopyColumns {
+        let Some((schema, table)) = source.and_then(|s| s.relation.as_ref()) else {
+            return CopyColumns::Unknown;
+        };
+        let named = match source.and_then(|s| s.columns.as_ref()) {
+            Some(names) => names
+                .iter()
+                .map(|n| (n.clone(), self.masker.column_strategy(Some(table), n)))
+                .collect(),
+            None => match self.origins.table_columns(schema, table) {
+                TableColumns::Known(columns) => columns,
+                TableColumns::Unmasked => return CopyColumns::Unmasked,
+                TableColumns::Unknown => return CopyColumns::Unknown,
+            },
+        };
+        if named.len() == count {
+            CopyColumns::Named(named)
+        } else {
+            CopyColumns::Unknown
+        }
+    }
+
     /// Masks one target frame (`tag`, `body`) that is frame number `index`
     /// of its batch. Returns the rewritten frame, or `None` to forward the
     /// original.
@@ -120,22 +223,18 @@ impl FrameMasker {
     ) -> Option<Bytes> {
         match tag {
             b'D' => self.data_row(body, shape, index),
-            b'H' => {
-                self.copy_text = body.first() == Some(&0);
-                None
-            }
             b'c' | b'C' | b'Z' => {
-                self.copy_text = false;
+                self.copy = None;
                 None
             }
-            b'd' if self.copy_text => {
-                let mut out = Vec::new();
-                let outcome = self.masker.mask_value(body, &mut out)?;
-                self.count(&outcome, "copy", index, 0);
-                Some(encode::frame(b'd', |b| b.extend_from_slice(&out)).into_bytes())
+            b'd' => {
+                let mut copy = self.copy.take()?;
+                let out = self.copy_data(&mut copy, body, index);
+                self.copy = Some(copy);
+                out
             }
             b'E' | b'N' => {
-                self.copy_text = false;
+                self.copy = None;
                 self.notice(tag, body, index)
             }
             b'A' => self.notification(body, index),
@@ -162,6 +261,100 @@ impl FrameMasker {
                 b.push(0);
                 b.extend(out.iter().copied().filter(|c| *c != 0));
                 b.push(0);
+            })
+            .into_bytes(),
+        )
+    }
+
+    /// One CopyData message of a COPY TO STDOUT: a row, a header, or the
+    /// binary format's header or trailer.
+    fn copy_data(&mut self, copy: &mut CopyOut, message: &[u8], index: u32) -> Option<Bytes> {
+        // PostgreSQL sends the binary format's header in one message with
+        // the first row.
+        let mut header: &[u8] = &[];
+        let mut body = message;
+        if std::mem::take(&mut copy.binary_header)
+            && let Some(len) = binary_header_len(message)
+        {
+            (header, body) = message.split_at_checked(len)?;
+            if body.is_empty() {
+                return None;
+            }
+        }
+        if std::mem::take(&mut copy.header) {
+            return None;
+        }
+        if copy.format == CopyFormat::Binary && body == [0xff, 0xff] {
+            return None;
+        }
+        let Some(fields) = copy_out::split(body, &copy.format) else {
+            // Not one whole row: the detectors over its bytes.
+            let mut out = Vec::new();
+            let outcome = self.masker.mask_value(message, &mut out)?;
+            self.count(&outcome, "copy", index, 0);
+            return Some(encode::frame(b'd', |b| b.extend_from_slice(&out)).into_bytes());
+        };
+        let binary = copy.format == CopyFormat::Binary;
+        let mut changes: Vec<(usize, Option<Vec<u8>>)> = Vec::new();
+        for (i, field) in fields.iter().enumerate() {
+            let Some(value) = &field.value else { continue };
+            let (name, rule): (&str, ColumnRule) = match &copy.columns {
+                CopyColumns::Named(named) => named
+                    .get(i)
+                    .map_or(("copy", None), |(n, r)| (n.as_str(), *r)),
+                CopyColumns::Unknown => ("copy", Some(self.masker.unknown_column_rule())),
+                CopyColumns::Unmasked => ("copy", None),
+            };
+            let field_u16 = u16::try_from(i).unwrap_or(u16::MAX);
+            if let Some((rule, strategy)) = rule {
+                *self
+                    .hits
+                    .entry((self.masker.rule_name(rule).to_owned(), name.to_owned()))
+                    .or_insert(0) += 1;
+                self.cells.push(MaskedCell {
+                    frame: index,
+                    column: field_u16,
+                });
+                let mut out = Vec::new();
+                let masked = match strategy {
+                    _ if binary => None,
+                    Strategy::Null => None,
+                    _ => match self.masker.apply(strategy, value, &mut out) {
+                        Applied::Written => Some(out),
+                        Applied::Null => None,
+                    },
+                };
+                changes.push((i, masked));
+                continue;
+            }
+            let mut out = Vec::new();
+            if let Some(outcome) = self.masker.mask_value(value, &mut out) {
+                self.count(&outcome, name, index, field_u16);
+                changes.push((i, (!outcome.nulled()).then_some(out)));
+            }
+        }
+        if changes.is_empty() {
+            return None;
+        }
+        let mut changes = changes.into_iter().peekable();
+        Some(
+            encode::frame(b'd', |b| {
+                b.extend_from_slice(header);
+                if binary {
+                    b.extend_from_slice(&(fields.len() as i16).to_be_bytes());
+                }
+                for (i, field) in fields.iter().enumerate() {
+                    if !binary && i > 0 {
+                        b.push(copy.format.delimiter());
+                    }
+                    match changes.next_if(|(at, _)| *at == i) {
+                        Some((_, masked)) => {
+                            copy_out::encode_field(b, masked.as_deref(), &copy.format)
+                        }
+                        None => b.extend_from_slice(body.get(field.raw.clone()).unwrap_or(&[])),
+                    }
+                }
+                b.extend_from_slice(copy_out::line_end(body));
             })
             .into_bytes(),
         )

@@ -10,6 +10,7 @@
 
 pub mod backend;
 pub mod catalog;
+pub mod copy_out;
 pub mod encode;
 pub mod enforce;
 pub mod frame;

@@ -868,7 +868,8 @@ impl Session {
                 let Phase::Catalog(state) = std::mem::replace(&mut self.phase, Phase::Relay) else {
                     return false;
                 };
-                let (done, origins) = *state;
+                let (done, mut origins) = *state;
+                origins.finish();
                 if let Some((m, _)) = &mut self.masking {
                     m.set_origins(origins);
                 }
@@ -1255,6 +1256,10 @@ impl Session {
             b'D' => {
                 let shape = tracker.data_row();
                 masker.frame(tag, body, shape.as_ref(), index)
+            }
+            b'H' => {
+                masker.copy_out(body, tracker.copy_out());
+                None
             }
             _ => {
                 tracker.server(tag);

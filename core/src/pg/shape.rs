@@ -12,6 +12,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 use super::backend::Field;
+use super::copy_out::{CopySource, copy_sources};
 use super::frontend::Message;
 
 /// One result column.
@@ -37,7 +38,9 @@ pub type Shape = Arc<Vec<Column>>;
 /// the target's order.
 #[derive(Debug, Clone)]
 enum Pending {
-    Parse(String),
+    /// A statement prepared under this name, and what it copies out if it
+    /// is a `COPY … TO STDOUT` (`Err`: it could not be parsed).
+    Parse(String, Copies),
     Bind {
         portal: String,
         statement: String,
@@ -48,8 +51,19 @@ enum Pending {
     Execute(String),
     Close(u8, String),
     Sync,
-    Query,
+    /// A simple query, with the `COPY … TO STDOUT` statements still to
+    /// answer.
+    Query(Copies),
     FunctionCall,
+}
+
+/// The `COPY … TO STDOUT` statements of a query string, in order; `Err`
+/// when it could not be parsed (each CopyOutResponse is then of unknown
+/// columns).
+type Copies = Result<VecDeque<CopySource>, ()>;
+
+fn copies(sql: &str) -> Copies {
+    copy_sources(sql).map(VecDeque::from).ok_or(())
 }
 
 /// Follows requests and answers to know the shape of each row.
@@ -66,14 +80,19 @@ pub struct ShapeTracker {
     pending: VecDeque<Pending>,
     /// The shape of the rows of a simple query's current statement.
     current: Option<Shape>,
+    /// What prepared statements copy out, for those that are COPYs (`None`:
+    /// a COPY that could not be parsed).
+    statement_copies: HashMap<String, Option<CopySource>>,
+    /// The same for bound portals.
+    portal_copies: HashMap<String, Option<CopySource>>,
 }
 
 impl ShapeTracker {
     /// Notes a client message.
     pub fn client(&mut self, msg: &Message<'_>) {
         let p = match msg {
-            Message::Query(_) => Pending::Query,
-            Message::Parse { name, .. } => Pending::Parse((*name).to_owned()),
+            Message::Query(sql) => Pending::Query(copies(sql)),
+            Message::Parse { name, sql, .. } => Pending::Parse((*name).to_owned(), copies(sql)),
             Message::Bind(bind) => Pending::Bind {
                 portal: bind.portal.to_owned(),
                 statement: bind.statement.to_owned(),
@@ -145,11 +164,21 @@ impl ShapeTracker {
         match tag {
             // ParseComplete: a new statement under this name, not described.
             b'1' => {
-                if let Some(Pending::Parse(name)) = self.pending.front() {
-                    let name = name.clone();
+                if let Some(Pending::Parse(name, copies)) = self.pending.pop_front() {
                     self.statements.remove(&name);
+                    match copies {
+                        Ok(mut c) if c.is_empty() => {
+                            self.statement_copies.remove(&name);
+                            c.clear();
+                        }
+                        Ok(mut c) => {
+                            self.statement_copies.insert(name, c.pop_front());
+                        }
+                        Err(()) => {
+                            self.statement_copies.insert(name, None);
+                        }
+                    }
                 }
-                self.pending.pop_front();
             }
             // BindComplete: the portal takes its statement's columns with
             // the formats chosen at Bind.
@@ -160,6 +189,10 @@ impl ShapeTracker {
                     formats,
                 }) = self.pending.pop_front()
                 {
+                    match self.statement_copies.get(&statement) {
+                        Some(copy) => self.portal_copies.insert(portal.clone(), copy.clone()),
+                        None => self.portal_copies.remove(&portal),
+                    };
                     match self.statements.get(&statement) {
                         Some(cols) => {
                             let shape = Arc::new(with_formats(cols, &formats));
@@ -178,9 +211,11 @@ impl ShapeTracker {
                 if let Some(Pending::Close(kind, name)) = self.pending.pop_front() {
                     if kind == b'S' {
                         self.statements.remove(&name);
+                        self.statement_copies.remove(&name);
                     } else {
                         self.portals.remove(&name);
                         self.unresolved.remove(&name);
+                        self.portal_copies.remove(&name);
                     }
                 }
             }
@@ -205,8 +240,13 @@ impl ShapeTracker {
                 self.current = None;
                 // The target skips everything up to the next Sync; a simple
                 // query stays pending until its ReadyForQuery.
-                while let Some(p) = self.pending.front() {
-                    if matches!(p, Pending::Sync | Pending::Query) {
+                while let Some(p) = self.pending.front_mut() {
+                    if let Pending::Query(copies) = p {
+                        // The rest of the query string does not run.
+                        *copies = Ok(VecDeque::new());
+                        break;
+                    }
+                    if matches!(p, Pending::Sync) {
                         break;
                     }
                     self.pending.pop_front();
@@ -215,12 +255,24 @@ impl ShapeTracker {
             b'Z' => {
                 self.current = None;
                 while let Some(p) = self.pending.pop_front() {
-                    if matches!(p, Pending::Sync | Pending::Query | Pending::FunctionCall) {
+                    if matches!(p, Pending::Sync | Pending::Query(_) | Pending::FunctionCall) {
                         break;
                     }
                 }
             }
             _ => {}
+        }
+    }
+}
+
+impl ShapeTracker {
+    /// What the COPY whose CopyOutResponse arrives now copies; `None` when
+    /// that is not known (the caller fails closed).
+    pub fn copy_out(&mut self) -> Option<CopySource> {
+        match self.pending.front_mut()? {
+            Pending::Execute(portal) => self.portal_copies.get(portal.as_str()).cloned()?,
+            Pending::Query(Ok(copies)) => copies.pop_front(),
+            _ => None,
         }
     }
 }

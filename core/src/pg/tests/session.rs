@@ -158,11 +158,13 @@ impl Harness {
             for (oid, table, num, col) in [
                 ("16384", "customers", "3", "ssn"),
                 ("16384", "customers", "1", "id"),
+                ("16384", "customers", "2", "name"),
+                ("16390", "orders", "1", "id"),
             ] {
                 answer.extend_from_slice(
                     encode::frame(b'D', |b| {
-                        b.extend_from_slice(&4i16.to_be_bytes());
-                        for v in [oid, table, num, col] {
+                        b.extend_from_slice(&5i16.to_be_bytes());
+                        for v in [oid, table, num, col, "public"] {
                             b.extend_from_slice(&(v.len() as i32).to_be_bytes());
                             b.extend_from_slice(v.as_bytes());
                         }
