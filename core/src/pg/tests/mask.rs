@@ -51,21 +51,12 @@ fn row_description_from(cols: &[(&str, u32, i16, u32, i16)]) -> Vec<u8> {
     .to_vec()
 }
 
+/// A DataRow: the same field count and length-prefixed values as a
+/// binary COPY row.
 fn data_row(values: &[Option<&[u8]>]) -> Vec<u8> {
-    encode::frame(b'D', |b| {
-        b.extend_from_slice(&(values.len() as i16).to_be_bytes());
-        for v in values {
-            match v {
-                Some(v) => {
-                    b.extend_from_slice(&(v.len() as i32).to_be_bytes());
-                    b.extend_from_slice(v);
-                }
-                None => b.extend_from_slice(&(-1i32).to_be_bytes()),
-            }
-        }
-    })
-    .bytes()
-    .to_vec()
+    encode::frame(b'D', |b| b.extend_from_slice(&binary_row(values)))
+        .bytes()
+        .to_vec()
 }
 
 fn tail(tag: &str) -> Vec<u8> {
