@@ -92,6 +92,7 @@ fn scope(n: usize) -> TargetScope {
         allow,
         approve: Vec::new(),
         limits: Limits::default(),
+        mask: Default::default(),
     }
 }
 

@@ -195,6 +195,7 @@ fn five_rules() -> Policy {
         allow,
         approve: Vec::new(),
         limits: Limits::default(),
+        mask: Default::default(),
     })
 }
 

@@ -90,6 +90,7 @@ pub fn pg_session(data: &[u8]) {
                 rows: Some(100),
                 duration_s: Some(1),
             },
+            mask: Default::default(),
         }),
         classifier: Arc::new(ClassifierCache::new(64)),
         jti: "j".into(),

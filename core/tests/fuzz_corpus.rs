@@ -1228,6 +1228,7 @@ mod generate {
                     rows: Some(10_000),
                     duration_s: Some(600),
                 },
+                mask: Default::default(),
             },
         );
         Claims {

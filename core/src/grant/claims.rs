@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::{GrantError, PolicySelector};
+use super::{GrantError, MaskScope, PolicySelector};
 
 /// The claims of a grant.
 ///
@@ -75,6 +75,9 @@ pub struct TargetScope {
     /// Limits on each session.
     #[serde(skip_serializing_if = "Limits::is_unlimited")]
     pub limits: Limits,
+    /// Masking beyond the target's own rules (never less).
+    #[serde(skip_serializing_if = "MaskScope::is_empty")]
+    pub mask: MaskScope,
 }
 
 /// One rule of a plan: operations, on relations, and functions.

@@ -32,6 +32,7 @@ mod claims;
 mod error;
 mod jwks;
 mod key;
+mod mask;
 mod policies;
 mod verify;
 
@@ -48,5 +49,6 @@ pub use key::{
     ED25519_KEY_LEN, KeyAlgorithm, KeyError, KeySet, MAX_RSA_BITS, MIN_RSA_BITS, SigningKey,
     VerifyingKey, key_id,
 };
+pub use mask::{MaskColumn, MaskDictionary, MaskScope};
 pub use policies::{NamedPolicy, PolicyClaim, PolicySelector, UnknownPolicy};
 pub use verify::{MAX_TOKEN_LEN, Verified, Verifier, sign, sign_with_pem};

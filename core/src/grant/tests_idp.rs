@@ -142,6 +142,7 @@ fn selector() -> PolicySelector {
                 statements: Some(10),
                 ..Limits::default()
             },
+            mask: Default::default(),
         },
     };
     let claim = |claim: &str, value: &str, policy: &str| PolicyClaim {

@@ -25,6 +25,27 @@ pub enum Strategy {
     Null,
 }
 
+impl std::str::FromStr for Strategy {
+    type Err = String;
+
+    /// `redact`, `partial` (the last 4 stay), `partial:N` (1–64), `token`
+    /// or `null`: how configs and grants name a strategy.
+    fn from_str(s: &str) -> Result<Strategy, String> {
+        match s {
+            "redact" => Ok(Strategy::Redact),
+            "partial" => Ok(Strategy::Partial { keep_last: 4 }),
+            "token" => Ok(Strategy::Token),
+            "null" => Ok(Strategy::Null),
+            other => match other.strip_prefix("partial:").map(str::parse::<usize>) {
+                Some(Ok(n)) if (1..=64).contains(&n) => Ok(Strategy::Partial { keep_last: n }),
+                _ => Err(format!(
+                    "unknown strategy {other:?}: use redact, partial, partial:N, token or null"
+                )),
+            },
+        }
+    }
+}
+
 /// A content detector: finds one kind of sensitive value inside text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -112,6 +133,11 @@ impl Detector {
             Detector::PemPrivateKey => "pem_private_key",
         }
     }
+
+    /// The detector named `name` (`card_number`), if there is one.
+    pub fn from_name(name: &str) -> Option<Detector> {
+        Detector::ALL.iter().copied().find(|d| d.name() == name)
+    }
 }
 
 /// Masks every value of the columns whose name matches `pattern`.
@@ -158,6 +184,22 @@ impl MaskRules {
     /// True when no rule is configured (masking is off).
     pub fn is_empty(&self) -> bool {
         self.columns.is_empty() && self.detectors.is_empty() && self.dictionaries.is_empty()
+    }
+
+    /// These rules with `more` added, never loosened: column rules of
+    /// `more` come after these (the first match wins, so a column these
+    /// rules cover keeps its strategy), a detector these rules already
+    /// have keeps its strategy, and dictionaries are added.
+    pub fn narrowed(&self, more: &MaskRules) -> MaskRules {
+        let mut rules = self.clone();
+        rules.columns.extend(more.columns.iter().cloned());
+        for (detector, strategy) in &more.detectors {
+            if !rules.detectors.iter().any(|(d, _)| d == detector) {
+                rules.detectors.push((*detector, *strategy));
+            }
+        }
+        rules.dictionaries.extend(more.dictionaries.iter().cloned());
+        rules
     }
 }
 

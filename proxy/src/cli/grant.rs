@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
-use gatehouse_core::grant::{Claims, Plan, Rule, SigningKey, sign};
+use gatehouse_core::grant::{Claims, MaskColumn, Plan, Rule, SigningKey, sign};
 
 use super::plan;
 
@@ -33,8 +33,20 @@ pub struct GrantArgs {
     /// --allow.
     #[arg(long = "approve", value_name = "RULE", value_parser = plan::parse_rule)]
     pub approve: Vec<Rule>,
+    /// Mask the columns matching PATTERN in what the agent receives, on top
+    /// of the target's own masking: `PATTERN[=STRATEGY]` (`notes`,
+    /// `*.phone=partial`; strategies redact (default), partial, partial:N,
+    /// token, null). Repeat for several.
+    #[arg(long = "mask-column", value_name = "PATTERN[=STRATEGY]", value_parser = plan::parse_mask)]
+    pub mask_columns: Vec<(String, String)>,
+    /// Turn on a content detector on top of the target's own masking:
+    /// `NAME[=STRATEGY]` (`phone`, `iban=partial`). A detector the target
+    /// already has keeps the target's strategy.
+    #[arg(long = "mask-detector", value_name = "NAME[=STRATEGY]", value_parser = plan::parse_mask)]
+    pub mask_detectors: Vec<(String, String)>,
     /// The plan from a file (TOML, or JSON if it ends in .json): the `plan`
-    /// claim, with [targets.NAME] tables of allow, approve and limits.
+    /// claim, with [targets.NAME] tables of allow, approve, limits and
+    /// mask.
     #[arg(long, value_name = "FILE")]
     pub plan: Option<PathBuf>,
     /// Statements each session may run.
@@ -98,6 +110,15 @@ fn build_plan(args: &GrantArgs) -> anyhow::Result<Plan> {
     for scope in plan.targets.values_mut() {
         scope.allow.extend(args.allow.iter().cloned());
         scope.approve.extend(args.approve.iter().cloned());
+        for (pattern, strategy) in &args.mask_columns {
+            scope.mask.columns.push(MaskColumn {
+                pattern: pattern.clone(),
+                strategy: strategy.clone(),
+            });
+        }
+        for (name, strategy) in &args.mask_detectors {
+            scope.mask.detectors.insert(name.clone(), strategy.clone());
+        }
         if let Some(n) = args.max_statements {
             scope.limits.statements = Some(n);
         }

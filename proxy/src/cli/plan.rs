@@ -12,8 +12,12 @@
 //!   every function)
 //!
 //! A plan file (`--plan`, TOML or JSON by its extension) is the `plan`
-//! claim itself: `[targets.NAME]` tables with `allow`, `approve` and
-//! `limits`, and optionally `uses`.
+//! claim itself: `[targets.NAME]` tables with `allow`, `approve`,
+//! `limits` and `mask`, and optionally `uses`.
+//!
+//! Masking flags add to the target's own masking, never less:
+//! `--mask-column notes`, `--mask-column '*.phone=partial'`,
+//! `--mask-detector phone=redact`.
 
 use std::path::Path;
 
@@ -95,8 +99,26 @@ pub fn check_plan(plan: &Plan) -> anyhow::Result<()> {
                 "the plan allows nothing on target {name:?}: give --allow (e.g. --allow select:public.invoices, or --allow '*' for everything) or a plan file"
             );
         }
+        if let Err(e) = scope.mask.rules() {
+            bail!("target {name:?}: {e}");
+        }
     }
     Ok(())
+}
+
+/// Parses a masking flag's `WHAT[=STRATEGY]` (`redact` when left out).
+pub fn parse_mask(spec: &str) -> anyhow::Result<(String, String)> {
+    let (what, strategy) = match spec.rsplit_once('=') {
+        Some((what, strategy)) => (what.trim(), strategy.trim()),
+        None => (spec.trim(), "redact"),
+    };
+    if what.is_empty() {
+        bail!("{spec:?}: expected WHAT[=STRATEGY], e.g. notes=redact");
+    }
+    strategy
+        .parse::<gatehouse_core::mask::Strategy>()
+        .map_err(|e| anyhow::anyhow!("{spec:?}: {e}"))?;
+    Ok((what.to_owned(), strategy.to_owned()))
 }
 
 fn is_empty(scope: &TargetScope) -> bool {

@@ -37,8 +37,8 @@ pub(super) fn masking(
     let mut rules = MaskRules::default();
     for (name, strategy) in &s.detectors {
         let key = format!("{at}.detectors.{name}");
-        let detector = Detector::ALL.iter().copied().find(|d| d.name() == name);
-        match (detector, parse_strategy(strategy)) {
+        let detector = Detector::from_name(name);
+        match (detector, strategy.parse::<Strategy>()) {
             (Some(d), Ok(st)) => rules.detectors.push((d, st)),
             (None, _) => {
                 let known: Vec<&str> = Detector::ALL.iter().map(|d| d.name()).collect();
@@ -51,7 +51,7 @@ pub(super) fn masking(
         }
     }
     for (i, c) in s.columns.into_iter().enumerate() {
-        match parse_strategy(&c.strategy) {
+        match c.strategy.parse::<Strategy>() {
             Ok(strategy) => rules.columns.push(ColumnRule {
                 pattern: c.pattern,
                 strategy,
@@ -60,7 +60,7 @@ pub(super) fn masking(
         }
     }
     for (i, d) in s.dictionaries.into_iter().enumerate() {
-        match parse_strategy(&d.strategy) {
+        match d.strategy.parse::<Strategy>() {
             Ok(strategy) => rules.dictionaries.push(DictionaryRule {
                 terms: d.terms,
                 case_insensitive: d.case_insensitive,
@@ -93,20 +93,4 @@ pub(super) fn masking(
         return None;
     }
     Some(masking)
-}
-
-/// `redact`, `partial`, `partial:N`, `token` or `null`.
-fn parse_strategy(s: &str) -> Result<Strategy, String> {
-    match s {
-        "redact" => Ok(Strategy::Redact),
-        "partial" => Ok(Strategy::Partial { keep_last: 4 }),
-        "token" => Ok(Strategy::Token),
-        "null" => Ok(Strategy::Null),
-        other => match other.strip_prefix("partial:").map(str::parse::<usize>) {
-            Some(Ok(n)) if (1..=64).contains(&n) => Ok(Strategy::Partial { keep_last: n }),
-            _ => Err(format!(
-                "unknown strategy {other:?}: use redact, partial, partial:N, token or null"
-            )),
-        },
-    }
 }

@@ -479,6 +479,7 @@ fn policies(
             allow: p.allow,
             approve: p.approve,
             limits: p.limits,
+            mask: Default::default(),
         };
         policies.insert(
             name,

@@ -1,11 +1,12 @@
 //! The grant check at login: the grant verifies, names the requested
 //! target, and has a use left.
 
-use std::collections::BTreeMap;
-use std::sync::{Arc, RwLock};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, RwLock};
 
 use gatehouse_core::event::Refusal;
-use gatehouse_core::grant::{self, Claims, GrantError, VerifiedCache};
+use gatehouse_core::grant::{self, Claims, GrantError, MaskScope, VerifiedCache};
+use gatehouse_core::mask::Masker;
 use gatehouse_core::pg::{Authorized, HoldMode, Policy, Rejection};
 use gatehouse_core::policy::ClassifierCache;
 
@@ -35,7 +36,14 @@ pub struct Authorizer {
     pub classifier: Arc<ClassifierCache>,
     /// Sessions and statement rates per grant (`[limits]`).
     pub limits: Arc<GrantLimits>,
+    /// Maskers for grants that mask more than their target, by target and
+    /// the grant's rules (as JSON): compiled once for all the sessions of
+    /// such a grant (and of grants with the same rules).
+    narrowed: Mutex<HashMap<(String, String), Arc<Masker>>>,
 }
+
+/// Narrowed maskers kept at most; the cache starts over when full.
+const NARROWED_MAX: usize = 256;
 
 impl Authorizer {
     /// An authorizer over `verifier` and `targets`, enforcing `limits`.
@@ -52,6 +60,7 @@ impl Authorizer {
             cache: VerifiedCache::default(),
             classifier: Arc::default(),
             limits,
+            narrowed: Mutex::default(),
         }
     }
 
@@ -62,6 +71,53 @@ impl Authorizer {
         *self.verifier.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(verifier);
         *self.targets.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(targets);
         self.cache.clear();
+        self.narrowed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+    }
+
+    /// The masker for a session of a grant on `name` (target `t`): the
+    /// target's, or, when the grant masks more, the target's rules
+    /// narrowed by the grant's. `Err` says why the grant's rules cannot be
+    /// used.
+    fn masker(
+        &self,
+        name: &str,
+        t: &Target,
+        mask: &MaskScope,
+    ) -> Result<Option<Arc<Masker>>, String> {
+        if mask.is_empty() {
+            return Ok(t.masker.clone());
+        }
+        let key = (
+            name.to_owned(),
+            serde_json::to_string(mask).map_err(|e| e.to_string())?,
+        );
+        let cached = self
+            .narrowed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key)
+            .cloned();
+        if let Some(m) = cached {
+            return Ok(Some(m));
+        }
+        // Compiled outside the lock: other logins go on meanwhile.
+        let more = mask.rules()?;
+        let (base, secret) = match &t.masking {
+            Some(m) => (m.rules.clone(), m.token_secret.as_ref().map(|s| s.expose())),
+            None => (Default::default(), None),
+        };
+        let masker = Masker::new(base.narrowed(&more), secret.unwrap_or("").as_bytes())
+            .map_err(|e| e.to_string())?;
+        let masker = Arc::new(masker);
+        let mut cache = self.narrowed.lock().unwrap_or_else(|e| e.into_inner());
+        if cache.len() >= NARROWED_MAX {
+            cache.clear();
+        }
+        cache.insert(key, Arc::clone(&masker));
+        Ok(Some(masker))
     }
 
     fn live_verifier(&self) -> Arc<LiveVerifier> {
@@ -106,6 +162,19 @@ impl Authorizer {
         let claims = self.verify(token, now_s).map_err(|e| rejection(&e, None))?;
         let known = Some((claims.sub.clone(), claims.jti.clone()));
         grant::check_target(&claims, target).map_err(|e| rejection(&e, known.clone()))?;
+        let scope = claims.plan.scope(target).cloned().unwrap_or_default();
+        let masker = self
+            .masker(target, t, &scope.mask)
+            .map_err(|why| Rejection {
+                reason: Refusal::Malformed,
+                sqlstate: "28000",
+                message: format!(
+                    "gatehouse refused the grant: its masking rules for target {target} \
+                     cannot be used: {why}"
+                ),
+                subject: Some(claims.sub.clone()),
+                jti: Some(claims.jti.clone()),
+            })?;
         // Before the use is reserved: a refused session spends none.
         let slot = self
             .limits
@@ -115,7 +184,6 @@ impl Authorizer {
             .ledger
             .reserve(&claims.jti, claims.plan.uses, claims.exp, now_s)
             .map_err(|e| rejection(&e, known))?;
-        let scope = claims.plan.scope(target).cloned().unwrap_or_default();
         let auth = Authorized {
             subject: claims.sub.clone(),
             jti: claims.jti.clone(),
@@ -126,7 +194,7 @@ impl Authorizer {
             max_uses: claims.plan.uses,
             expires_at: claims.exp,
             login: t.login.clone(),
-            masker: t.masker.clone(),
+            masker,
             policy: Policy {
                 scope: Arc::new(scope),
                 classifier: Arc::clone(&self.classifier),

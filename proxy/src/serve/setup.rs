@@ -110,6 +110,7 @@ pub fn targets(config: &Config) -> Result<BTreeMap<String, Target>> {
                 password: t.password.as_ref().map(|s| s.expose().to_owned()),
             },
             masker,
+            masking: t.masking.clone(),
         };
         targets.insert(t.name.clone(), target);
     }

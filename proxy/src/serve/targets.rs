@@ -30,4 +30,7 @@ pub struct Target {
     pub login: UpstreamLogin,
     /// The target's masking rules, compiled once at load.
     pub masker: Option<Arc<Masker>>,
+    /// The same rules and token secret as configured, for grants that
+    /// mask more (`plan.targets.NAME.mask`).
+    pub masking: Option<crate::config::Masking>,
 }
