@@ -189,6 +189,20 @@ pub fn event_decode(data: &[u8]) {
 /// The masking engine over arbitrary values: never a panic, and a value it
 /// reports unchanged gets nothing written.
 pub fn mask_value(data: &[u8]) {
+    // Built once: compiling the rules costs far more than masking a value,
+    // and the fuzzer is after the values.
+    static MASKER: OnceLock<Option<Masker>> = OnceLock::new();
+    let Some(masker) = MASKER.get_or_init(fuzz_masker) else {
+        return;
+    };
+    let mut out = Vec::new();
+    if masker.mask_value(data, &mut out).is_none() {
+        assert!(out.is_empty(), "an unchanged value had output written");
+    }
+}
+
+/// Every detector, a column rule and a dictionary.
+fn fuzz_masker() -> Option<Masker> {
     let rules = MaskRules {
         columns: vec![ColumnRule {
             pattern: "*.ssn".into(),
@@ -204,13 +218,7 @@ pub fn mask_value(data: &[u8]) {
             strategy: Strategy::Partial { keep_last: 2 },
         }],
     };
-    let Ok(masker) = Masker::new(rules, b"fuzzing secret, 32 bytes long..") else {
-        return;
-    };
-    let mut out = Vec::new();
-    if masker.mask_value(data, &mut out).is_none() {
-        assert!(out.is_empty(), "an unchanged value had output written");
-    }
+    Masker::new(rules, b"fuzzing secret, 32 bytes long..").ok()
 }
 
 /// SQL classification of arbitrary text: never a panic, a cached
