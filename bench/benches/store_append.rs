@@ -14,8 +14,24 @@
 //! concurrent case: total wall time / events appended by all threads), so
 //! the throughput is events/s. The store lives in a tempdir under cargo's
 //! target directory (a real disk, not tmpfs, so fsync is real).
+//!
+//! `store_pipelined/*` measures throughput under load instead (issue 7's
+//! "≥ 1,000,000 events/s with group commit"): 8 appender threads, each with
+//! 4 sessions of its own, submit 100 B frame events (`Writer::submit_blocking`)
+//! in submissions of 1, 4 or 16 events of one session (a response chunk;
+//! a statement's frame, statement and verdict events; a pipelined batch),
+//! keeping up to 64 `Ack`s outstanding as a gateway does for response
+//! records. Events are recorded (encoded and chained) on the appender
+//! threads before the clock starts, so the figure is the store's append
+//! path alone; `store_pipelined/encode` gives the recording cost beside it.
+//! In the same group, the ceiling: fjall's own `batch()` of the same kind
+//! of keys and values, 64 or 1024 inserts per batch, one thread, into a
+//! fresh keyspace, with the same durability (`SyncData` per batch for
+//! `fsync`; fjall's default, written to the OS, for `os`).
 
-use std::sync::atomic::{AtomicU16, Ordering};
+use std::collections::VecDeque;
+use std::sync::Barrier;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -30,13 +46,13 @@ const THREADS: u64 = 8;
 
 /// A fresh UUIDv7-shaped session id per call, so sessions never collide.
 fn next_session() -> SessionId {
-    static N: AtomicU16 = AtomicU16::new(0);
+    static N: AtomicU32 = AtomicU32::new(0);
     let n = N.fetch_add(1, Ordering::Relaxed);
     let mut id = [0u8; 16];
     id[..6].copy_from_slice(&1_764_000_000_000u64.to_be_bytes()[2..]);
     id[6] = 0x70;
     id[8] = 0x80;
-    id[14..].copy_from_slice(&n.to_be_bytes());
+    id[12..].copy_from_slice(&n.to_be_bytes());
     SessionId(id)
 }
 
@@ -175,6 +191,232 @@ fn bench(c: &mut Criterion) {
     }
 }
 
+// ---- Throughput under load: pipelined appenders, group commit ----
+
+/// Appenders in the throughput benchmark, each a thread with its own
+/// sessions.
+const PIPE_APPENDERS: usize = 8;
+/// Sessions per appender; its submissions go to them in turn.
+const SESSIONS_PER_APPENDER: usize = 4;
+/// Outstanding [`gatehouse_store::Ack`]s per appender: a submission waits
+/// for the oldest ack once this many are pending.
+const WINDOW: usize = 64;
+
+/// A 100-byte frame event's body; directions alternate as in a session.
+fn frame_body(small: &Bytes, i: u64) -> Body {
+    let dir = if i.is_multiple_of(2) {
+        Direction::ToUpstream
+    } else {
+        Direction::ToClient
+    };
+    Body::Frame(Frame {
+        dir,
+        bytes: small.clone(),
+    })
+}
+
+/// At least `events` 100 B frame events, recorded for `sessions` new
+/// sessions (their `Opened` events handed to `opened`), cut into
+/// submissions of `per_submission` events of one session each, the
+/// sessions taking turns.
+fn submissions(
+    sessions: usize,
+    per_submission: usize,
+    events: u64,
+    mut opened_event: impl FnMut(Encoded),
+) -> Vec<Vec<Encoded>> {
+    let small = Bytes::from(vec![b'x'; 100]);
+    let mut recs: Vec<Recorder> = (0..sessions)
+        .map(|_| {
+            let mut rec = Recorder::new(next_session());
+            opened_event(rec.record(0, opened()));
+            rec
+        })
+        .collect();
+    let n = (events as usize).div_ceil(per_submission);
+    (0..n)
+        .map(|i| {
+            let rec = &mut recs[i % sessions];
+            (0..per_submission)
+                .map(|_| {
+                    let seq = rec.recorded();
+                    rec.record(seq as i64, frame_body(&small, seq))
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// `iters` events appended by [`PIPE_APPENDERS`] threads in submissions of
+/// `per_submission`, each thread keeping up to [`WINDOW`] acks
+/// outstanding. Events are recorded on the threads before the clock
+/// starts; the time is from all threads starting to the last ack.
+fn pipelined(store: &Store, per_submission: usize, iters: u64) -> Duration {
+    let per_thread = iters.div_ceil(PIPE_APPENDERS as u64);
+    let barrier = Barrier::new(PIPE_APPENDERS + 1);
+    let (start, appended) = std::thread::scope(|scope| {
+        let threads: Vec<_> = (0..PIPE_APPENDERS)
+            .map(|_| {
+                let w = store.writer();
+                let barrier = &barrier;
+                scope.spawn(move || {
+                    let subs =
+                        submissions(SESSIONS_PER_APPENDER, per_submission, per_thread, |o| {
+                            w.append_blocking(vec![o]).expect("append the opening")
+                        });
+                    let events = (subs.len() * per_submission) as u64;
+                    barrier.wait();
+                    submit_windowed(&w, subs);
+                    events
+                })
+            })
+            .collect();
+        barrier.wait();
+        let start = Instant::now();
+        let appended: u64 = threads
+            .into_iter()
+            .map(|t| t.join().expect("appender"))
+            .sum();
+        (start, appended)
+    });
+    start.elapsed().mul_f64(iters as f64 / appended as f64)
+}
+
+/// One appender's timed part: submits each submission, waiting for the
+/// oldest ack when [`WINDOW`] are outstanding, then for the rest.
+/// Not inlined, so that a profiler can count its instructions alone
+/// (`valgrind --tool=callgrind --toggle-collect='*submit_windowed*'`).
+#[inline(never)]
+fn submit_windowed(w: &Writer, subs: Vec<Vec<Encoded>>) {
+    let mut window = VecDeque::with_capacity(WINDOW);
+    for sub in subs {
+        if window.len() == WINDOW
+            && let Some(ack) = window.pop_front()
+        {
+            gatehouse_store::Ack::wait_blocking(ack).expect("ack");
+        }
+        window.push_back(w.submit_blocking(sub).expect("submit"));
+    }
+    for ack in window {
+        ack.wait_blocking().expect("ack");
+    }
+}
+
+/// The ceiling: the same kind of events (keys and values), inserted with
+/// fjall's own `batch()`, `per_batch` inserts per batch, into a fresh
+/// keyspace, from one thread. `fsync`: each batch commits with
+/// `PersistMode::SyncData`, as the store's do.
+fn fjall_batches(
+    db: &fjall::Database,
+    ks: &fjall::Keyspace,
+    fsync: bool,
+    per_batch: usize,
+    iters: u64,
+) -> Duration {
+    let subs = submissions(SESSIONS_PER_APPENDER * PIPE_APPENDERS, 16, iters, |_| {});
+    let events: Vec<Encoded> = subs.into_iter().flatten().collect();
+    let start = Instant::now();
+    fjall_insert(db, ks, fsync, per_batch, &events);
+    start.elapsed().mul_f64(iters as f64 / events.len() as f64)
+}
+
+/// The ceiling's timed part; not inlined, for profilers.
+#[inline(never)]
+fn fjall_insert(
+    db: &fjall::Database,
+    ks: &fjall::Keyspace,
+    fsync: bool,
+    per_batch: usize,
+    events: &[Encoded],
+) {
+    for chunk in events.chunks(per_batch) {
+        let mut batch = db.batch();
+        if fsync {
+            batch = batch.durability(Some(fjall::PersistMode::SyncData));
+        }
+        for e in chunk {
+            batch.insert(ks, &e.key[..], &e.bytes[..]);
+        }
+        batch.commit().expect("fjall batch");
+    }
+}
+
+/// Events per fjall batch in the ceiling.
+const CEILING_BATCHES: [usize; 2] = [64, 1024];
+
+fn throughput(c: &mut Criterion) {
+    let root = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"));
+    {
+        let mut g = c.benchmark_group("store_pipelined/encode");
+        g.throughput(Throughput::Elements(1));
+        let small = Bytes::from(vec![b'x'; 100]);
+        let mut rec = Recorder::new(next_session());
+        g.bench_function("record a 100 B frame event (not timed below)", |b| {
+            b.iter(|| {
+                let seq = rec.recorded();
+                rec.record(seq as i64, frame_body(&small, seq))
+            })
+        });
+        g.finish();
+    }
+    for (dname, durability) in [
+        ("fsync", Durability::Fsync),
+        (
+            "os",
+            Durability::Os {
+                sync_interval: Duration::from_millis(50),
+            },
+        ),
+    ] {
+        let fsync = durability == Durability::Fsync;
+        let mut g = c.benchmark_group(format!("store_pipelined/{dname}"));
+        g.throughput(Throughput::Elements(1));
+        let dir = tempfile::tempdir_in(root).expect("tempdir");
+        let store = Store::open(
+            dir.path(),
+            StoreOptions {
+                durability,
+                ..StoreOptions::default()
+            },
+        )
+        .expect("open the store");
+        for per_submission in [1, 4, 16] {
+            let before = store.stats();
+            let id = BenchmarkId::new(
+                format!("store, {PIPE_APPENDERS} appenders x {WINDOW} acks"),
+                format!("{per_submission} ev/submission"),
+            );
+            g.bench_function(id, |b| {
+                b.iter_custom(|iters| pipelined(&store, per_submission, iters))
+            });
+            let after = store.stats();
+            let batches = (after.batches - before.batches).max(1);
+            eprintln!(
+                "{dname}, {per_submission} ev/submission: {} events, {:.1} events and {:.1} submissions per batch, {} syncs, {} inline",
+                after.events - before.events,
+                (after.events - before.events) as f64 / batches as f64,
+                (after.submissions - before.submissions) as f64 / batches as f64,
+                after.syncs - before.syncs,
+                after.inline - before.inline,
+            );
+        }
+        store.shutdown().expect("shutdown");
+        drop(dir);
+        for per_batch in CEILING_BATCHES {
+            let dir = tempfile::tempdir_in(root).expect("tempdir");
+            let db = fjall::Database::builder(dir.path()).open().expect("fjall");
+            let ks = db
+                .keyspace("events", fjall::KeyspaceCreateOptions::default)
+                .expect("keyspace");
+            let id = BenchmarkId::new("fjall batch(), 1 thread", format!("{per_batch} ev/batch"));
+            g.bench_function(id, |b| {
+                b.iter_custom(|iters| fjall_batches(&db, &ks, fsync, per_batch, iters))
+            });
+        }
+        g.finish();
+    }
+}
+
 criterion_group! {
     name = benches;
     // fsync appends take milliseconds: few samples, short runs, so the
@@ -183,6 +425,6 @@ criterion_group! {
         .sample_size(10)
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(3));
-    targets = bench
+    targets = bench, throughput
 }
 criterion_main!(benches);
