@@ -122,6 +122,9 @@ pub struct Listener {
     /// How long a client has to finish startup (TLS, StartupMessage, grant
     /// check) before it is disconnected.
     pub startup_timeout: Duration,
+    /// How long a logged-in client may take to send the rest of a message
+    /// it started before it is disconnected (slowloris).
+    pub message_timeout: Duration,
 }
 
 /// `[limits]`, resolved: per grant (`jti`), over all workers. 0 is

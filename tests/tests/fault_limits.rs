@@ -27,6 +27,7 @@ use gatehouse_core::event::{Body, Decision};
 use gatehouse_store::Reader;
 use gatehouse_tests::grant::decode_claims;
 use gatehouse_tests::ports::wait_until;
+use gatehouse_tests::wire::{self, RawConn};
 use gatehouse_tests::{Gateway, GatewayOptions, GrantArgs, PgCluster, User};
 use tokio_postgres::error::SqlState;
 
@@ -518,4 +519,66 @@ async fn slow_and_silent_clients_are_cut_at_the_startup_timeout() {
     assert!(wait_until(Duration::from_secs(2), || gw
         .log()
         .contains("did not complete startup in time")));
+}
+
+/// After login, a client that starts a message and sends it a byte every
+/// 300 ms is cut at `message_timeout = "1s"` with FATAL 08P01, before the
+/// message is complete; a session that is only idle for longer than that
+/// is not, and goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_logged_in_client_that_dribbles_a_message_is_cut() {
+    let pg = PgCluster::start();
+    let gw = Gateway::start(
+        &pg,
+        GatewayOptions {
+            allow_plaintext: true,
+            listener_config: "message_timeout = \"1s\"".to_owned(),
+            ..GatewayOptions::default()
+        },
+    );
+    let token = gw.grant(&GrantArgs::default());
+    let (idle, _conn) = gw.connect(&token).await;
+    idle.simple_query("SELECT 1").await.expect("served");
+
+    let port = gw.port();
+    let dribbler_token = token.clone();
+    let dribbler = tokio::task::spawn_blocking(move || {
+        let mut c = RawConn::plain(port);
+        c.login_ok("agent-7", "orders", &dribbler_token);
+        let message = wire::query("select 'slowly, slowly'");
+        let started = Instant::now();
+        for (sent, byte) in message.bytes().iter().enumerate() {
+            if c.try_send(&[*byte]).is_err() {
+                return (sent, started.elapsed(), Vec::new());
+            }
+            std::thread::sleep(Duration::from_millis(300));
+            c.set_read_timeout(Duration::from_millis(1));
+            if let Ok(first) = c.try_frame() {
+                c.set_read_timeout(Duration::from_secs(10));
+                let mut frames = vec![first];
+                frames.extend(c.until_ready());
+                return (sent + 1, started.elapsed(), frames);
+            }
+        }
+        (message.bytes().len(), started.elapsed(), Vec::new())
+    });
+    let (sent, took, frames) = dribbler.await.expect("the dribbling client");
+    let total = wire::query("select 'slowly, slowly'").bytes().len();
+    assert!(sent < total, "cut only after all {total} bytes ({took:?})");
+    let (code, message) = wire::error(&frames)
+        .unwrap_or_else(|| panic!("no error before the close: {}", wire::describe(&frames)));
+    assert_eq!(code, "08P01", "{message}");
+    assert!(
+        message.contains("did not finish sending a message"),
+        "{message}"
+    );
+    assert!(took < Duration::from_secs(10), "cut after {took:?}");
+
+    // The idle session was idle for longer than the timeout and goes on.
+    idle.simple_query("SELECT 2")
+        .await
+        .expect("an idle session is not cut");
+    assert!(wait_until(Duration::from_secs(2), || gw
+        .log()
+        .contains("client did not finish a message in time")));
 }

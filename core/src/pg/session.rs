@@ -588,6 +588,22 @@ impl Session {
         self.close(CloseReason::IoError, now_us);
     }
 
+    /// The client started a message and did not finish it within the
+    /// gateway's message timeout (`limit_s` seconds): a slowloris holds a
+    /// session and its target connection, so it is ended.
+    pub fn message_timed_out(&mut self, limit_s: f64, now_us: i64) {
+        if !matches!(self.phase, Phase::Relay) {
+            return;
+        }
+        self.last_us = now_us;
+        let message = format!(
+            "gatehouse: the client did not finish sending a message within {limit_s} s; \
+             closing the connection"
+        );
+        self.fatal("08P01", &message, now_us);
+        self.close(CloseReason::ClientProtocolError, now_us);
+    }
+
     /// The store refused to record: end the session rather than forward
     /// unrecorded traffic.
     pub fn store_failed(&mut self, now_us: i64) {

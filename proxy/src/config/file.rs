@@ -168,6 +168,9 @@ pub struct ListenerSection {
     /// `startup_timeout`: how long a client has for TLS, the
     /// StartupMessage and the grant check. Default 30s.
     pub startup_timeout: String,
+    /// `message_timeout`: how long a logged-in client may take to send
+    /// the rest of a message it started (slowloris). Default 60s.
+    pub message_timeout: String,
 }
 
 impl Default for ListenerSection {
@@ -178,6 +181,7 @@ impl Default for ListenerSection {
             max_frame_bytes: ByteSize::Text("64MiB".to_owned()),
             max_connections: 10_000,
             startup_timeout: "30s".to_owned(),
+            message_timeout: "60s".to_owned(),
         }
     }
 }

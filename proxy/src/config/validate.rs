@@ -38,7 +38,7 @@ const MAX_JWKS_MIN_REFRESH: Duration = Duration::from_secs(3600);
 /// Bounds of `store.os_sync_interval`.
 const MIN_OS_SYNC: Duration = Duration::from_millis(1);
 const MAX_OS_SYNC: Duration = Duration::from_secs(10);
-/// Bounds of `listener.startup_timeout`.
+/// Bounds of `listener.startup_timeout` and `listener.message_timeout`.
 const MIN_STARTUP_TIMEOUT: Duration = Duration::from_millis(100);
 const MAX_STARTUP_TIMEOUT: Duration = Duration::from_secs(600);
 /// The most `limits.statements_per_second_per_grant` may be.
@@ -264,8 +264,15 @@ fn listener(f: &mut Findings, s: ListenerSection, has_tls: bool) -> Option<Liste
         MIN_STARTUP_TIMEOUT,
         MAX_STARTUP_TIMEOUT,
     );
+    let message_timeout = f.duration(
+        "listener.message_timeout",
+        &s.message_timeout,
+        MIN_STARTUP_TIMEOUT,
+        MAX_STARTUP_TIMEOUT,
+    );
     Some(Listener {
         startup_timeout,
+        message_timeout,
         address: address?,
         allow_plaintext: s.allow_plaintext,
         max_frame_bytes: max_frame_bytes?,

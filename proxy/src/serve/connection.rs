@@ -92,6 +92,7 @@ pub async fn serve(shared: Arc<Shared>, tcp: Socket, peer: SocketAddr) {
         pending_ack: None,
         client_in: None,
         login_deadline: None,
+        message_started: None,
         grant: None,
         held: None,
         revocations: None,
@@ -138,6 +139,9 @@ struct Conn {
     /// target that accepts TCP and then never answers cannot hold the
     /// client.
     login_deadline: Option<tokio::time::Instant>,
+    /// Since when the client has had a message started and not finished,
+    /// while it is read: it must finish it within `message_timeout`.
+    message_started: Option<tokio::time::Instant>,
     /// The accepted grant, named in approval requests.
     grant: Option<GrantInfo>,
     /// The approval a held statement waits for.
@@ -387,6 +391,16 @@ impl Conn {
                 && upstream_room;
             let read_upstream = self.upstream_in.is_some() && client_room;
             let login_deadline = self.login_deadline.filter(|_| self.session.is_logging_in());
+            // A partial message from a client that is read: the clock runs
+            // (slowloris); it starts again with each message finished.
+            if cbuf.is_empty() || held || !read_client {
+                self.message_started = None;
+            } else if self.message_started.is_none() {
+                self.message_started = Some(tokio::time::Instant::now());
+            }
+            let message_deadline = self
+                .message_started
+                .map(|since| since + self.shared.message_timeout);
             cbuf.reserve(READ_CHUNK);
             ubuf.reserve(READ_CHUNK);
             tokio::select! {
@@ -394,7 +408,13 @@ impl Conn {
                     Ok(0) | Err(_) => self.session.client_closed(now_us()),
                     // Held: kept in the buffer for after the decision.
                     Ok(_) if held => {}
-                    Ok(_) => self.session.handle_client_data(&mut cbuf, now_us()),
+                    Ok(_) => {
+                        let before = cbuf.len();
+                        self.session.handle_client_data(&mut cbuf, now_us());
+                        if cbuf.len() < before {
+                            self.message_started = None;
+                        }
+                    }
                 },
                 (id, decision) = held_decision(&mut self.held), if held => {
                     self.decided(&id, decision, &mut cbuf);
@@ -411,6 +431,11 @@ impl Conn {
                 _ = changed(&self.upstream_out) => self.check_writers(),
                 _ = shutdown.changed() => self.session.shutdown(now_us()),
                 _ = sleep_until_opt(login_deadline) => self.login_timed_out(),
+                _ = sleep_until_opt(message_deadline) => {
+                    let limit = self.shared.message_timeout;
+                    tracing::info!(?limit, "client did not finish a message in time");
+                    self.session.message_timed_out(limit.as_secs_f64(), now_us());
+                }
             }
         }
     }

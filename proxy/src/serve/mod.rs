@@ -78,6 +78,8 @@ pub struct Shared {
     /// How long a client has to finish startup (TLS, StartupMessage, grant
     /// check).
     pub startup_timeout: Duration,
+    /// How long a logged-in client may take to finish a message.
+    pub message_timeout: Duration,
 }
 
 impl Shared {
@@ -117,6 +119,8 @@ pub struct Server {
     pub max_connections: usize,
     /// How long a client has to finish startup.
     pub startup_timeout: Duration,
+    /// How long a logged-in client may take to finish a message.
+    pub message_timeout: Duration,
     /// The IO engine asked for.
     pub io: IoEngine,
 }
@@ -144,6 +148,7 @@ impl Server {
             revocations: self.revocations.clone(),
             max_connections: self.max_connections,
             startup_timeout: self.startup_timeout,
+            message_timeout: self.message_timeout,
         });
         let admin = match self.admin {
             Some(settings) => {

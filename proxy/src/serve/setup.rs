@@ -83,6 +83,7 @@ pub fn server(config: Config) -> Result<Server> {
         config_path: config.source.clone(),
         max_connections: config.listener.max_connections,
         startup_timeout: config.listener.startup_timeout,
+        message_timeout: config.listener.message_timeout,
         io: config.gateway.io,
     })
 }

@@ -380,6 +380,30 @@ fn oversized_client_frame_ends_the_session_with_a_protocol_error() {
 }
 
 #[test]
+fn a_message_not_finished_in_time_ends_the_session_with_a_protocol_error() {
+    let mut h = Harness::new(true);
+    // Before the session relays, the startup timeout is the driver's.
+    h.s.message_timed_out(60.0, 50);
+    assert!(!h.s.is_closed());
+    h.open();
+    // Half a Query message, then the driver's clock runs out.
+    let q = query("select 1");
+    h.client(&q[..4], 100);
+    assert!(h.to_upstream.is_empty());
+    h.s.message_timed_out(60.0, 200);
+    h.drain();
+    let text = String::from_utf8_lossy(&h.to_client);
+    assert!(
+        text.contains("08P01") && text.contains("within 60 s"),
+        "{text}"
+    );
+    assert!(h.s.is_closed());
+    assert!(
+        matches!(h.bodies.last(), Some(Body::Closed(c)) if c.reason == CloseReason::ClientProtocolError)
+    );
+}
+
+#[test]
 fn cancel_request_is_forwarded_not_recorded() {
     let mut h = Harness::new(false);
     h.client(&encode::cancel_request(4242, 99), 1000);
