@@ -68,7 +68,7 @@ impl SessionSummary {
             Fact::Frame(Direction::ToClient, len) => self.bytes_to_client += len,
             Fact::Opened(o) => self.opened = Some((**o).clone()),
             Fact::Refused(r) => self.refused = Some((**r).clone()),
-            Fact::Closed(c) => self.closed = Some(c.clone()),
+            Fact::Closed(c) => self.closed = Some((**c).clone()),
         }
     }
 
@@ -107,7 +107,7 @@ pub(crate) enum Fact {
     /// The session was refused.
     Refused(Box<Refused>),
     /// The session ended.
-    Closed(Closed),
+    Closed(Box<Closed>),
     /// A grant was revoked: its `jti`.
     Revoked(String),
 }
@@ -147,7 +147,7 @@ pub(crate) fn inspect(enc: &Encoded) -> Result<Fact, StoreError> {
         ),
         ArchivedBody::Closed(c) => (
             EventKind::Closed,
-            Fact::Closed(rkyv::deserialize(c).map_err(de)?),
+            Fact::Closed(Box::new(rkyv::deserialize(c).map_err(de)?)),
         ),
         ArchivedBody::Frame(f) => {
             let dir = match f.dir {
@@ -213,14 +213,14 @@ mod tests {
         s.apply(1_700_000_000_000_030, &Fact::Frame(Direction::ToClient, 6));
         s.apply(
             1_700_000_000_000_040,
-            &Fact::Closed(Closed {
+            &Fact::Closed(Box::new(Closed {
                 reason: CloseReason::ClientTerminated,
                 bytes_to_upstream: 14,
                 bytes_to_client: 6,
                 statements: 1,
                 duration_us: 40,
                 seal: None,
-            }),
+            })),
         );
         s
     }

@@ -18,7 +18,9 @@ use crate::summary::{Fact, inspect};
 
 /// A batch of one caller's events and where to report the outcome.
 pub(crate) struct Submission {
-    pub(crate) events: Vec<(Encoded, Fact)>,
+    pub(crate) events: Vec<Encoded>,
+    /// What each event contributes to its session's summary, in order.
+    pub(crate) facts: Vec<Fact>,
     pub(crate) ack: oneshot::Sender<Result<(), StoreError>>,
 }
 
@@ -363,13 +365,14 @@ impl Writer {
         if events.is_empty() {
             return Ok(None);
         }
-        let events = events
-            .into_iter()
-            .map(|enc| inspect(&enc).map(|fact| (enc, fact)))
-            .collect::<Result<Vec<_>, _>>()?;
+        let facts = events.iter().map(inspect).collect::<Result<Vec<_>, _>>()?;
         let (tx, rx) = oneshot::channel();
         Ok(Some((
-            Submission { events, ack: tx },
+            Submission {
+                events,
+                facts,
+                ack: tx,
+            },
             Ack(AckInner::Pending(rx)),
         )))
     }

@@ -156,3 +156,47 @@ fn session_id_prefixes_resolve() {
     }
     store.shutdown().unwrap();
 }
+
+/// One submission whose events alternate between two sessions (the writer
+/// looks a summary up once per run of one session's events): each session
+/// gets its own events and counts, and a gap in either refuses the whole
+/// submission.
+#[test]
+fn one_submission_interleaving_sessions_keeps_each_summary() {
+    use gatehouse_core::event::{Direction, Recorder};
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), fsync()).unwrap();
+    let writer = store.writer();
+    let (a, b) = (sid(1_700_000_000_000, 21), sid(1_700_000_000_000, 22));
+    let (mut ra, mut rb) = (Recorder::new(a), Recorder::new(b));
+    let events = vec![
+        ra.record(1, opened("ja", 1)),
+        rb.record(2, opened("jb", 1)),
+        rb.record(3, frame(Direction::ToClient, b"bb")),
+        ra.record(4, frame(Direction::ToUpstream, b"a")),
+        ra.record(5, frame(Direction::ToUpstream, b"aaa")),
+        rb.record(6, frame(Direction::ToClient, b"b")),
+    ];
+    writer.append_blocking(events).unwrap();
+    let skipped = ra.record(7, frame(Direction::ToClient, b"x"));
+    let refused = vec![
+        rb.record(8, frame(Direction::ToClient, b"y")),
+        ra.record(9, frame(Direction::ToClient, b"z")),
+    ];
+    drop(skipped);
+    assert!(matches!(
+        writer.append_blocking(refused),
+        Err(StoreError::OutOfSequence { got: 4, .. })
+    ));
+    let reader = store.reader().unwrap();
+    let summary = |id| {
+        let s = reader.session(id).unwrap().unwrap();
+        (s.events, s.bytes_to_upstream, s.bytes_to_client)
+    };
+    assert_eq!(summary(a), (3, 4, 0));
+    assert_eq!(summary(b), (3, 0, 3));
+    assert_eq!(read_events(&reader, a).len(), 3);
+    assert_eq!(read_events(&reader, b).len(), 3);
+    drop(reader);
+    store.shutdown().unwrap();
+}
