@@ -214,6 +214,11 @@ fn event_decode() {
 }
 
 #[test]
+fn checkpoint_decode() {
+    replay("checkpoint_decode", fuzzing::checkpoint_decode);
+}
+
+#[test]
 fn mask_value() {
     replay("mask_value", fuzzing::mask_value);
 }
@@ -245,6 +250,7 @@ fn corpus_matches_targets() {
     assert_eq!(
         targets,
         [
+            "checkpoint_decode",
             "classify",
             "event_decode",
             "grant_verify",
@@ -315,6 +321,7 @@ mod generate {
         pg_session(&mut Corpus::new(root, "pg_session"));
         grant_verify(&mut Corpus::new(root, "grant_verify"));
         event_decode(&mut Corpus::new(root, "event_decode"));
+        checkpoint_decode(&mut Corpus::new(root, "checkpoint_decode"));
         mask_value(&mut Corpus::new(root, "mask_value"));
         classify(&mut Corpus::new(root, "classify"));
     }
@@ -1753,6 +1760,43 @@ mod generate {
         c.add("empty.bin", []);
         c.add("zeros_64.bin", [0u8; 64]);
         c.add("ones_64.bin", [0xffu8; 64]);
+    }
+
+    // ---- checkpoints -----------------------------------------------------
+
+    fn checkpoint_decode(c: &mut Corpus) {
+        use gatehouse_core::event::{Covered, hash_of, sign_checkpoint};
+        let key = SealKey::from_secret_bytes(&[0x42; 32]);
+        let covered = |id: u8, events: u64| Covered {
+            session: SessionId([id; 16]),
+            events,
+            head: [id; 32],
+        };
+        let first = sign_checkpoint(&key, 0, 1_700_000_000_000_000, &[0; 32], vec![]);
+        let second = sign_checkpoint(
+            &key,
+            1,
+            1_700_000_060_000_000,
+            &hash_of(&first),
+            vec![covered(1, 7), covered(2, 1)],
+        );
+        let many = sign_checkpoint(
+            &key,
+            u64::MAX,
+            i64::MIN,
+            &[0xff; 32],
+            (1..=40).map(|i| covered(i, u64::from(i) * 1000)).collect(),
+        );
+        c.add("empty_first.bin", &first);
+        c.add("two_sessions.bin", &second);
+        c.add("forty_sessions.bin", &many);
+        let mut huge_count = second.clone();
+        // The session count sits after the header and the 16-byte key id.
+        let at = 4 + 1 + 8 + 8 + 32 + 1 + 16;
+        huge_count[at..at + 4].copy_from_slice(&[0xff; 4]);
+        c.add("huge_count.bin", huge_count);
+        c.add("magic_only.bin", b"GHCK\x01");
+        c.add("empty.bin", []);
     }
 
     // ---- mask values -----------------------------------------------------

@@ -7,7 +7,10 @@
 //! chain. When the gateway has a seal key, the `Closed` event is sealed:
 //! signed over its place and the chain before it ([`seal_message`]). [`Recorder`]
 //! assigns sequence numbers, chains, seals and encodes; the store only
-//! appends what it is given.
+//! appends what it is given. [`sign_checkpoint`] signs, with the same key,
+//! a checkpoint over many sessions' chain heads, so that a deleted whole
+//! session or a cut tail is detectable too (see [`Checkpoint`] for what it
+//! covers and its encoding).
 //!
 //! # On-disk format
 //!
@@ -17,6 +20,7 @@
 //! change to the types in this module is a new format version.
 
 mod body;
+mod checkpoint;
 mod id;
 mod record;
 mod seal;
@@ -24,6 +28,10 @@ mod seal;
 pub use body::{
     Body, CloseReason, Closed, Decision, Direction, ErrorInfo, Frame, MaskHit, Masked, MaskedCell,
     Opened, Param, Refusal, Refused, Revoked, Statement, StatementProtocol, TlsInfo, Verdict,
+};
+pub use checkpoint::{
+    CHECKPOINT_CONTEXT, CHECKPOINT_VERSION, Checkpoint, CheckpointError, Covered,
+    decode_checkpoint, sign_checkpoint, verify_checkpoint,
 };
 pub use id::SessionId;
 pub use record::{

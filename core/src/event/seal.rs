@@ -127,6 +127,14 @@ impl SealKey {
     }
 }
 
+impl SealKey {
+    /// Signs `message` as it is: for the other structures this key signs
+    /// ([`super::checkpoint`]), each with its own context string.
+    pub(super) fn sign_raw(&self, message: &[u8]) -> [u8; SIGNATURE_LEN] {
+        self.key.sign(message).to_bytes()
+    }
+}
+
 impl fmt::Debug for SealKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SealKey")
@@ -170,6 +178,28 @@ impl SealPublicKey {
         self.key
             .to_public_key_pem(LineEnding::LF)
             .map_err(|e| KeyError::BadPublicKey(e.to_string()))
+    }
+}
+
+impl SealPublicKey {
+    /// Checks `signature` over `message` made by the key named `kid`; the
+    /// other half of [`SealKey::sign_raw`].
+    pub(super) fn verify_raw(
+        &self,
+        kid: &str,
+        message: &[u8],
+        signature: &[u8; SIGNATURE_LEN],
+    ) -> Result<(), SealError> {
+        if kid != self.kid {
+            return Err(SealError::OtherKey {
+                found: kid.to_owned(),
+                expected: self.kid.clone(),
+            });
+        }
+        let signature = ed25519_dalek::Signature::from_bytes(signature);
+        self.key
+            .verify(message, &signature)
+            .map_err(|_| SealError::BadSignature)
     }
 }
 
