@@ -35,6 +35,11 @@ fn class(bytes: &[u8; 64], f: impl Fn(u8) -> bool) -> u64 {
     pack(&flags)
 }
 
+/// Whether `bytes` holds `byte` (one vectorised pass, no mask).
+fn any(bytes: &[u8; 64], byte: u8) -> bool {
+    bytes.iter().fold(0u8, |acc, &b| acc | u8::from(b == byte)) != 0
+}
+
 /// Which masks to build (the others stay empty).
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Classes {
@@ -59,10 +64,12 @@ impl Block {
         if classes.digit {
             block.digit = class(&bytes, |b| b.wrapping_sub(b'0') < 10);
         }
-        if classes.at {
+        // `@` and `+` are rare: a vectorised test first, the mask only if
+        // the block holds one.
+        if classes.at && any(&bytes, b'@') {
             block.at = class(&bytes, |b| b == b'@');
         }
-        if classes.plus {
+        if classes.plus && any(&bytes, b'+') {
             block.plus = class(&bytes, |b| b == b'+');
         }
         if classes.upper {

@@ -17,10 +17,16 @@
 //! lengths and alphabets, PEM labels. A value with no candidate costs the
 //! automaton's scan and the census, and nothing is written.
 //!
+//! A row of short values is screened whole first ([`Masker::row_may_match`],
+//! `row.rs`): both prefilters run once over the row, and only a row they
+//! flag (confirmed per value, so exactly the rows with something to mask)
+//! is masked value by value.
+//!
 //! What this module is not: it knows nothing of PostgreSQL frames. The
 //! protocol layer asks [`Masker::column_strategy`] per column of a
-//! `RowDescription`, then per value calls [`Masker::apply`] (column rules) or
-//! [`Masker::mask_value`] (content rules), and rewrites lengths.
+//! `RowDescription`, screens each row, then per value calls
+//! [`Masker::apply`] (column rules) or [`Masker::mask_value`] (content
+//! rules), and rewrites lengths.
 //!
 //! Matching is on bytes. Every pattern is ASCII, so a value that is not UTF-8
 //! is scanned the same way and its other bytes are copied through untouched;
@@ -35,12 +41,14 @@ mod bits;
 mod column;
 mod detectors;
 mod prefilter;
+mod row;
 mod rules;
 mod scan;
 mod strategy;
 #[cfg(test)]
 mod tests;
 
+pub use row::RowScratch;
 pub use rules::{
     ColumnRule, Detector, DictionaryRule, Hits, MaskError, MaskRules, Outcome, RuleId, Strategy,
 };

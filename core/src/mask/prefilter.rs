@@ -22,6 +22,7 @@
 //! keyword goes to its detector's validator, a term to a word-boundary check.
 
 use std::collections::HashMap;
+use std::ops::ControlFlow;
 
 use aho_corasick::{AhoCorasick, Input, MatchKind};
 
@@ -151,6 +152,38 @@ impl Prefilter {
         }
     }
 
+    /// Folds `buf` (values joined by NUL bytes) to lower case in place and
+    /// calls `visit` with the start of the leftmost-longest match, then of
+    /// the next one from where `visit` says to resume; stops, and returns
+    /// true, when `visit` breaks. No pattern holds a NUL, so no match spans
+    /// two values, and a value in which the automaton finds a match alone
+    /// holds the match found first after the values before it.
+    pub(super) fn any_match(
+        &self,
+        buf: &mut Vec<u8>,
+        visit: &mut impl FnMut(usize) -> ControlFlow<(), usize>,
+    ) -> bool {
+        let len = buf.len();
+        if self.pad && len < PAD_TO {
+            buf.resize(PAD_TO, 0);
+        }
+        fold_in_place(buf);
+        // Searched to the padding's end (NUL never matches): short rows keep
+        // the SIMD searcher.
+        let end = buf.len();
+        let mut pos = 0;
+        while pos < len {
+            let Some(m) = self.ac.find(Input::new(buf.as_slice()).span(pos..end)) else {
+                return false;
+            };
+            match visit(m.start()) {
+                ControlFlow::Break(()) => return true,
+                ControlFlow::Continue(resume) => pos = resume.max(m.start() + 1),
+            }
+        }
+        false
+    }
+
     fn search(&self, v: &[u8], buf: &mut [u8], emit: &mut impl FnMut(Candidate)) {
         let mut pos = 0;
         // The folded window: `v[base..base + len]` is in `buf[..len]`.
@@ -231,6 +264,19 @@ fn fold(src: &[u8], buf: &mut [u8]) -> usize {
         *b |= u8::from(b.wrapping_sub(b'A') < 26) << 5;
     }
     n
+}
+
+/// Lower-cases `buf` in place (ASCII), whole 32-byte chunks at a time.
+fn fold_in_place(buf: &mut [u8]) {
+    let mut chunks = buf.chunks_exact_mut(32);
+    for chunk in &mut chunks {
+        for b in chunk.iter_mut() {
+            *b |= u8::from(b.wrapping_sub(b'A') < 26) << 5;
+        }
+    }
+    for b in chunks.into_remainder() {
+        *b |= u8::from(b.wrapping_sub(b'A') < 26) << 5;
+    }
 }
 
 /// How common a byte is in text, roughly (lower is rarer): the byte a

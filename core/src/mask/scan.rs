@@ -131,6 +131,72 @@ impl ByteScan {
         }
     }
 
+    /// Calls `visit` with each position of `v` where [`ByteScan::run`] may
+    /// start validating: every `@` (e-mail on) and every shape trigger of
+    /// the digit detectors, all classes on, with no census. Stops, and
+    /// returns true, when `visit` does.
+    ///
+    /// Over values joined by NUL bytes this visits, within each value,
+    /// every position `run` over that value alone would (and more): NUL is
+    /// in no class (digit, `@`, `+`, capital), as the bytes past a value's
+    /// ends are to `run`. A shape requires bytes to be in a class, except
+    /// for non-digits between required digits (so inside the value) and
+    /// one non-digit before a card's first group (a NUL, or nothing). Bits
+    /// past the end of the value only add positions; and a block's masks
+    /// look 64 bytes ahead, farther than any shape reaches, so where a value
+    /// starts in its block changes nothing.
+    pub(super) fn any_trigger(&self, v: &[u8], visit: &mut impl FnMut(usize) -> bool) -> bool {
+        if self.is_empty() || v.is_empty() {
+            return false;
+        }
+        let digits_on = self.digits_on();
+        let want = Wanted {
+            card: self.card.is_some(),
+            ssn: self.ssn.is_some(),
+            phone: self.phone.is_some(),
+            iban: self.iban.is_some(),
+        };
+        let classes = Classes {
+            digit: digits_on,
+            at: self.email.is_some(),
+            plus: self.phone.is_some(),
+            upper: self.iban.is_some(),
+        };
+        let mut base = 0usize;
+        let mut prev_digit = 0u64;
+        let mut cur = Block::load(v, 0, classes);
+        loop {
+            let last = base + 64 >= v.len();
+            let next = if last {
+                Block::default()
+            } else {
+                Block::load(v, base + 64, classes)
+            };
+            let mut at_signs = cur.at;
+            while at_signs != 0 {
+                if visit(base + at_signs.trailing_zeros() as usize) {
+                    return true;
+                }
+                at_signs &= at_signs - 1;
+            }
+            if digits_on && cur.digit | next.digit != 0 {
+                let mut hits = bits::triggers(&cur, &next, prev_digit, want);
+                while hits != 0 {
+                    if visit(base + hits.trailing_zeros() as usize) {
+                        return true;
+                    }
+                    hits &= hits - 1;
+                }
+            }
+            if last {
+                return false;
+            }
+            prev_digit = cur.digit;
+            cur = next;
+            base += 64;
+        }
+    }
+
     /// Validates the run(s) of digits around trigger position `j`, not
     /// looking back before `done`; returns where validation stopped.
     fn validate_at(
