@@ -38,7 +38,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use crate::event::{MaskHit, Masked, MaskedCell};
-use crate::mask::{Applied, Masker, Outcome, Strategy};
+use crate::mask::{Applied, Masker, Outcome, RowScratch, Strategy};
 
 use super::catalog::{ColumnOrigins, ColumnRule, TableColumns};
 use super::copy_out::{self, CopyFormat, CopySource};
@@ -110,6 +110,8 @@ pub struct FrameMasker {
     cells: Vec<MaskedCell>,
     /// Column rules resolved to table columns (see [`super::catalog`]).
     origins: ColumnOrigins,
+    /// Reused by the row screen ([`Masker::row_may_match`]).
+    scratch: RowScratch,
 }
 
 impl FrameMasker {
@@ -121,6 +123,7 @@ impl FrameMasker {
             hits: BTreeMap::new(),
             cells: Vec::new(),
             origins: ColumnOrigins::default(),
+            scratch: RowScratch::default(),
         }
     }
 
@@ -374,6 +377,26 @@ impl FrameMasker {
     fn data_row(&mut self, body: &[u8], shape: Option<&Shape>, index: u32) -> Option<Bytes> {
         let mut r = Reader::new(body);
         let n = usize::try_from(r.i16()?).ok()?;
+        // One screen of the whole row first: most rows hold nothing the
+        // content rules match, and then only column rules can change them.
+        let texts = (0..n)
+            .map_while({
+                let mut r = r.clone();
+                move |i| {
+                    let value = r.value()?;
+                    let end = body.len() - r.remaining().len();
+                    Some(value.and_then(|v| {
+                        let (prefix, text) = content_text(v, shape.and_then(|s| s.get(i)))?;
+                        let start = end - v.len() + prefix.len();
+                        Some(start..start + text.len())
+                    }))
+                }
+            })
+            .flatten();
+        let content = self.masker.row_may_match(body, texts, &mut self.scratch);
+        if !content && !self.masker.has_column_rules() {
+            return None;
+        }
         let mut values = Vec::with_capacity(n.min(body.len() / 4));
         for _ in 0..n {
             values.push(r.value()?);
@@ -384,7 +407,7 @@ impl FrameMasker {
         for (i, value) in values.iter().enumerate() {
             let column = shape.and_then(|s| s.get(i));
             if let Some(v) = value
-                && let Some(masked) = self.value(v, column, i, index)
+                && let Some(masked) = self.value(v, column, i, index, content)
             {
                 changes.push((i, masked));
             }
@@ -409,12 +432,15 @@ impl FrameMasker {
 
     /// The masked form of one non-NULL value: `Some(None)` is NULL,
     /// `Some(Some(bytes))` a new value, `None` unchanged.
+    /// `content`: whether the content rules may match it (else only column
+    /// rules apply).
     fn value(
         &mut self,
         v: &[u8],
         column: Option<&Column>,
         field: usize,
         frame: u32,
+        content: bool,
     ) -> Option<Option<Vec<u8>>> {
         let field_u16 = u16::try_from(field).unwrap_or(u16::MAX);
         let name = column.map_or("?", |c| c.name.as_str());
@@ -450,12 +476,10 @@ impl FrameMasker {
                 Applied::Null => Some(None),
             };
         }
-        let (prefix, text) = match (binary, type_oid) {
-            (false, _) => (&[][..], v),
-            (true, JSONB) => v.split_at_checked(1)?,
-            (true, t) if TEXT_LIKE.contains(&t) => (&[][..], v),
-            (true, _) => return None,
-        };
+        if !content {
+            return None;
+        }
+        let (prefix, text) = content_text(v, column)?;
         let mut out = prefix.to_vec();
         let outcome = self.masker.mask_value(text, &mut out)?;
         self.count(&outcome, name, frame, field_u16);
@@ -520,6 +544,20 @@ impl FrameMasker {
             })
             .into_bytes(),
         )
+    }
+}
+
+/// What the content rules see of a non-NULL value of `column`: the text,
+/// after a prefix to keep (jsonb's version byte); `None` for a binary value
+/// of a type whose binary form is not its text.
+fn content_text<'a>(v: &'a [u8], column: Option<&Column>) -> Option<(&'a [u8], &'a [u8])> {
+    let binary = column.is_some_and(|c| c.format == 1);
+    let type_oid = column.map_or(0, |c| c.type_oid);
+    match (binary, type_oid) {
+        (false, _) => Some((&[][..], v)),
+        (true, JSONB) => v.split_at_checked(1),
+        (true, t) if TEXT_LIKE.contains(&t) => Some((&[][..], v)),
+        (true, _) => None,
     }
 }
 
