@@ -200,6 +200,34 @@ pub fn checkpoint_decode(data: &[u8]) {
     let _ = verify_checkpoint(key, &checkpoint);
 }
 
+/// A sealed archive is untrusted input (an auditor's file, a download):
+/// arbitrary bytes never panic the decoder, and decoding the same bytes in
+/// pieces (sizes taken from the input) gives the same items and the same
+/// error as decoding them at once.
+pub fn archive_read(data: &[u8]) {
+    use crate::event::archive::{ArchiveError, Decoder, Item, decode_all};
+    let whole = decode_all(data);
+    let pieces = (|| -> Result<Vec<Item>, ArchiveError> {
+        let mut decoder = Decoder::new();
+        let mut buf = BytesMut::new();
+        let mut items = Vec::new();
+        let mut rest = data;
+        let mut step = data.first().map_or(1, |b| usize::from(*b % 17) + 1);
+        while !rest.is_empty() {
+            let (piece, tail) = rest.split_at(step.min(rest.len()));
+            buf.extend_from_slice(piece);
+            rest = tail;
+            step = step % 7 + 1;
+            while let Some(item) = decoder.decode(&mut buf)? {
+                items.push(item);
+            }
+        }
+        decoder.finish(&buf)?;
+        Ok(items)
+    })();
+    assert_eq!(whole, pieces, "decoding in pieces differs");
+}
+
 /// The masking engine over arbitrary values: never a panic, and a value it
 /// reports unchanged gets nothing written.
 pub fn mask_value(data: &[u8]) {

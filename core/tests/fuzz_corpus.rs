@@ -219,6 +219,11 @@ fn checkpoint_decode() {
 }
 
 #[test]
+fn archive_read() {
+    replay("archive_read", fuzzing::archive_read);
+}
+
+#[test]
 fn mask_value() {
     replay("mask_value", fuzzing::mask_value);
 }
@@ -250,6 +255,7 @@ fn corpus_matches_targets() {
     assert_eq!(
         targets,
         [
+            "archive_read",
             "checkpoint_decode",
             "classify",
             "event_decode",
@@ -322,6 +328,7 @@ mod generate {
         grant_verify(&mut Corpus::new(root, "grant_verify"));
         event_decode(&mut Corpus::new(root, "event_decode"));
         checkpoint_decode(&mut Corpus::new(root, "checkpoint_decode"));
+        archive_read(&mut Corpus::new(root, "archive_read"));
         mask_value(&mut Corpus::new(root, "mask_value"));
         classify(&mut Corpus::new(root, "classify"));
     }
@@ -1796,6 +1803,84 @@ mod generate {
         huge_count[at..at + 4].copy_from_slice(&[0xff; 4]);
         c.add("huge_count.bin", huge_count);
         c.add("magic_only.bin", b"GHCK\x01");
+        c.add("empty.bin", []);
+    }
+
+    // ---- sealed archives -------------------------------------------------
+
+    fn archive_read(c: &mut Corpus) {
+        use gatehouse_core::event::archive::{
+            END, Header, Keyspace, encode_entry, encode_header, encode_signature, sign,
+        };
+        let key = SealKey::from_secret_bytes(&[0x42; 32]);
+        let session = SessionId([
+            0x01, 0x93, 0xa5, 0xe2, 0x7c, 0, 0x70, 0, 0x80, 0, 0, 0, 0, 0, 0, 1,
+        ]);
+        let mut rec = Recorder::new(session);
+        let events = [
+            rec.record(
+                1_700_000_000_000_000,
+                Body::CommandComplete {
+                    tag: "SELECT 1".into(),
+                },
+            ),
+            rec.record(
+                1_700_000_000_000_100,
+                Body::Closed(Closed {
+                    reason: CloseReason::ClientTerminated,
+                    bytes_to_upstream: 10,
+                    bytes_to_client: 20,
+                    statements: 1,
+                    duration_us: 100,
+                    seal: None,
+                }),
+            ),
+        ];
+        let archive = |entries: &[(Keyspace, Vec<u8>, Vec<u8>)], signed: bool| {
+            let mut out = Vec::new();
+            encode_header(
+                &mut out,
+                &Header {
+                    event_format: 3,
+                    store_format: 2,
+                    since_us: 1_699_999_000_000_000,
+                    until_us: 1_700_001_000_000_000,
+                },
+            );
+            for (ks, k, v) in entries {
+                encode_entry(&mut out, *ks, k, v).unwrap();
+            }
+            out.push(END);
+            let hash = *blake3::hash(&out).as_bytes();
+            out.extend_from_slice(&hash);
+            encode_signature(&mut out, signed.then(|| sign(&key, &hash)).as_ref());
+            out
+        };
+        let mut entries: Vec<(Keyspace, Vec<u8>, Vec<u8>)> = events
+            .iter()
+            .map(|e| (Keyspace::Events, e.key.to_vec(), e.bytes.to_vec()))
+            .collect();
+        entries.push((Keyspace::Sessions, session.0.to_vec(), b"summary".to_vec()));
+        entries.push((
+            Keyspace::GrantUses,
+            b"01J9Z3X4".to_vec(),
+            1u32.to_be_bytes().to_vec(),
+        ));
+        entries.push((
+            Keyspace::Revocations,
+            b"01J9Z3X4".to_vec(),
+            5i64.to_be_bytes().to_vec(),
+        ));
+        let signed = archive(&entries, true);
+        c.add("signed.bin", &signed);
+        c.add("unsigned.bin", archive(&entries, false));
+        c.add("empty_archive.bin", archive(&[], true));
+        let mut flipped = signed.clone();
+        let middle = flipped.len() / 2;
+        flipped[middle] ^= 0x20;
+        c.add("flipped_byte.bin", flipped);
+        c.add("truncated.bin", &signed[..signed.len() - 40]);
+        c.add("magic_only.bin", b"GHARCHV\x01");
         c.add("empty.bin", []);
     }
 

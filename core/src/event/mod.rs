@@ -19,6 +19,7 @@
 //! aligned buffer and validate it ([`decode`]) before looking inside. Any
 //! change to the types in this module is a new format version.
 
+pub mod archive;
 mod body;
 mod checkpoint;
 mod id;
