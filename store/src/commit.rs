@@ -22,12 +22,12 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use fjall::PersistMode;
-use gatehouse_core::event::{Encoded, SessionId};
+use gatehouse_core::event::SessionId;
 use tokio::sync::oneshot;
 
 use crate::keys::{Db, decode_uses};
 use crate::summary::{Fact, SessionSummary};
-use crate::writer::{Counters, Shared, Submission};
+use crate::writer::{Counters, Prepared, Shared, Submission};
 use crate::{Durability, StoreError};
 
 type AckTx = oneshot::Sender<Result<(), StoreError>>;
@@ -221,7 +221,7 @@ impl CommitState {
         let mut events = 0;
         for s in group {
             seen.clear();
-            if let Err(e) = self.check(&db, &s.events, &s.facts, &mut uses, &mut seen) {
+            if let Err(e) = self.check(&db, &s.events, &mut uses, &mut seen) {
                 // Do not keep finished sessions that only a refused
                 // submission loaded.
                 for (id, ..) in &seen {
@@ -237,34 +237,39 @@ impl CommitState {
             // A submission's events are mostly of one session: its summary
             // is looked up once per run of events of the same session.
             let mut current: Option<(SessionId, &mut SessionSummary)> = None;
-            for (enc, fact) in s.events.iter().zip(&s.facts) {
-                if !matches!(&current, Some((id, _)) if *id == enc.session) {
+            events += s.events.len();
+            for event in s.events {
+                let Prepared {
+                    key,
+                    value,
+                    session,
+                    at_us,
+                    fact,
+                    ..
+                } = event;
+                if !matches!(&current, Some((id, _)) if *id == session) {
                     let summary = self
                         .open
-                        .entry(enc.session)
-                        .or_insert_with(|| SessionSummary::new(enc.session, enc.at_us));
-                    current = Some((enc.session, summary));
+                        .entry(session)
+                        .or_insert_with(|| SessionSummary::new(session, at_us));
+                    current = Some((session, summary));
                 }
                 let Some((_, summary)) = &mut current else {
                     unreachable!("the current session's summary was just set")
                 };
-                summary.apply(enc.at_us, fact);
-                batch.insert(&db.events, &enc.key[..], &enc.bytes[..]);
-                if let Fact::Opened(o) = fact
+                summary.apply(at_us, &fact);
+                // Moved, not copied: the submitting thread made the copy.
+                batch.insert(&db.events, key, value);
+                if let Fact::Opened(o) = &fact
                     && let Some((n, changed)) = uses.get_mut(&o.jti)
                     && o.use_number > *n
                 {
                     (*n, *changed) = (o.use_number, true);
                 }
-                if let Fact::Revoked(jti) = fact {
-                    batch.insert(
-                        &db.revocations,
-                        jti.as_bytes(),
-                        &enc.at_us.to_be_bytes()[..],
-                    );
+                if let Fact::Revoked(jti) = &fact {
+                    batch.insert(&db.revocations, jti.as_bytes(), &at_us.to_be_bytes()[..]);
                 }
             }
-            events += s.events.len();
             accepted.push(s.ack);
         }
         touched.sort_unstable();
@@ -332,12 +337,12 @@ impl CommitState {
     fn check(
         &mut self,
         db: &Db,
-        events: &[Encoded],
-        facts: &[Fact],
+        events: &[Prepared],
         uses: &mut HashMap<String, (u32, bool)>,
         next: &mut Vec<(SessionId, u64, bool)>,
     ) -> Result<(), StoreError> {
-        for (enc, fact) in events.iter().zip(facts) {
+        for enc in events {
+            let fact = &enc.fact;
             let pos = match next.iter().position(|(id, ..)| *id == enc.session) {
                 Some(pos) => pos,
                 None => {
@@ -398,7 +403,7 @@ impl CommitState {
     }
 }
 
-fn out_of_sequence(enc: &Encoded, reason: String) -> StoreError {
+fn out_of_sequence(enc: &Prepared, reason: String) -> StoreError {
     StoreError::OutOfSequence {
         session: enc.session,
         got: enc.seq,

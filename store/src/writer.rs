@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, OnceLock, RwLock, Weak};
 use std::task::{Context, Poll};
 use std::time::Instant;
 
-use gatehouse_core::event::Encoded;
+use gatehouse_core::event::{Encoded, SessionId};
 use tokio::sync::oneshot;
 
 use crate::StoreError;
@@ -18,10 +18,38 @@ use crate::summary::{Fact, inspect};
 
 /// A batch of one caller's events and where to report the outcome.
 pub(crate) struct Submission {
-    pub(crate) events: Vec<Encoded>,
-    /// What each event contributes to its session's summary, in order.
-    pub(crate) facts: Vec<Fact>,
+    pub(crate) events: Vec<Prepared>,
     pub(crate) ack: oneshot::Sender<Result<(), StoreError>>,
+}
+
+/// One checked event as the writer needs it. Its key and archive are
+/// copied into fjall's buffers on the submitting thread, so that the one
+/// writer thread moves them into its batch instead of copying (and the
+/// caller's buffers are freed where they were allocated).
+pub(crate) struct Prepared {
+    /// [`Encoded::key`], for the `events` keyspace.
+    pub(crate) key: fjall::Slice,
+    /// [`Encoded::bytes`]: the event's archive.
+    pub(crate) value: fjall::Slice,
+    pub(crate) session: SessionId,
+    pub(crate) seq: u64,
+    pub(crate) at_us: i64,
+    /// What it contributes to its session's summary.
+    pub(crate) fact: Fact,
+}
+
+impl Prepared {
+    /// Checks `enc` ([`inspect`]) and copies it.
+    fn new(enc: &Encoded) -> Result<Self, StoreError> {
+        Ok(Prepared {
+            fact: inspect(enc)?,
+            key: fjall::Slice::from(&enc.key[..]),
+            value: fjall::Slice::from(&enc.bytes[..]),
+            session: enc.session,
+            seq: enc.seq,
+            at_us: enc.at_us,
+        })
+    }
 }
 
 /// State shared by the [`Store`](crate::Store), its writers and the writer
@@ -365,14 +393,13 @@ impl Writer {
         if events.is_empty() {
             return Ok(None);
         }
-        let facts = events.iter().map(inspect).collect::<Result<Vec<_>, _>>()?;
+        let events = events
+            .iter()
+            .map(Prepared::new)
+            .collect::<Result<Vec<_>, _>>()?;
         let (tx, rx) = oneshot::channel();
         Ok(Some((
-            Submission {
-                events,
-                facts,
-                ack: tx,
-            },
+            Submission { events, ack: tx },
             Ack(AckInner::Pending(rx)),
         )))
     }
