@@ -103,6 +103,11 @@ pub enum StoreError {
         reason: String,
     },
 
+    /// A checkpoint under this number is already stored: checkpoints,
+    /// like events, are never overwritten.
+    #[error("checkpoint #{0} is already in the store")]
+    CheckpointExists(u64),
+
     /// A session id prefix typed by a person is not hexadecimal.
     #[error("{0:?} is not a session id prefix (expected hex digits, hyphens allowed)")]
     InvalidIdPrefix(String),

@@ -19,6 +19,7 @@ const EVENTS: &str = "events";
 const SESSIONS: &str = "sessions";
 const GRANT_USES: &str = "grant_uses";
 const REVOCATIONS: &str = "revocations";
+const CHECKPOINTS: &str = "checkpoints";
 const META: &str = "meta";
 
 const META_EVENT_FORMAT: &[u8] = b"event_format";
@@ -37,6 +38,10 @@ pub(crate) struct Db {
     /// Revoked grants: `jti` → when (µs, big-endian). Added in event
     /// format 3; a store without it gets it empty on open.
     pub(crate) revocations: Keyspace,
+    /// Signed checkpoints: number (u64 BE) → the checkpoint's bytes.
+    /// Added after event format 3 without a format change: a store
+    /// without it gets it empty on open (older builds ignore it).
+    pub(crate) checkpoints: Keyspace,
     pub(crate) path: PathBuf,
 }
 
@@ -66,6 +71,7 @@ impl Db {
         let sessions = keyspace(SESSIONS)?;
         let grant_uses = keyspace(GRANT_USES)?;
         let revocations = keyspace(REVOCATIONS)?;
+        let checkpoints = keyspace(CHECKPOINTS)?;
         let meta = keyspace(META)?;
 
         let found = (
@@ -93,6 +99,7 @@ impl Db {
             sessions,
             grant_uses,
             revocations,
+            checkpoints,
             path,
         })
     }
@@ -150,4 +157,17 @@ pub(crate) fn decode_uses(key: &[u8], value: &[u8]) -> Result<u32, StoreError> {
         .try_into()
         .map_err(|_| StoreError::corrupt("grant use count", key, "not 4 bytes"))?;
     Ok(u32::from_be_bytes(bytes))
+}
+
+/// The `checkpoints` key of checkpoint `number`.
+pub(crate) fn checkpoint_key(number: u64) -> [u8; 8] {
+    number.to_be_bytes()
+}
+
+/// Decodes a `checkpoints` key.
+pub(crate) fn decode_checkpoint_key(key: &[u8]) -> Result<u64, StoreError> {
+    let bytes: [u8; 8] = key
+        .try_into()
+        .map_err(|_| StoreError::corrupt("checkpoint key", key, "not 8 bytes"))?;
+    Ok(u64::from_be_bytes(bytes))
 }

@@ -11,6 +11,9 @@
 //!   events and learn when they are durable.
 //! - [`Reader`] lists [`SessionSummary`]s, scans one session's events, and
 //!   reports grant use counts (for single-use grants across restarts).
+//! - [`CheckpointWriter`] stores the gateway's signed checkpoints
+//!   ([`gatehouse_core::event::Checkpoint`]); [`Reader::checkpoints`] reads
+//!   them back.
 //!
 //! What it is not: it does not number, chain, sign or verify events (the
 //! caller and `gatehouse-replay` do), it never updates or deletes a
@@ -24,6 +27,8 @@
 //! | `events` | session id (16 bytes) ‖ seq (u64 BE), i.e. [`event_key`] | the event's rkyv archive, as the caller encoded it |
 //! | `sessions` | session id (16 bytes) | the session's [`SessionSummary`], rkyv-archived |
 //! | `grant_uses` | the grant's `jti` (UTF-8) | highest use number recorded, u32 BE |
+//! | `revocations` | the revoked grant's `jti` (UTF-8) | when, µs since the Unix epoch, i64 BE |
+//! | `checkpoints` | checkpoint number (u64 BE) | the signed checkpoint, as the gateway encoded it ([`gatehouse_core::event::Checkpoint`]) |
 //! | `meta` | `event_format`, `store_format` | u32 BE |
 //!
 //! Session ids are UUIDv7, so `events` and `sessions` are ordered by the
@@ -31,6 +36,13 @@
 //! The two format versions in `meta` are the event archive's
 //! ([`FORMAT_VERSION`]) and the store's own ([`STORE_FORMAT_VERSION`]: keys,
 //! summaries, use counts); a store written with any other is refused.
+//! `revocations` and `checkpoints` were added without a format change: a
+//! store without them gets them, empty, when it is opened.
+//!
+//! Checkpoints are written outside the group commit
+//! ([`CheckpointWriter`]), once a minute or so, with the store's
+//! durability; they go through the same journal as the events, after the
+//! events they cover.
 //!
 //! [`event_key`]: gatehouse_core::event::event_key
 //! [`FORMAT_VERSION`]: gatehouse_core::event::FORMAT_VERSION
@@ -91,6 +103,7 @@
 #![deny(missing_docs)]
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
+mod checkpoints;
 mod commit;
 mod error;
 mod keys;
@@ -103,9 +116,10 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+pub use checkpoints::CheckpointWriter;
 pub use error::StoreError;
 pub use keys::STORE_FORMAT_VERSION;
-pub use read::{Events, RawEvent, RawEvents, Reader, Sessions};
+pub use read::{Checkpoints, Events, RawEvent, RawEvents, Reader, Sessions};
 pub use summary::SessionSummary;
 pub use writer::{Ack, StoreStats, Writer};
 
@@ -193,6 +207,7 @@ pub struct Store {
 
 struct StoreInner {
     path: PathBuf,
+    durability: Durability,
     shared: Arc<Shared>,
     thread: Mutex<Option<JoinHandle<Result<(), StoreError>>>>,
 }
@@ -222,6 +237,7 @@ impl Store {
         Ok(Store {
             inner: Arc::new(StoreInner {
                 path,
+                durability: opts.durability,
                 shared,
                 thread: Mutex::new(Some(thread)),
             }),
@@ -241,6 +257,18 @@ impl Store {
     /// recovery waits for it.
     pub fn reader(&self) -> Result<Reader, StoreError> {
         Ok(Reader::new(self.inner.shared.db()?))
+    }
+
+    /// A handle for writing checkpoints, sharing this store's database
+    /// (see [`CheckpointWriter`]: it outlives [`shutdown`](Self::shutdown),
+    /// and a recovery waits for it). Fails while the store is recovering
+    /// from a failure.
+    pub fn checkpoint_writer(&self) -> Result<CheckpointWriter, StoreError> {
+        Ok(CheckpointWriter::new(
+            self.inner.shared.db()?,
+            self.inner.shared.clone(),
+            self.inner.durability,
+        ))
     }
 
     /// The store's directory.

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use gatehouse_core::event::{Event, SessionId, decode, event_key};
 
-use crate::keys::{Db, decode_uses};
+use crate::keys::{Db, decode_checkpoint_key, decode_uses};
 use crate::{SessionSummary, StoreError};
 
 /// Read access to a store. Cheap to clone.
@@ -80,6 +80,33 @@ impl Reader {
             iter: self.db.events.prefix(id.0),
             id,
         }
+    }
+
+    /// One stored event value exactly as it is on disk, without decoding
+    /// it: what [`raw_events`](Reader::raw_events) yields for `seq`, as a
+    /// point read. `None` when there is no value under that key.
+    pub fn raw_event(&self, id: SessionId, seq: u64) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.db.events.get(event_key(id, seq))?.map(|v| v.to_vec()))
+    }
+
+    /// Every stored checkpoint, by number, with its bytes as stored (not
+    /// decoded or verified: that is the auditor's verification). A key
+    /// that is not 8 bytes is reported as [`StoreError::Corrupt`] and the
+    /// iteration goes on.
+    pub fn checkpoints(&self) -> Checkpoints {
+        Checkpoints {
+            iter: self.db.checkpoints.iter(),
+        }
+    }
+
+    /// The checkpoint with the highest number, if any: where the gateway
+    /// continues the chain after a restart.
+    pub fn last_checkpoint(&self) -> Result<Option<(u64, Vec<u8>)>, StoreError> {
+        self.db
+            .checkpoints
+            .last_key_value()
+            .map(Checkpoints::read)
+            .transpose()
     }
 
     /// Every grant (`jti`) that opened a session, with the highest use
@@ -194,6 +221,27 @@ impl Iterator for Sessions {
 impl DoubleEndedIterator for Sessions {
     fn next_back(&mut self) -> Option<Self::Item> {
         self.iter.next_back().map(Sessions::read)
+    }
+}
+
+/// Iterator over stored checkpoints, by number: each checkpoint's number
+/// and stored bytes; see [`Reader::checkpoints`].
+pub struct Checkpoints {
+    iter: fjall::Iter,
+}
+
+impl Checkpoints {
+    fn read(guard: fjall::Guard) -> Result<(u64, Vec<u8>), StoreError> {
+        let (k, v) = guard.into_inner()?;
+        Ok((decode_checkpoint_key(&k)?, v.to_vec()))
+    }
+}
+
+impl Iterator for Checkpoints {
+    type Item = Result<(u64, Vec<u8>), StoreError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.iter.next().map(Checkpoints::read)
     }
 }
 
