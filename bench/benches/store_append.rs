@@ -251,7 +251,7 @@ fn submissions(
 /// `per_submission`, each thread keeping up to [`WINDOW`] acks
 /// outstanding. Events are recorded on the threads before the clock
 /// starts; the time is from all threads starting to the last ack.
-fn pipelined(store: &Store, per_submission: usize, iters: u64) -> Duration {
+fn pipelined(store: &Store, per_submission: usize, iters: u64, cpu: &mut CpuTally) -> Duration {
     let per_thread = iters.div_ceil(PIPE_APPENDERS as u64);
     let barrier = Barrier::new(PIPE_APPENDERS + 1);
     let (start, appended) = std::thread::scope(|scope| {
@@ -273,10 +273,12 @@ fn pipelined(store: &Store, per_submission: usize, iters: u64) -> Duration {
             .collect();
         barrier.wait();
         let start = Instant::now();
+        let ticks = cpu_ticks();
         let appended: u64 = threads
             .into_iter()
             .map(|t| t.join().expect("appender"))
             .sum();
+        cpu.add(appended, cpu_ticks() - ticks);
         (start, appended)
     });
     start.elapsed().mul_f64(iters as f64 / appended as f64)
@@ -312,11 +314,14 @@ fn fjall_batches(
     fsync: bool,
     per_batch: usize,
     iters: u64,
+    cpu: &mut CpuTally,
 ) -> Duration {
     let subs = submissions(SESSIONS_PER_APPENDER * PIPE_APPENDERS, 16, iters, |_| {});
     let events: Vec<Encoded> = subs.into_iter().flatten().collect();
     let start = Instant::now();
+    let ticks = cpu_ticks();
     fjall_insert(db, ks, fsync, per_batch, &events);
+    cpu.add(events.len() as u64, cpu_ticks() - ticks);
     start.elapsed().mul_f64(iters as f64 / events.len() as f64)
 }
 
@@ -338,6 +343,48 @@ fn fjall_insert(
             batch.insert(ks, &e.key[..], &e.bytes[..]);
         }
         batch.commit().expect("fjall batch");
+    }
+}
+
+/// The process's CPU time so far (all threads, fjall's workers included),
+/// in clock ticks (`/proc/self/stat` utime + stime); 0 where unreadable.
+fn cpu_ticks() -> u64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    // Fields 14 and 15 of the line; the text after the name starts at field 3.
+    let mut fields = after_name.split_whitespace().skip(11);
+    let mut next = || {
+        fields
+            .next()
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    next() + next()
+}
+
+/// CPU time spent in the timed parts of one benchmark, over all its
+/// samples: a figure less at the mercy of other load than wall time
+/// (a loaded machine stretches wall time; CPU time per event much less).
+#[derive(Default)]
+struct CpuTally {
+    events: u64,
+    ticks: u64,
+}
+
+impl CpuTally {
+    fn add(&mut self, events: u64, ticks: u64) {
+        self.events += events;
+        self.ticks += ticks;
+    }
+
+    fn report(&self, what: &str) {
+        // Clock ticks are 10 ms on Linux (USER_HZ = 100).
+        let us = self.ticks as f64 * 10_000.0 / self.events.max(1) as f64;
+        eprintln!(
+            "{what}: CPU {us:.2} µs/event, all threads ({} events, {:.2} s CPU)",
+            self.events,
+            self.ticks as f64 / 100.0
+        );
     }
 }
 
@@ -386,9 +433,11 @@ fn throughput(c: &mut Criterion) {
                 format!("store, {PIPE_APPENDERS} appenders x {WINDOW} acks"),
                 format!("{per_submission} ev/submission"),
             );
+            let mut cpu = CpuTally::default();
             g.bench_function(id, |b| {
-                b.iter_custom(|iters| pipelined(&store, per_submission, iters))
+                b.iter_custom(|iters| pipelined(&store, per_submission, iters, &mut cpu))
             });
+            cpu.report(&format!("{dname}, store, {per_submission} ev/submission"));
             let after = store.stats();
             let batches = (after.batches - before.batches).max(1);
             eprintln!(
@@ -409,9 +458,11 @@ fn throughput(c: &mut Criterion) {
                 .keyspace("events", fjall::KeyspaceCreateOptions::default)
                 .expect("keyspace");
             let id = BenchmarkId::new("fjall batch(), 1 thread", format!("{per_batch} ev/batch"));
+            let mut cpu = CpuTally::default();
             g.bench_function(id, |b| {
-                b.iter_custom(|iters| fjall_batches(&db, &ks, fsync, per_batch, iters))
+                b.iter_custom(|iters| fjall_batches(&db, &ks, fsync, per_batch, iters, &mut cpu))
             });
+            cpu.report(&format!("{dname}, fjall, {per_batch} ev/batch"));
         }
         g.finish();
     }
