@@ -116,6 +116,16 @@ pub enum StoreError {
     #[error("invalid store option: {0}")]
     InvalidOption(&'static str),
 
+    /// A sealed archive cannot be read: not an archive, malformed at an
+    /// offset, truncated, or altered (its hash does not match).
+    #[error("{0}")]
+    Archive(#[from] gatehouse_core::event::archive::ArchiveError),
+
+    /// Reading or writing an archive's bytes failed (the file, the
+    /// connection).
+    #[error("archive I/O: {0}")]
+    ArchiveIo(#[source] std::io::Error),
+
     /// Creating the store directory failed, or similar filesystem trouble
     /// outside the storage engine.
     #[error("store directory {}: {source}", path.display())]

@@ -103,6 +103,7 @@
 #![deny(missing_docs)]
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
+pub mod archive;
 mod checkpoints;
 mod commit;
 mod error;

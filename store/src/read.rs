@@ -35,6 +35,11 @@ impl Reader {
         Ok(Reader::new(Arc::new(Db::open(dir, false)?)))
     }
 
+    /// The database, for the archive export.
+    pub(crate) fn db(&self) -> &Db {
+        &self.db
+    }
+
     /// The store's directory.
     pub fn path(&self) -> &Path {
         &self.db.path
