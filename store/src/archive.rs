@@ -21,7 +21,8 @@
 //!   recorded after the id was made).
 //! - Every grant use count and every revocation (small tables, and what a
 //!   single-use or revoked grant was is needed to audit any range).
-//! - Every checkpoint, once the store has a `checkpoints` keyspace.
+//! - Every checkpoint (`checkpoints`): each covers sessions of any time,
+//!   and verifying one needs the chain heads it names.
 //!
 //! Everything comes from one fjall snapshot, so a summary never disagrees
 //! with its events even while a gateway appends.
@@ -161,6 +162,7 @@ impl Reader {
         for (keyspace, ks) in [
             (&db.grant_uses, Keyspace::GrantUses),
             (&db.revocations, Keyspace::Revocations),
+            (&db.checkpoints, Keyspace::Checkpoints),
         ] {
             for guard in snapshot.iter(keyspace) {
                 let (k, v) = guard.into_inner()?;
@@ -219,7 +221,9 @@ pub fn import_archive<R: Read>(mut src: R, dir: &Path) -> Result<Imported, Store
                         Keyspace::Sessions => &db.sessions,
                         Keyspace::GrantUses => &db.grant_uses,
                         Keyspace::Revocations => &db.revocations,
-                        // Kept until this build reads checkpoints.
+                        Keyspace::Checkpoints => &db.checkpoints,
+                        // A keyspace this build's decoder knows but this
+                        // store does not: nothing reads it.
                         _ => continue,
                     };
                     batched += e.key.len() + e.value.len();

@@ -63,6 +63,11 @@ fn store_with_sessions(dir: &std::path::Path) -> (Store, [SessionId; 5]) {
         }),
     )])
     .unwrap();
+    store
+        .checkpoint_writer()
+        .unwrap()
+        .write(0, b"checkpoint 0")
+        .unwrap();
     (store, ids)
 }
 
@@ -107,6 +112,9 @@ fn a_time_range_round_trips_through_an_archive() {
     assert_eq!(copy.grant_uses().unwrap().len(), 4);
     assert_eq!(copy.revocations().unwrap(), reader.revocations().unwrap());
     assert_eq!(copy.revocations().unwrap().len(), 1);
+    // And every checkpoint.
+    let checkpoints = |r: &Reader| r.checkpoints().collect::<Result<Vec<_>, _>>().unwrap();
+    assert_eq!(checkpoints(copy), [(0, b"checkpoint 0".to_vec())]);
 
     // The same range exported again is the same bytes.
     assert_eq!(export(&reader, 4 * S, 6 * S), bytes);

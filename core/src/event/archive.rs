@@ -23,7 +23,8 @@
 //! Then the file ends. Keys and values are exactly as the store holds
 //! them. A key is at most [`MAX_KEY`] bytes, a value at most
 //! [`MAX_VALUE`]; `events` keys are 24 bytes (session id ‖ seq), `sessions`
-//! and `checkpoints` keys 16 (a session id), and no key is empty.
+//! keys 16 (a session id), `checkpoints` keys 8 (the checkpoint's number),
+//! and no key is empty.
 //!
 //! A changed byte anywhere is caught: in the header as [`ArchiveError::BadMagic`]
 //! or [`ArchiveError::UnsupportedVersion`], in a length or tag as
@@ -67,7 +68,7 @@ pub enum Keyspace {
     GrantUses,
     /// `revocations`: jti → when.
     Revocations,
-    /// `checkpoints`: signed checkpoints of the store.
+    /// `checkpoints`: number (u64) → a signed checkpoint.
     Checkpoints,
 }
 
@@ -111,6 +112,7 @@ impl Keyspace {
         match self {
             Keyspace::Events => Some(24),
             Keyspace::Sessions => Some(16),
+            Keyspace::Checkpoints => Some(8),
             _ => None,
         }
     }
