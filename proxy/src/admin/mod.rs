@@ -17,10 +17,14 @@
 //! | `POST /approvals/{id}/approve` `{"reason": "…"}` (optional) | 200 `{"approval", "decision"}`; 404 unknown; 409 already decided or withdrawn |
 //! | `POST /approvals/{id}/deny` `{"reason": "…"}` (required) | the same; 400 without a reason |
 //! | `GET /approvals/watch` | 200, JSON lines (`application/x-ndjson`), one per [`ApprovalEvent`](crate::approvals::ApprovalEvent), until the client goes; an empty line every 15 s keeps the connection checked |
+//! | `GET /store/archive?since=TIME&until=TIME` | 200, `application/octet-stream`: a sealed archive ([`gatehouse_core::event::archive`]) of the sessions that started or had events in `[since, until)`, streamed from the gateway's own store (no second process opens it), signed with the seal key if the gateway has one; TIME is RFC 3339 or a time ago (`7d`); no `since` is the beginning, no `until` is now and later. 400 for a bad time, 503 when the store cannot be read |
 //!
 //! It is plain HTTP: behind loopback, or a TLS-terminating proxy. Without
 //! an `[admin]` section there is no admin API at all, so no `/readyz` and
-//! no `/metrics` either. What it is not (yet): reading the store.
+//! no `/metrics` either. The one read of the store is `/store/archive`,
+//! read-only: what replay and audit read of a live gateway
+//! (`gatehouse-replay … --gateway URL`, `gatehouse store export --gateway
+//! URL`); each request is logged with the token's name and the range.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,8 +38,11 @@ use crate::approvals::ApprovalRegistry;
 use crate::config::{AdminSettings, AdminToken};
 use crate::metrics::Metrics;
 
+mod archive;
 pub mod client;
 mod routes;
+
+pub(crate) use archive::parse_time;
 
 #[cfg(test)]
 pub(crate) use routes::percent_decode;
@@ -60,6 +67,9 @@ pub struct Observed {
     /// Revoked grants (`POST /grants/{jti}/revoke`); `None` in tests of the
     /// API alone.
     pub revocations: Option<Arc<crate::revocations::Revocations>>,
+    /// The key that seals sessions also signs store archives
+    /// (`/store/archive`); `None`: archives go out unsigned.
+    pub seal_key: Option<Arc<gatehouse_core::event::SealKey>>,
 }
 
 /// Binds `settings.listen` and serves the admin API on a thread of its own

@@ -32,13 +32,13 @@ const HEARTBEAT: Duration = Duration::from_secs(15);
 
 /// What every request handler shares.
 pub(super) struct State {
-    registry: Arc<ApprovalRegistry>,
+    pub(super) registry: Arc<ApprovalRegistry>,
     /// Each token's BLAKE3 hash and name. Comparing hashes
     /// (`blake3::Hash`'s `==` is constant-time) leaks nothing about the
     /// tokens through timing.
     tokens: Vec<(blake3::Hash, String)>,
     /// What `/readyz` and `/metrics` report.
-    observed: Observed,
+    pub(super) observed: Observed,
 }
 
 impl State {
@@ -116,6 +116,7 @@ impl State {
 /// A response body: all at once, or (for `watch`) lines as they come.
 pub(super) enum AdminBody {
     Full(Option<Bytes>),
+    /// Chunks as they come: `watch`'s lines, an archive's bytes.
     Lines(mpsc::Receiver<Bytes>),
 }
 
@@ -148,7 +149,7 @@ impl Body for AdminBody {
     }
 }
 
-type Answer = Response<AdminBody>;
+pub(super) type Answer = Response<AdminBody>;
 
 fn respond(status: StatusCode, content_type: &'static str, body: Bytes) -> Answer {
     let mut response = Response::new(AdminBody::Full(Some(body)));
@@ -172,7 +173,7 @@ fn json(status: StatusCode, value: &impl serde::Serialize) -> Answer {
     }
 }
 
-fn error(status: StatusCode, message: &str) -> Answer {
+pub(super) fn error(status: StatusCode, message: &str) -> Answer {
     let body = serde_json::json!({ "error": message }).to_string() + "\n";
     respond(status, "application/json", body.into())
 }
@@ -228,6 +229,10 @@ pub(super) async fn handle(state: &State, request: Request<Incoming>) -> Answer 
                 decide(state, &id, *verb == "approve", approver, request).await
             }
             _ => not_allowed("POST"),
+        },
+        ["store", "archive"] => match method {
+            Method::GET => super::archive::serve(state, &approver, request.uri().query()),
+            _ => not_allowed("GET"),
         },
         ["grants", jti, "revoke"] => match method {
             Method::POST => {

@@ -57,6 +57,7 @@ impl Admin {
             metrics: metrics.clone(),
             shutdown: stop_rx.clone(),
             revocations: None,
+            seal_key: None,
         };
         let thread =
             super::spawn_on(listener, tokens, registry.clone(), observed, stop_rx).unwrap();
@@ -413,4 +414,64 @@ async fn metrics_need_a_token_and_speak_prometheus_text() {
         assert!(text.lines().any(|l| l == line), "{line:?} missing:\n{text}");
     }
     assert!(text.contains("gatehouse_build_info{version=\""));
+}
+
+#[tokio::test]
+async fn store_archive_streams_a_verifiable_archive_to_a_token() {
+    use gatehouse_core::event::archive::{Item, decode_all};
+    use gatehouse_core::event::{Body, Recorder, SessionId};
+
+    let dir = tempfile::tempdir().unwrap();
+    let store =
+        gatehouse_store::Store::open(dir.path(), gatehouse_store::StoreOptions::default()).unwrap();
+    let mut rec = Recorder::new(SessionId(*uuid::Uuid::now_v7().as_bytes()));
+    let now_us = i64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_micros(),
+    )
+    .unwrap();
+    let writer = store.writer();
+    tokio::task::spawn_blocking(move || {
+        writer.append_blocking(vec![rec.record(
+            now_us,
+            Body::CommandComplete {
+                tag: "SELECT 1".into(),
+            },
+        )])
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    let admin = Admin::start_with(Some(store.clone()));
+
+    let response = admin.call(Method::GET, "/store/archive", None, None).await;
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    let (status, body) = admin
+        .json(Method::GET, "/store/archive?since=never", Some(ALICE), None)
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+
+    let response = admin
+        .call(Method::GET, "/store/archive?since=1h", Some(ALICE), None)
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/octet-stream"
+    );
+    let bytes = client::read_body(response.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    let items = decode_all(&bytes).unwrap();
+    let entries = items.iter().filter(|i| matches!(i, Item::Entry(_))).count();
+    // The session's summary and its one event.
+    assert_eq!(entries, 2, "{items:?}");
+    assert_eq!(items.last(), Some(&Item::Signature(None)));
+    drop(admin);
+    tokio::task::spawn_blocking(move || store.shutdown())
+        .await
+        .unwrap()
+        .unwrap();
 }

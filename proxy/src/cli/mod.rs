@@ -12,6 +12,7 @@ mod grant;
 mod grants;
 mod keygen;
 mod plan;
+mod store;
 
 /// Gatehouse: a recording gateway between AI agents and PostgreSQL.
 #[derive(Debug, Parser)]
@@ -44,6 +45,9 @@ enum Command {
     /// Revoke a grant through a running gateway's admin API: its sessions
     /// end, new ones are refused, also after a restart.
     Grants(grants::GrantsArgs),
+    /// Export a sealed archive of a time range, from a store no gateway
+    /// holds or from a running gateway's admin API.
+    Store(store::StoreArgs),
     /// Say which IO engines can run on this host, and why not (what
     /// `io = "auto"` would pick). Exit status 0 if io_uring can run, 1 if
     /// not.
@@ -69,6 +73,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Grant(args) => grant::run(&args),
         Command::Approvals(args) => approvals::run(&args),
         Command::Grants(args) => grants::run(&args),
+        Command::Store(args) => store::run(&args),
         Command::Engines => engines(),
     }
 }

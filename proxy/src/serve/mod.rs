@@ -136,6 +136,7 @@ impl Server {
         let engine = resolve(self.io)?;
         let (stop_tx, stop_rx) = watch::channel(false);
         let metrics = Arc::new(Metrics::default());
+        let seal_key = self.session.seal_key.clone();
         let shared = Arc::new(Shared {
             session: self.session,
             tls: self.tls,
@@ -157,6 +158,7 @@ impl Server {
                     metrics,
                     shutdown: stop_rx.clone(),
                     revocations: Some(self.revocations.clone()),
+                    seal_key,
                 };
                 Some(crate::admin::spawn(
                     settings,
