@@ -7,8 +7,10 @@
 //! - [`export`]: a transcript as one JSON document, CSV, a self-contained
 //!   HTML page, or an asciicast v2 recording; [`play`]: the psql-like text
 //!   replayed on a terminal at the pace the session had.
-//! - [`verify`]: hash-chain verification of the recorded events, and of
-//!   each session's seal given the gateway's public key.
+//! - [`verify`]: hash-chain verification of the recorded events, of
+//!   each session's seal given the gateway's public key, and of the
+//!   gateway's signed checkpoints (deleted sessions, cut tails, deleted
+//!   checkpoints).
 //! - [`query`]: auditors' questions — sessions by subject, grant, target,
 //!   purpose, ticket, client and time; statements by relation, kind,
 //!   verdict and text; masking hits by column — as tables, JSON lines or

@@ -16,6 +16,27 @@
 //!
 //! | `unsealed` | (with a public key) the session's `Closed` event carries no seal |
 //! | `bad_seal` | (with a public key) the `Closed` event's seal does not verify: it, its `prev`, or its place was altered, or another key sealed it |
+//! | `truncated` | a checkpoint recorded more events of the session than the store holds: its tail was cut off |
+//!
+//! # Checkpoints
+//!
+//! The gateway also writes signed checkpoints
+//! ([`gatehouse_core::event::Checkpoint`]): every interval, the sessions
+//! that had events since the previous one or are still open, each with its
+//! event count and chain head. [`check_checkpoints`] walks them in number
+//! order and reports, as [`CheckpointBreak`]s, a checkpoint that is
+//! `missing` (a gap in the numbers: deleted), `modified` (its `prev` does
+//! not match the previous checkpoint's hash), `reordered` (stored under
+//! another number), `undecodable`, or — with the public key — a
+//! `bad_seal` (its signature does not verify, or another key signed it).
+//! Then every session a checkpoint lists (the latest listing counts;
+//! listings of a checkpoint whose signature fails are not trusted) is held
+//! against it: the session must exist (else `missing`: a deleted session,
+//! or `missing` summary when only its summary is gone), hold at least that
+//! many events (else `truncated`), and its event `count - 1` must hash to
+//! the recorded head (else `modified`; the chain vouches for everything
+//! before it). The newest checkpoint has nothing after it to vouch for
+//! it, and sessions started after it are not covered yet.
 //!
 //! One altered event yields one break, not a cascade: a link is checked
 //! only between two events that are each in their right place.
@@ -28,8 +49,11 @@
 //! [`Warning`], not a break: its tail is not sealed, so events removed from
 //! its end are detectable only through the session summary.
 
+use std::collections::BTreeMap;
+
 use gatehouse_core::event::{
-    Body, Event, HASH_LEN, Hash, SealError, SealPublicKey, SessionId, decode, hash_of, verify_seal,
+    Body, Event, HASH_LEN, Hash, SealError, SealPublicKey, SessionId, decode, decode_checkpoint,
+    hash_of, verify_checkpoint, verify_seal,
 };
 use gatehouse_store::{RawEvent, Reader, StoreError};
 use serde::Serialize;
@@ -52,8 +76,11 @@ pub enum BreakKind {
     Appended,
     /// A `Closed` event without a seal, where a seal key was given.
     Unsealed,
-    /// A `Closed` event whose seal does not verify.
+    /// A `Closed` event whose seal does not verify, or a checkpoint whose
+    /// signature does not.
     BadSeal,
+    /// Fewer events than a checkpoint recorded: the tail was cut off.
+    Truncated,
 }
 
 impl BreakKind {
@@ -68,6 +95,7 @@ impl BreakKind {
             BreakKind::Appended => "appended",
             BreakKind::Unsealed => "unsealed",
             BreakKind::BadSeal => "bad seal",
+            BreakKind::Truncated => "truncated",
         }
     }
 }
@@ -366,15 +394,263 @@ pub fn stored_events(
 }
 
 /// Verifies session `id` (its summary, if any, gives the expected count),
-/// and with `seal_key` its seal.
+/// with `seal_key` its seal, and against the latest checkpoint that lists
+/// it (breaks of the checkpoint chain itself are [`verify_store`]'s).
 pub fn verify_session(
     reader: &Reader,
     id: SessionId,
     seal_key: Option<&SealPublicKey>,
 ) -> Result<SessionCheck, StoreError> {
-    let recorded = reader.session(id)?.map(|s| s.events);
+    let summary = reader.session(id)?;
+    let recorded = summary.as_ref().map(|s| s.events);
     let stored = stored_events(reader, id).collect::<Result<Vec<_>, _>>()?;
-    Ok(check_chain(id, recorded, seal_key, stored))
+    let mut check = check_chain(id, recorded, seal_key, stored.iter().cloned());
+    let checkpoints = check_checkpoints(reader, seal_key)?;
+    if let Some(listing) = checkpoints.covered.get(&id) {
+        check_coverage(&mut check, listing, summary.is_some(), &stored);
+    }
+    Ok(check)
+}
+
+/// How the latest trusted checkpoint that lists a session recorded it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Listing {
+    /// The checkpoint's number.
+    pub checkpoint: u64,
+    /// The events the session had.
+    pub events: u64,
+    /// The hash of its event `events - 1`.
+    pub head: Hash,
+}
+
+/// One place where the checkpoint chain is broken.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CheckpointBreak {
+    /// The checkpoint's number (for a gap, the first missing one).
+    pub checkpoint: u64,
+    /// What kind of break.
+    pub kind: BreakKind,
+    /// Precisely what was found.
+    pub detail: String,
+}
+
+impl std::fmt::Display for CheckpointBreak {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "checkpoint #{}: {}: {}",
+            self.checkpoint,
+            self.kind.name(),
+            self.detail
+        )
+    }
+}
+
+/// The outcome of [`check_checkpoints`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CheckpointCheck {
+    /// Checkpoints read.
+    pub checkpoints: u64,
+    /// Where their chain is broken.
+    pub breaks: Vec<CheckpointBreak>,
+    /// Every session the trusted checkpoints list, with its latest
+    /// (largest) listing.
+    pub covered: BTreeMap<SessionId, Listing>,
+}
+
+/// Walks the stored checkpoints in number order: numbering gaps, `prev`
+/// links, decoding and, with `seal_key`, signatures (see the [module
+/// docs](self#checkpoints)). Collects what the trusted ones list.
+pub fn check_checkpoints(
+    reader: &Reader,
+    seal_key: Option<&SealPublicKey>,
+) -> Result<CheckpointCheck, StoreError> {
+    let mut out = CheckpointCheck::default();
+    let mut expected = 0u64;
+    // The hash of checkpoint `expected - 1`, if it is in its place; zeros
+    // before checkpoint 0.
+    let mut prev: Option<Hash> = Some([0; HASH_LEN]);
+    for stored in reader.checkpoints() {
+        let (number, bytes) = stored?;
+        out.checkpoints += 1;
+        let mut brk = |checkpoint, kind, detail: String| {
+            out.breaks.push(CheckpointBreak {
+                checkpoint,
+                kind,
+                detail,
+            })
+        };
+        if number > expected {
+            let detail = match number - expected {
+                1 => format!("checkpoint #{expected} is not in the store (deleted)"),
+                n => format!(
+                    "checkpoints #{expected}..#{} ({n}) are not in the store (deleted)",
+                    number - 1
+                ),
+            };
+            brk(expected, BreakKind::Missing, detail);
+            prev = None;
+        }
+        expected = number.saturating_add(1);
+        let this = hash_of(&bytes);
+        let link = prev.replace(this);
+        let cp = match decode_checkpoint(&bytes) {
+            Ok(cp) => cp,
+            Err(e) => {
+                brk(number, BreakKind::Undecodable, e.to_string());
+                prev = None;
+                continue;
+            }
+        };
+        if cp.number != number {
+            brk(
+                number,
+                BreakKind::Reordered,
+                format!("the checkpoint stored as #{number} is #{}", cp.number),
+            );
+            prev = None;
+            continue;
+        }
+        match link {
+            Some(zero) if number == 0 && cp.prev != zero => brk(
+                0,
+                BreakKind::Modified,
+                "the first checkpoint's prev is not zero".into(),
+            ),
+            Some(link) if cp.prev != link => brk(
+                number - 1,
+                BreakKind::Modified,
+                format!(
+                    "its hash does not match the prev recorded in checkpoint #{number} \
+                     (#{} or #{number} was altered)",
+                    number - 1
+                ),
+            ),
+            _ => {}
+        }
+        if let Some(key) = seal_key
+            && let Err(e) = verify_checkpoint(key, &cp)
+        {
+            brk(
+                number,
+                BreakKind::BadSeal,
+                format!("{e}; the sessions it lists are not trusted"),
+            );
+            continue;
+        }
+        for c in &cp.sessions {
+            let listing = Listing {
+                checkpoint: number,
+                events: c.events,
+                head: c.head,
+            };
+            out.covered
+                .entry(c.session)
+                .and_modify(|l| {
+                    if listing.events >= l.events {
+                        *l = listing;
+                    }
+                })
+                .or_insert(listing);
+        }
+    }
+    Ok(out)
+}
+
+/// Holds one session's stored values (in key order) against the latest
+/// checkpoint that lists it, adding to `check` what does not match.
+/// `has_summary`: whether the store holds the session's summary.
+pub fn check_coverage(
+    check: &mut SessionCheck,
+    listing: &Listing,
+    has_summary: bool,
+    stored: &[Stored],
+) {
+    let Listing {
+        checkpoint,
+        events,
+        head,
+    } = *listing;
+    let Some(last) = stored.last() else {
+        let detail = if has_summary {
+            format!(
+                "deleted session: checkpoint #{checkpoint} recorded {events} events, \
+                 the store holds none of them (only the session summary)"
+            )
+        } else {
+            format!(
+                "deleted session: checkpoint #{checkpoint} recorded {events} events, \
+                 the store holds neither them nor the session summary"
+            )
+        };
+        // A summary that counts events already reported them missing.
+        check.breaks.retain(|b| b.kind != BreakKind::Missing);
+        push(check, None, BreakKind::Missing, detail);
+        return;
+    };
+    if !has_summary {
+        push(
+            check,
+            None,
+            BreakKind::Missing,
+            format!(
+                "the session summary is not in the store (checkpoint #{checkpoint} lists \
+                 the session with {events} events)"
+            ),
+        );
+    }
+    let at = events - 1;
+    match stored.iter().find(|s| s.key_seq == at) {
+        Some(Stored {
+            content: Content::Event { hash, .. },
+            ..
+        }) => {
+            let reported = check.breaks.iter().any(|b| b.seq == Some(at));
+            if *hash != head && !reported {
+                push(
+                    check,
+                    Some(at),
+                    BreakKind::Modified,
+                    format!(
+                        "it does not hash to the chain head checkpoint #{checkpoint} \
+                         recorded for it (event {at} of {events})"
+                    ),
+                );
+            }
+        }
+        // Undecodable or in another's place: the chain check said so.
+        Some(_) => {}
+        None if last.key_seq < at => {
+            let from = last.key_seq + 1;
+            // The tail cut off, which the summary's count (if it was left
+            // alone) reported as missing: the checkpoint says it precisely.
+            check
+                .breaks
+                .retain(|b| !(b.kind == BreakKind::Missing && b.seq == Some(from)));
+            let gone = if from == at {
+                format!("event #{at} is not in the store")
+            } else {
+                format!("events #{from}..#{at} are not in the store")
+            };
+            push(
+                check,
+                Some(from),
+                BreakKind::Truncated,
+                format!("{gone}: checkpoint #{checkpoint} recorded {events} events"),
+            );
+        }
+        // A gap in the middle: the chain check reported it missing.
+        None => {}
+    }
+}
+
+fn push(check: &mut SessionCheck, seq: Option<u64>, kind: BreakKind, detail: String) {
+    check.breaks.push(Break {
+        session: check.session.clone(),
+        seq,
+        kind,
+        detail,
+    });
 }
 
 /// The outcome for a whole store.
@@ -388,6 +664,10 @@ pub struct Report {
     pub breaks: Vec<Break>,
     /// Every warning (cut sessions).
     pub warnings: Vec<Warning>,
+    /// Checkpoints read.
+    pub checkpoints: u64,
+    /// Every break in the checkpoint chain.
+    pub checkpoint_breaks: Vec<CheckpointBreak>,
 }
 
 impl Report {
@@ -399,6 +679,11 @@ impl Report {
         self.warnings.extend(check.warnings);
     }
 
+    /// Whether nothing is broken: no session break, no checkpoint break.
+    pub fn is_clean(&self) -> bool {
+        self.breaks.is_empty() && self.checkpoint_breaks.is_empty()
+    }
+
     /// Sessions with at least one break.
     pub fn broken_sessions(&self) -> usize {
         let mut ids: Vec<&str> = self.breaks.iter().map(|b| b.session.as_str()).collect();
@@ -407,8 +692,11 @@ impl Report {
     }
 }
 
-/// Verifies every session that has a summary, oldest first, calling
-/// `each` as each one is done (for progress output).
+/// Verifies the checkpoint chain, then every session that has a summary,
+/// oldest first, each against the latest checkpoint listing it, then the
+/// sessions checkpoints list that have no summary (deleted, or their
+/// summary removed), calling `each` as each session is done (for progress
+/// output).
 ///
 /// A session summary that does not decode is itself a break (its id is
 /// its key); that session's events are still checked, without an expected
@@ -419,6 +707,13 @@ pub fn verify_store(
     mut each: impl FnMut(&SessionCheck),
 ) -> Result<Report, StoreError> {
     let mut report = Report::default();
+    let CheckpointCheck {
+        checkpoints,
+        breaks,
+        mut covered,
+    } = check_checkpoints(reader, seal_key)?;
+    report.checkpoints = checkpoints;
+    report.checkpoint_breaks = breaks;
     for summary in reader.sessions() {
         let (id, recorded, summary_break) = match summary {
             Ok(s) => (s.id, Some(s.events), None),
@@ -433,7 +728,10 @@ pub fn verify_store(
             Err(e) => return Err(e),
         };
         let stored = stored_events(reader, id).collect::<Result<Vec<_>, _>>()?;
-        let mut check = check_chain(id, recorded, seal_key, stored);
+        let mut check = check_chain(id, recorded, seal_key, stored.iter().cloned());
+        if let Some(listing) = covered.remove(&id) {
+            check_coverage(&mut check, &listing, true, &stored);
+        }
         if let Some(reason) = summary_break {
             check.breaks.insert(
                 0,
@@ -445,6 +743,14 @@ pub fn verify_store(
                 },
             );
         }
+        each(&check);
+        report.add(check);
+    }
+    // Listed by a checkpoint, without a summary.
+    for (id, listing) in covered {
+        let stored = stored_events(reader, id).collect::<Result<Vec<_>, _>>()?;
+        let mut check = check_chain(id, None, seal_key, stored.iter().cloned());
+        check_coverage(&mut check, &listing, false, &stored);
         each(&check);
         report.add(check);
     }

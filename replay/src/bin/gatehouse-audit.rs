@@ -22,7 +22,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Verify the hash chain and seal of every recorded session.
+    /// Verify the hash chain and seal of every recorded session, and the
+    /// gateway's signed checkpoints.
     ///
     /// Each event records the BLAKE3 hash of the event before it. verify
     /// walks every session's stored events and reports each break: an
@@ -36,6 +37,18 @@ enum Command {
     /// without one is `unsealed`, one that does not verify is `bad seal`.
     /// A session with no Closed event was cut (a gateway crash or kill):
     /// reported as a warning, not a break.
+    ///
+    /// The gateway also writes signed checkpoints (with a seal key, every
+    /// [store] checkpoint_interval and at shutdown): each lists the
+    /// sessions active since the one before, with their event counts and
+    /// chain heads, and is chained to the previous checkpoint. verify
+    /// checks that chain (a gap in the numbers is a deleted checkpoint;
+    /// with --pubkey, every checkpoint's signature) and holds every listed
+    /// session against its latest listing: a session no longer in the
+    /// store is `missing` (deleted session), one with fewer events is
+    /// `truncated`, one whose event at the listed count does not hash to
+    /// the listed head is `modified`. Sessions started after the last
+    /// checkpoint are not covered yet.
     ///
     /// Exit status: 0 when every chain (and seal) holds, 1 when any break
     /// is found, 2 when the store or the key cannot be read.
@@ -269,10 +282,14 @@ fn run(cli: Cli) -> Result<bool> {
         }
         None => verify_store(&reader, seal_key, |_| {}).context("cannot read the store")?,
     };
+    let clean = report.is_clean();
     if json {
         serde_json::to_writer_pretty(&mut out, &report)?;
         writeln!(out)?;
     } else {
+        for b in &report.checkpoint_breaks {
+            writeln!(out, "BREAK {b}")?;
+        }
         for b in &report.breaks {
             writeln!(out, "BREAK {b}")?;
         }
@@ -281,23 +298,56 @@ fn run(cli: Cli) -> Result<bool> {
         }
         let sessions = plural(report.sessions, "session", "sessions");
         let events = plural(report.events, "event", "events");
-        let seals = match seal_key {
-            Some(key) => format!(", seals checked with key {}", key.kid()),
-            None => ", seals not checked (no --pubkey)".to_owned(),
+        let (read, seals) = match (seal_key, report.checkpoints) {
+            (Some(key), 0) => (
+                format!("{sessions}, {events}"),
+                format!(
+                    ", seals checked with key {}; no checkpoints, so a deleted whole \
+                     session would go unnoticed",
+                    key.kid()
+                ),
+            ),
+            (Some(key), n) => (
+                format!(
+                    "{sessions}, {events}, {}",
+                    plural(n, "checkpoint", "checkpoints")
+                ),
+                format!(", seals checked with key {}", key.kid()),
+            ),
+            (None, 0) => (
+                format!("{sessions}, {events}"),
+                ", seals not checked (no --pubkey)".to_owned(),
+            ),
+            (None, n) => (
+                format!(
+                    "{sessions}, {events}, {}",
+                    plural(n, "checkpoint", "checkpoints")
+                ),
+                ", seals and checkpoint signatures not checked (no --pubkey)".to_owned(),
+            ),
         };
-        if report.breaks.is_empty() {
-            writeln!(out, "{sessions}, {events} verified{seals}")?;
+        if clean {
+            writeln!(out, "{read} verified{seals}")?;
         } else {
+            let breaks = (report.breaks.len() + report.checkpoint_breaks.len()) as u64;
+            let checkpoints = if report.checkpoint_breaks.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    " and in the checkpoint chain ({} read)",
+                    plural(report.checkpoints, "checkpoint", "checkpoints")
+                )
+            };
             writeln!(
                 out,
-                "{} in {} of {sessions} ({events} read): the record has been altered",
-                plural(report.breaks.len() as u64, "break", "breaks"),
+                "{} in {} of {sessions}{checkpoints} ({events} read): the record has been altered",
+                plural(breaks, "break", "breaks"),
                 report.broken_sessions(),
             )?;
         }
     }
     out.flush()?;
-    Ok(report.breaks.is_empty())
+    Ok(clean)
 }
 
 fn print<T: serde::Serialize>(
