@@ -170,6 +170,8 @@ pub struct Store {
     /// The key that seals sessions (PKCS#8 PEM); `None`: sessions are
     /// recorded unsealed. Validation has read and parsed it.
     pub seal_key: Option<PathBuf>,
+    /// With a seal key: how often a signed checkpoint is written.
+    pub checkpoint_interval: Duration,
 }
 
 impl Store {
@@ -407,9 +409,12 @@ impl Config {
                 ),
             },
             if self.store.seal_key.is_some() {
-                "sealed"
+                format!(
+                    "sealed, checkpoint every {}",
+                    units::Human(self.store.checkpoint_interval)
+                )
             } else {
-                "unsealed"
+                "unsealed".to_owned()
             },
             self.grants.keys.len(),
             plural(self.grants.keys.len()),

@@ -23,6 +23,7 @@ use clap::Parser as _;
 
 mod admin;
 mod approvals;
+mod checkpoints;
 mod cli;
 mod config;
 mod jwks;

@@ -32,6 +32,8 @@ use gatehouse_core::event::{
     ArchivedEvent, Body, CloseReason, Decision, Encoded, EventKind, Refusal,
 };
 use gatehouse_store::{Ack, StoreError, StoreStats, Writer};
+
+use crate::checkpoints::SessionRegistry;
 use rkyv::rancor;
 
 /// The archived [`Body`] (core exports only the archived event).
@@ -227,23 +229,43 @@ impl Drop for ConnectionGuard {
 }
 
 /// The store's [`Writer`] with every append and submit counted by
-/// [`Metrics::observe`] (and failures by [`Metrics::store_error`]).
+/// [`Metrics::observe`] (and failures by [`Metrics::store_error`]), and
+/// sessions starting and closing noted for the next checkpoint
+/// ([`SessionRegistry::observe`]) when the gateway writes checkpoints.
 /// Every other [`Writer`] method is reached through `Deref`.
 #[derive(Clone, Debug)]
 pub struct RecordingWriter {
     writer: Writer,
     metrics: Arc<Metrics>,
+    sessions: Option<Arc<SessionRegistry>>,
 }
 
 impl RecordingWriter {
     /// Wraps `writer`.
     pub fn new(writer: Writer, metrics: Arc<Metrics>) -> RecordingWriter {
-        RecordingWriter { writer, metrics }
+        RecordingWriter {
+            writer,
+            metrics,
+            sessions: None,
+        }
+    }
+
+    /// Also notes sessions starting and closing in `sessions`.
+    pub fn with_sessions(mut self, sessions: Option<Arc<SessionRegistry>>) -> RecordingWriter {
+        self.sessions = sessions;
+        self
+    }
+
+    fn observe(&self, events: &[Encoded]) {
+        self.metrics.observe(events);
+        if let Some(sessions) = &self.sessions {
+            sessions.observe(events);
+        }
     }
 
     /// [`Writer::append`], counted.
     pub async fn append(&self, events: Vec<Encoded>) -> Result<(), StoreError> {
-        self.metrics.observe(&events);
+        self.observe(&events);
         let result = self.writer.append(events).await;
         if result.is_err() {
             self.metrics.store_error();
@@ -254,7 +276,7 @@ impl RecordingWriter {
     /// [`Writer::submit`], counted. A failure reported later through the
     /// [`Ack`] is not counted here (the store's health says it).
     pub async fn submit(&self, events: Vec<Encoded>) -> Result<Ack, StoreError> {
-        self.metrics.observe(&events);
+        self.observe(&events);
         let result = self.writer.submit(events).await;
         if result.is_err() {
             self.metrics.store_error();

@@ -13,6 +13,8 @@ use gatehouse_core::event::{Body, CloseReason, Closed, Recorder, Revoked, SealKe
 use gatehouse_store::{StoreError, Writer};
 use tokio::sync::broadcast;
 
+use crate::checkpoints::SessionRegistry;
+
 /// A revocation, as the open sessions hear of it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Revocation {
@@ -30,6 +32,8 @@ pub struct Revocations {
     announce: broadcast::Sender<Arc<Revocation>>,
     writer: Writer,
     seal_key: Option<Arc<SealKey>>,
+    /// Where the next checkpoint learns of the revocation's session.
+    sessions: Option<Arc<SessionRegistry>>,
 }
 
 impl std::fmt::Debug for Revocations {
@@ -45,11 +49,13 @@ impl std::fmt::Debug for Revocations {
 
 impl Revocations {
     /// The revocations recorded in the store, and the writer that records
-    /// new ones.
+    /// new ones (sealed with `seal_key`, noted in `sessions` for the next
+    /// checkpoint).
     pub fn new(
         recorded: impl IntoIterator<Item = String>,
         writer: Writer,
         seal_key: Option<Arc<SealKey>>,
+        sessions: Option<Arc<SessionRegistry>>,
     ) -> Self {
         let (announce, _) = broadcast::channel(1024);
         Revocations {
@@ -57,6 +63,7 @@ impl Revocations {
             announce,
             writer,
             seal_key,
+            sessions,
         }
     }
 
@@ -101,7 +108,11 @@ impl Revocations {
                 seal: None,
             }),
         );
-        self.writer.append(vec![revoked, closed]).await?;
+        let events = vec![revoked, closed];
+        if let Some(sessions) = &self.sessions {
+            sessions.observe(&events);
+        }
+        self.writer.append(events).await?;
         let fresh = self
             .revoked
             .write()

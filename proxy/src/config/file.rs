@@ -236,6 +236,10 @@ pub struct StoreSection {
     /// `seal_key`: the Ed25519 private key (PKCS#8 PEM) that seals each
     /// session's Closed event. Optional: without it sessions are unsealed.
     pub seal_key: Option<String>,
+    /// `checkpoint_interval`: how often, with a seal key, the gateway
+    /// writes a signed checkpoint over the sessions active since the last
+    /// one. Default 60s.
+    pub checkpoint_interval: String,
 }
 
 impl Default for StoreSection {
@@ -245,6 +249,7 @@ impl Default for StoreSection {
             durability: Durability::Fsync,
             os_sync_interval: "5ms".to_owned(),
             seal_key: None,
+            checkpoint_interval: "60s".to_owned(),
         }
     }
 }

@@ -145,6 +145,7 @@ fn the_example_config_is_valid() {
     assert!(!config.listener.allow_plaintext);
     assert_eq!(config.store.durability, Durability::Fsync);
     assert_eq!(config.store.os_sync_interval, Duration::from_millis(5));
+    assert_eq!(config.store.checkpoint_interval, Duration::from_secs(60));
     assert!(config.store.load_seal_key().unwrap().is_some());
     assert_eq!(config.listener.startup_timeout, Duration::from_secs(30));
     assert_eq!(config.limits, Limits::default());
@@ -631,6 +632,26 @@ fn mistakes_name_the_key() {
             r("[store]", "[store]\nos_sync_interval = \"0ms\""),
             vec![],
             vec!["store.os_sync_interval: 0s is shorter than the minimum 1ms".to_owned()],
+        ),
+        (
+            "checkpoint interval too short",
+            r("[store]", "[store]\ncheckpoint_interval = \"10ms\""),
+            vec![],
+            vec![
+                "store.checkpoint_interval: 10ms is shorter than the minimum 100ms".to_owned(),
+            ],
+        ),
+        (
+            "checkpoint interval too long",
+            r("[store]", "[store]\ncheckpoint_interval = \"2h\""),
+            vec![],
+            vec!["store.checkpoint_interval: 2h is longer than the maximum 1h".to_owned()],
+        ),
+        (
+            "checkpoint interval not a duration",
+            r("[store]", "[store]\ncheckpoint_interval = \"often\""),
+            vec![],
+            vec!["store.checkpoint_interval: ".to_owned()],
         ),
         (
             "durability unknown",

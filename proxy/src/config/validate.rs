@@ -38,6 +38,11 @@ const MAX_JWKS_MIN_REFRESH: Duration = Duration::from_secs(3600);
 /// Bounds of `store.os_sync_interval`.
 const MIN_OS_SYNC: Duration = Duration::from_millis(1);
 const MAX_OS_SYNC: Duration = Duration::from_secs(10);
+/// Bounds of `store.checkpoint_interval`. Checkpoints are small, but each
+/// reads every listed session's count and last event; under 100ms that is
+/// busy work, and over an hour a deleted session goes unnoticed too long.
+const MIN_CHECKPOINT_INTERVAL: Duration = Duration::from_millis(100);
+const MAX_CHECKPOINT_INTERVAL: Duration = Duration::from_secs(3600);
 /// Bounds of `listener.startup_timeout` and `listener.message_timeout`.
 const MIN_STARTUP_TIMEOUT: Duration = Duration::from_millis(100);
 const MAX_STARTUP_TIMEOUT: Duration = Duration::from_secs(600);
@@ -317,9 +322,10 @@ fn store(f: &mut Findings, s: StoreSection, base: &Path) -> Store {
         None => {
             f.warning(
                 "store.seal_key",
-                "not set: sessions are recorded unsealed, so an altered or removed last event \
-                 of a session goes undetected; `gatehouse keygen --name seal --out keys` makes \
-                 a key (seal_key = \"keys/seal.key\")",
+                "not set: sessions are recorded unsealed and no checkpoints are written, so an \
+                 altered or removed last event of a session, or a deleted session, goes \
+                 undetected; `gatehouse keygen --name seal --out keys` makes a key \
+                 (seal_key = \"keys/seal.key\")",
             );
             None
         }
@@ -333,6 +339,12 @@ fn store(f: &mut Findings, s: StoreSection, base: &Path) -> Store {
             &s.os_sync_interval,
             MIN_OS_SYNC,
             MAX_OS_SYNC,
+        ),
+        checkpoint_interval: f.duration(
+            "store.checkpoint_interval",
+            &s.checkpoint_interval,
+            MIN_CHECKPOINT_INTERVAL,
+            MAX_CHECKPOINT_INTERVAL,
         ),
     };
     if let Err(e) = store.load_seal_key() {

@@ -40,6 +40,7 @@ use limits::SessionSlot;
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
+use crate::checkpoints::{Checkpointer, SessionRegistry};
 use crate::revocations::Revocations;
 
 use crate::approvals::ApprovalRegistry;
@@ -123,6 +124,11 @@ pub struct Server {
     pub message_timeout: Duration,
     /// The IO engine asked for.
     pub io: IoEngine,
+    /// With a seal key: the checkpointer and its interval.
+    pub checkpoints: Option<(Checkpointer, Duration)>,
+    /// With a seal key: the sessions the next checkpoint covers, noted as
+    /// their events are handed to the store.
+    pub sessions: Option<Arc<SessionRegistry>>,
 }
 
 /// Serves `config` until SIGINT or SIGTERM.
@@ -140,7 +146,8 @@ impl Server {
         let shared = Arc::new(Shared {
             session: self.session,
             tls: self.tls,
-            writer: RecordingWriter::new(self.store.writer(), metrics.clone()),
+            writer: RecordingWriter::new(self.store.writer(), metrics.clone())
+                .with_sessions(self.sessions.clone()),
             authorizer: self.authorizer,
             cancels: CancelMap::default(),
             approvals: self.approvals.clone(),
@@ -174,6 +181,13 @@ impl Server {
                 );
                 None
             }
+        };
+        let checkpoints = match self.checkpoints {
+            Some((checkpointer, interval)) => Some(
+                crate::checkpoints::spawn(self.store.clone(), checkpointer, interval)
+                    .context("spawning the checkpoint thread")?,
+            ),
+            None => None,
         };
         let mut handles = Vec::new();
         for n in 0..self.workers.max(1) {
@@ -212,7 +226,35 @@ impl Server {
             let _ = admin.join();
         }
         drop(shared);
+        // The last checkpoint covers the sessions just drained: taken after
+        // the store is flushed and shut down, through handles that hold
+        // its database open until then.
+        let last = match checkpoints.and_then(|t| t.stop()) {
+            Some(checkpointer) => {
+                let handles = self
+                    .store
+                    .reader()
+                    .and_then(|r| Ok((r, self.store.checkpoint_writer()?)));
+                match handles {
+                    Ok(handles) => Some((checkpointer, handles)),
+                    Err(e) => {
+                        tracing::error!("no last checkpoint: {e}");
+                        None
+                    }
+                }
+            }
+            None => None,
+        };
         self.store.shutdown().context("closing the store")?;
+        if let Some((mut checkpointer, (reader, writer))) = last {
+            match checkpointer.checkpoint(&reader, &writer, crate::checkpoints::now_us()) {
+                Ok(Some(n)) => tracing::info!(checkpoint = n, "last checkpoint written"),
+                Ok(None) => tracing::info!("nothing new since the last checkpoint"),
+                Err(e) => {
+                    return Err(anyhow::Error::new(e).context("writing the last checkpoint"));
+                }
+            }
+        }
         tracing::info!("store closed; bye");
         Ok(())
     }

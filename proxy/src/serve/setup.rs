@@ -7,6 +7,7 @@ use anyhow::{Context, Result};
 use gatehouse_core::pg::{SessionConfig, UpstreamLogin};
 use gatehouse_store::{Durability, Store, StoreOptions};
 
+use crate::checkpoints::{Checkpointer, SessionRegistry};
 use crate::revocations::Revocations;
 
 use super::{ApprovalRegistry, Authorizer, GrantLedger, Server, Target, TargetAddr};
@@ -49,6 +50,22 @@ pub fn server(config: Config) -> Result<Server> {
         super::limits::GrantLimits::new(config.limits),
     );
     let seal_key = config.store.load_seal_key()?.map(Arc::new);
+    // With a seal key, checkpoints: the sessions they cover are noted as
+    // their events are handed to the store.
+    let checkpoints = match &seal_key {
+        Some(key) => {
+            let sessions = Arc::new(SessionRegistry::default());
+            let reader = store
+                .reader()
+                .context("reading the last checkpoint from the store")?;
+            let checkpointer = Checkpointer::resume(&reader, key.clone(), sessions.clone())
+                .context("reading the last checkpoint from the store")?;
+            tracing::debug!(next = checkpointer.next_number(), "checkpoints continue");
+            Some((checkpointer, config.store.checkpoint_interval))
+        }
+        None => None,
+    };
+    let sessions = checkpoints.as_ref().map(|(c, _)| c.sessions().clone());
     let revoked = store
         .reader()
         .and_then(|r| r.revocations())
@@ -57,10 +74,20 @@ pub fn server(config: Config) -> Result<Server> {
         revoked.into_iter().map(|(jti, _)| jti),
         store.writer(),
         seal_key.clone(),
+        sessions.clone(),
     ));
-    // Without a key, validation's warning has been logged.
-    if let Some(key) = &seal_key {
-        tracing::info!(kid = key.kid(), "sealing sessions");
+    // Without a key, validation's warning has been logged; this says what
+    // it costs once more, at startup.
+    match &seal_key {
+        Some(key) => tracing::info!(
+            kid = key.kid(),
+            checkpoint_interval = ?config.store.checkpoint_interval,
+            "sealing sessions and writing signed checkpoints"
+        ),
+        None => tracing::warn!(
+            "no [store] seal_key: sessions are not sealed and no checkpoints are written, so a \
+             session deleted from the store will not be detectable"
+        ),
     }
     let session = SessionConfig {
         tls_available: tls.is_some(),
@@ -85,6 +112,8 @@ pub fn server(config: Config) -> Result<Server> {
         startup_timeout: config.listener.startup_timeout,
         message_timeout: config.listener.message_timeout,
         io: config.gateway.io,
+        checkpoints,
+        sessions,
     })
 }
 
