@@ -145,7 +145,10 @@ fn missing_and_locked_stores_say_what_to_do() {
     let (code, _, err) = replay(&["list"], dir.path());
     assert_eq!(code, 1);
     assert!(
-        err.contains("is in use by a running gateway; stop it or point at an exported copy"),
+        err.contains(
+            "is in use by a running gateway; stop it, read the gateway with --gateway URL, \
+             or point at an archive"
+        ),
         "{err}"
     );
     store.shutdown().unwrap();

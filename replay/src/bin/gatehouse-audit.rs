@@ -1,13 +1,13 @@
 //! `gatehouse-audit`: audit checks over a Gatehouse store, offline.
 
 use std::io::{self, BufWriter, Write};
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
-use gatehouse_core::event::SealPublicKey;
-use gatehouse_replay::cli::{open_store, resolve_session};
+use gatehouse_replay::cli::{
+    OpenStore, RangeArgs, SourceArgs, load_pubkey, open_source, parse_time, resolve_session,
+};
 use gatehouse_replay::list::SessionRow;
 use gatehouse_replay::query::{self, Format, SessionFilter, StatementFilter};
 use gatehouse_replay::verify::{Report, verify_session, verify_store};
@@ -54,16 +54,15 @@ enum Command {
     /// is found, 2 when the store or the key cannot be read.
     #[command(verbatim_doc_comment)]
     Verify {
-        /// The store directory (a stopped gateway's, or an exported copy).
-        #[arg(long, env = "GATEHOUSE_STORE", value_name = "DIR")]
-        store: PathBuf,
+        /// Where the sessions are; --pubkey (the seal key's public half)
+        /// also verifies every session's seal and checkpoint signature.
+        #[command(flatten)]
+        source: SourceArgs,
+        #[command(flatten)]
+        range: RangeArgs,
         /// Verify only this session (its id or a unique prefix of it).
         #[arg(long, value_name = "ID")]
         session: Option<String>,
-        /// The gateway's seal public key (SPKI PEM, `gatehouse keygen
-        /// --name seal` writes seal.pub): verify every session's seal.
-        #[arg(long, value_name = "FILE")]
-        pubkey: Option<PathBuf>,
         /// Print the report as JSON.
         #[arg(long)]
         json: bool,
@@ -112,9 +111,8 @@ enum Command {
 /// The store, which sessions, and how to print.
 #[derive(Debug, clap::Args)]
 struct SessionArgs {
-    /// The store directory (a stopped gateway's, or an exported copy).
-    #[arg(long, env = "GATEHOUSE_STORE", value_name = "DIR")]
-    store: PathBuf,
+    #[command(flatten)]
+    source: SourceArgs,
     /// The agent (grant `sub`).
     #[arg(long, value_name = "SUB")]
     subject: Option<String>,
@@ -134,7 +132,7 @@ struct SessionArgs {
     #[arg(long, value_name = "ADDR")]
     client: Option<String>,
     /// Sessions started at or after this: RFC 3339 (`2026-11-18T00:00:00Z`)
-    /// or a time ago (`7d`, `12h`).
+    /// or a time ago (`7d`, `12h`). With --gateway, also what is fetched.
     #[arg(long, value_name = "TIME", value_parser = parse_time)]
     since: Option<i64>,
     /// Sessions started before this (same forms as --since).
@@ -158,26 +156,17 @@ impl SessionArgs {
             until_us: self.until,
         }
     }
-}
 
-/// RFC 3339, or a duration ago; microseconds since the Unix epoch.
-fn parse_time(s: &str) -> Result<i64, String> {
-    let at = match humantime::parse_rfc3339_weak(s) {
-        Ok(t) => t,
-        Err(_) => {
-            let ago = humantime::parse_duration(s).map_err(|_| {
-                format!("{s:?} is neither a time (2026-11-18T00:00:00Z) nor a duration ago (7d)")
-            })?;
-            std::time::SystemTime::now()
-                .checked_sub(ago)
-                .ok_or_else(|| format!("{s:?} reaches before 1970"))?
-        }
-    };
-    let us = at
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_err(|_| format!("{s:?} is before 1970"))?
-        .as_micros();
-    i64::try_from(us).map_err(|_| format!("{s:?} is too far in the future"))
+    /// Opens the source; from a gateway, only the range the filter asks for.
+    fn open(&self) -> Result<OpenStore> {
+        open_source(
+            &self.source,
+            RangeArgs {
+                since: self.since,
+                until: self.until,
+            },
+        )
+    }
 }
 
 fn main() -> ExitCode {
@@ -194,15 +183,15 @@ fn main() -> ExitCode {
 
 /// Returns whether everything verified (queries: whether they ran).
 fn run(cli: Cli) -> Result<bool> {
-    let (store, session, pubkey, json) = match cli.command {
+    let (source, range, session, json) = match cli.command {
         Command::Verify {
-            store,
+            source,
+            range,
             session,
-            pubkey,
             json,
-        } => (store, session, pubkey, json),
+        } => (source, range, session, json),
         Command::Sessions { sessions } => {
-            let reader = open_store(&sessions.store)?;
+            let reader = sessions.open()?;
             let rows: Vec<SessionRow> = query::sessions(&reader, &sessions.filter())?
                 .iter()
                 .map(SessionRow::from_summary)
@@ -221,7 +210,7 @@ fn run(cli: Cli) -> Result<bool> {
             decision,
             text,
         } => {
-            let reader = open_store(&sessions.store)?;
+            let reader = sessions.open()?;
             let filter = StatementFilter {
                 relation,
                 kind,
@@ -241,7 +230,7 @@ fn run(cli: Cli) -> Result<bool> {
             column,
             rule,
         } => {
-            let reader = open_store(&sessions.store)?;
+            let reader = sessions.open()?;
             let rows = query::masked(
                 &reader,
                 &sessions.filter(),
@@ -256,19 +245,9 @@ fn run(cli: Cli) -> Result<bool> {
             );
         }
     };
-    let seal_key = match &pubkey {
-        Some(path) => {
-            let pem = std::fs::read_to_string(path)
-                .with_context(|| format!("cannot read the public key {}", path.display()))?;
-            Some(
-                SealPublicKey::from_spki_pem(&pem)
-                    .with_context(|| format!("--pubkey {}", path.display()))?,
-            )
-        }
-        None => None,
-    };
+    let seal_key = source.pubkey.as_deref().map(load_pubkey).transpose()?;
     let seal_key = seal_key.as_ref();
-    let reader = open_store(&store)?;
+    let reader = open_source(&source, range)?;
     let stdout = io::stdout();
     let mut out = BufWriter::new(stdout.lock());
     let report = match session {
@@ -330,17 +309,20 @@ fn run(cli: Cli) -> Result<bool> {
             writeln!(out, "{read} verified{seals}")?;
         } else {
             let breaks = (report.breaks.len() + report.checkpoint_breaks.len()) as u64;
-            let checkpoints = if report.checkpoint_breaks.is_empty() {
-                String::new()
+            let (chain, read) = if report.checkpoint_breaks.is_empty() {
+                (String::new(), events)
             } else {
-                format!(
-                    " and in the checkpoint chain ({} read)",
-                    plural(report.checkpoints, "checkpoint", "checkpoints")
+                (
+                    " and in the checkpoint chain".to_owned(),
+                    format!(
+                        "{events}, {}",
+                        plural(report.checkpoints, "checkpoint", "checkpoints")
+                    ),
                 )
             };
             writeln!(
                 out,
-                "{} in {} of {sessions}{checkpoints} ({events} read): the record has been altered",
+                "{} in {} of {sessions}{chain} ({read} read): the record has been altered",
                 plural(breaks, "break", "breaks"),
                 report.broken_sessions(),
             )?;

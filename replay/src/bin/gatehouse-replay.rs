@@ -2,17 +2,19 @@
 //! their transcripts.
 //!
 //! Reads a store directory that no gateway holds (fjall allows one process
-//! per store): a stopped gateway's store, or an exported copy.
+//! per store), a sealed archive (`gatehouse store export`), or a running
+//! gateway through its admin API (`--gateway URL`); see
+//! [`gatehouse_replay::cli`].
 
 use std::fs::File;
 use std::io::{self, BufWriter, IsTerminal, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
-use gatehouse_replay::cli::{open_store, resolve_session};
+use gatehouse_replay::cli::{RangeArgs, SourceArgs, open_source, resolve_session};
 use gatehouse_replay::export::{self, Format};
 use gatehouse_replay::list::SessionRow;
 use gatehouse_replay::play::{Pace, play};
@@ -35,9 +37,10 @@ struct Cli {
 enum Command {
     /// List the recorded sessions, oldest first.
     List {
-        /// The store directory (a stopped gateway's, or an exported copy).
-        #[arg(long, env = "GATEHOUSE_STORE", value_name = "DIR")]
-        store: PathBuf,
+        #[command(flatten)]
+        source: SourceArgs,
+        #[command(flatten)]
+        range: RangeArgs,
         /// Print JSON (one array of sessions) instead of a table.
         #[arg(long)]
         json: bool,
@@ -46,9 +49,10 @@ enum Command {
     Show {
         /// The session id, or any unique prefix of it (hyphens optional).
         session: String,
-        /// The store directory (a stopped gateway's, or an exported copy).
-        #[arg(long, env = "GATEHOUSE_STORE", value_name = "DIR")]
-        store: PathBuf,
+        #[command(flatten)]
+        source: SourceArgs,
+        #[command(flatten)]
+        range: RangeArgs,
         /// Print every row; by default each result shows its first
         /// 100 rows and counts the rest.
         #[arg(long)]
@@ -68,9 +72,10 @@ enum Command {
     Export {
         /// The session id, or any unique prefix of it (hyphens optional).
         session: String,
-        /// The store directory (a stopped gateway's, or an exported copy).
-        #[arg(long, env = "GATEHOUSE_STORE", value_name = "DIR")]
-        store: PathBuf,
+        #[command(flatten)]
+        source: SourceArgs,
+        #[command(flatten)]
+        range: RangeArgs,
         /// The format to write.
         ///
         /// json: the session's metadata, then every item with its time
@@ -102,9 +107,10 @@ enum Command {
     Play {
         /// The session id, or any unique prefix of it (hyphens optional).
         session: String,
-        /// The store directory (a stopped gateway's, or an exported copy).
-        #[arg(long, env = "GATEHOUSE_STORE", value_name = "DIR")]
-        store: PathBuf,
+        #[command(flatten)]
+        source: SourceArgs,
+        #[command(flatten)]
+        range: RangeArgs,
         /// How many times faster than real time (0: no pauses).
         #[arg(long, default_value_t = 1.0, value_parser = parse_speed)]
         speed: f64,
@@ -127,10 +133,15 @@ fn parse_speed(s: &str) -> Result<f64, String> {
     }
 }
 
-/// Opens the store and rebuilds the transcript of the session `prefix`
+/// Opens the source and rebuilds the transcript of the session `prefix`
 /// names.
-fn transcript(store: &Path, prefix: &str, all_rows: bool) -> Result<Transcript> {
-    let reader = open_store(store)?;
+fn transcript(
+    source: &SourceArgs,
+    range: RangeArgs,
+    prefix: &str,
+    all_rows: bool,
+) -> Result<Transcript> {
+    let reader = open_source(source, range)?;
     let id = resolve_session(&reader, prefix)?;
     let opts = if all_rows {
         TranscriptOptions::all_rows()
@@ -159,8 +170,12 @@ fn run(cli: Cli) -> Result<()> {
     let stdout = io::stdout();
     let mut out = BufWriter::new(stdout.lock());
     match cli.command {
-        Command::List { store, json } => {
-            let reader = open_store(&store)?;
+        Command::List {
+            source,
+            range,
+            json,
+        } => {
+            let reader = open_source(&source, range)?;
             let rows = reader
                 .sessions()
                 .map(|s| s.map(|s| SessionRow::from_summary(&s)))
@@ -175,11 +190,12 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Show {
             session,
-            store,
+            source,
+            range,
             all_rows,
             json,
         } => {
-            let transcript = transcript(&store, &session, all_rows)?;
+            let transcript = transcript(&source, range, &session, all_rows)?;
             if json {
                 serde_json::to_writer_pretty(&mut out, &transcript)?;
                 writeln!(out)?;
@@ -189,12 +205,13 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Export {
             session,
-            store,
+            source,
+            range,
             format,
             out: file,
             all_rows,
         } => {
-            let transcript = transcript(&store, &session, all_rows)?;
+            let transcript = transcript(&source, range, &session, all_rows)?;
             match file {
                 Some(path) => {
                     let f = File::create(&path)
@@ -209,12 +226,13 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Play {
             session,
-            store,
+            source,
+            range,
             speed,
             max_wait,
             all_rows,
         } => {
-            let transcript = transcript(&store, &session, all_rows)?;
+            let transcript = transcript(&source, range, &session, all_rows)?;
             let pace = if io::stdout().is_terminal() {
                 Pace { speed, max_wait }
             } else {
