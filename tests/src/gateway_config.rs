@@ -119,6 +119,9 @@ pub struct GatewayOptions {
     /// `[store] dir`, when not `store` in the gateway's temp dir (e.g. on
     /// a small tmpfs). The test owns this directory; it is not removed.
     pub store_dir: Option<PathBuf>,
+    /// Raw TOML lines written inside `[store]`, e.g.
+    /// `checkpoint_interval = "200ms"`.
+    pub store_config: String,
 }
 
 impl Default for GatewayOptions {
@@ -138,6 +141,7 @@ impl Default for GatewayOptions {
             grants_config: String::new(),
             env: Vec::new(),
             store_dir: None,
+            store_config: String::new(),
         }
     }
 }
@@ -228,6 +232,9 @@ pub(crate) fn render(
     let _ = writeln!(s, "dir = {}", qp(paths.store));
     let _ = writeln!(s, "durability = {}", q(options.durability.as_str()));
     let _ = writeln!(s, "seal_key = {}", qp(paths.seal_key));
+    if !options.store_config.is_empty() {
+        let _ = writeln!(s, "{}", options.store_config);
+    }
     let _ = writeln!(s, "\n[grants]");
     let _ = writeln!(s, "issuer = \"gatehouse\"");
     let _ = writeln!(s, "audience = \"gatehouse\"");

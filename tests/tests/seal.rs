@@ -87,7 +87,8 @@ fn closed_sessions_are_sealed_and_verify_only_with_the_gateways_key() {
     );
 
     // Another key (as if the store were forged and sealed by someone
-    // else): every seal is bad, and the exit status says so.
+    // else): every seal is bad, and so is the signature of the checkpoint
+    // written at shutdown, and the exit status says so.
     let other = gw.dir().join("other-keys");
     run_ok(
         Command::new(Gateway::binary())
@@ -99,6 +100,13 @@ fn closed_sessions_are_sealed_and_verify_only_with_the_gateways_key() {
     let bad = verify(&gw.store_dir(), &other.join("seal.pub"));
     assert_eq!(bad.status.code(), Some(1), "{}", render(&bad));
     let stdout = String::from_utf8_lossy(&bad.stdout);
-    assert_eq!(stdout.matches(": bad seal: ").count(), 2, "{stdout}");
-    assert!(stdout.contains("2 breaks in 2 of 2 sessions"), "{stdout}");
+    assert_eq!(stdout.matches(": bad seal: ").count(), 3, "{stdout}");
+    assert!(
+        stdout.contains("BREAK checkpoint #0: bad seal: "),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("3 breaks in 2 of 2 sessions and in the checkpoint chain"),
+        "{stdout}"
+    );
 }
