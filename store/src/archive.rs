@@ -21,8 +21,12 @@
 //!   recorded after the id was made).
 //! - Every grant use count and every revocation (small tables, and what a
 //!   single-use or revoked grant was is needed to audit any range).
-//! - Every checkpoint (`checkpoints`): each covers sessions of any time,
-//!   and verifying one needs the chain heads it names.
+//! - Every checkpoint (`checkpoints`), when the archive holds every
+//!   session of the store (no `since`/`until`, or a range that excludes
+//!   none). A checkpoint lists sessions of any time and verification
+//!   reports a listed session that is absent as deleted, so an archive
+//!   that leaves sessions out leaves the checkpoints out too; its
+//!   sessions' chains and seals still verify.
 //!
 //! Everything comes from one fjall snapshot, so a summary never disagrees
 //! with its events even while a gateway appends.
@@ -105,8 +109,9 @@ fn session_bound(until_us: i64) -> [u8; 16] {
 }
 
 impl Reader {
-    /// Writes an archive of the sessions in `[since_us, until_us)` and
-    /// every grant use count, revocation and checkpoint to `out`: header,
+    /// Writes an archive of the sessions in `[since_us, until_us)`, every
+    /// grant use count and revocation, and (when no session is left out)
+    /// every checkpoint to `out`: header,
     /// entries and trailer, streaming (one entry in memory at a time). The
     /// caller appends the signature block
     /// ([`encode_signature`](gatehouse_core::event::archive::encode_signature))
@@ -145,10 +150,14 @@ impl Reader {
             };
 
         let (mut sessions, mut events) = (0, 0);
-        for guard in snapshot.range(&db.sessions, ..session_bound(until_us)) {
+        let bound = session_bound(until_us);
+        // Whether a session of the store is left out (see the module docs).
+        let mut partial = snapshot.range(&db.sessions, bound..).next().is_some();
+        for guard in snapshot.range(&db.sessions, ..bound) {
             let (k, v) = guard.into_inner()?;
             let summary = SessionSummary::decode(&k, &v)?;
             if summary.started_us >= until_us || summary.last_event_us < since_us {
+                partial = true;
                 continue;
             }
             entry(&mut w, &mut buf, Keyspace::Sessions, &k, &v)?;
@@ -159,11 +168,14 @@ impl Reader {
                 events += 1;
             }
         }
-        for (keyspace, ks) in [
+        let mut tables = vec![
             (&db.grant_uses, Keyspace::GrantUses),
             (&db.revocations, Keyspace::Revocations),
-            (&db.checkpoints, Keyspace::Checkpoints),
-        ] {
+        ];
+        if !partial {
+            tables.push((&db.checkpoints, Keyspace::Checkpoints));
+        }
+        for (keyspace, ks) in tables {
             for guard in snapshot.iter(keyspace) {
                 let (k, v) = guard.into_inner()?;
                 entry(&mut w, &mut buf, ks, &k, &v)?;

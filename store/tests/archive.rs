@@ -112,9 +112,22 @@ fn a_time_range_round_trips_through_an_archive() {
     assert_eq!(copy.grant_uses().unwrap().len(), 4);
     assert_eq!(copy.revocations().unwrap(), reader.revocations().unwrap());
     assert_eq!(copy.revocations().unwrap().len(), 1);
-    // And every checkpoint.
+    // No checkpoint: they list sessions this range leaves out.
     let checkpoints = |r: &Reader| r.checkpoints().collect::<Result<Vec<_>, _>>().unwrap();
-    assert_eq!(checkpoints(copy), [(0, b"checkpoint 0".to_vec())]);
+    assert!(checkpoints(copy).is_empty());
+    // The whole store carries them.
+    let whole = export(&reader, 0, i64::MAX);
+    let imported = import_archive(&whole[..], &into.path().join("whole")).unwrap();
+    assert_eq!(imported.reader.sessions().count(), 5);
+    assert_eq!(
+        checkpoints(&imported.reader),
+        [(0, b"checkpoint 0".to_vec())]
+    );
+    // So does a range that leaves no session out.
+    let all = export(&reader, 0, 10 * S);
+    let imported = import_archive(&all[..], &into.path().join("all")).unwrap();
+    assert_eq!(checkpoints(&imported.reader).len(), 1);
+    drop(imported);
 
     // The same range exported again is the same bytes.
     assert_eq!(export(&reader, 4 * S, 6 * S), bytes);
