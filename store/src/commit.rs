@@ -181,11 +181,23 @@ impl CommitState {
         if self.shared.poisoned().is_some() {
             return;
         }
-        match self
+        #[cfg(test)]
+        let injected = self
             .shared
-            .db()
-            .and_then(|db| Ok(db.db.persist(PersistMode::SyncData)?))
-        {
+            .fail_next_sync
+            .swap(false, std::sync::atomic::Ordering::Relaxed);
+        #[cfg(not(test))]
+        let injected = false;
+        let synced = if injected {
+            Err(crate::StoreError::Engine(fjall::Error::Io(
+                std::io::Error::other("injected fsync failure"),
+            )))
+        } else {
+            self.shared
+                .db()
+                .and_then(|db| Ok(db.db.persist(PersistMode::SyncData)?))
+        };
+        match synced {
             Ok(()) => Counters::add(&self.shared.counters.syncs, 1),
             Err(e) => {
                 let cause = self.shared.poison(format!("fsync failed: {e}"));

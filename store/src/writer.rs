@@ -75,6 +75,9 @@ pub(crate) struct Shared {
     /// Test hook: the next batch write fails as if the disk had.
     #[cfg(test)]
     pub(crate) fail_next_write: std::sync::atomic::AtomicBool,
+    /// Test hook: the next periodic sync (`Os` mode) fails.
+    #[cfg(test)]
+    pub(crate) fail_next_sync: std::sync::atomic::AtomicBool,
 }
 
 /// The writer thread's counters; see [`StoreStats`].
@@ -162,6 +165,8 @@ impl Shared {
             inline: OnceLock::new(),
             #[cfg(test)]
             fail_next_write: Default::default(),
+            #[cfg(test)]
+            fail_next_sync: Default::default(),
         }
     }
 

@@ -190,6 +190,38 @@ mod tests {
     }
 
     #[test]
+    fn a_failed_periodic_fsync_poisons_and_the_store_recovers() {
+        let dir = tempfile::tempdir().unwrap();
+        let durability = Durability::Os {
+            sync_interval: Duration::from_millis(5),
+        };
+        let store = open(dir.path(), durability);
+        let w = store.writer();
+        let id = SessionId([0xd; 16]);
+        let mut rec = Recorder::new(id);
+        w.append_blocking(vec![rec.record(0, tag(0))]).unwrap();
+        let shared = &store.inner.shared;
+        shared.fail_next_sync.store(true, Ordering::Relaxed);
+        // An append makes the next periodic sync due; it fails.
+        let _ = w.append_blocking(vec![rec.record(1, tag(1))]);
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !matches!(store.health(), Err(StoreError::Poisoned { ref cause }) if cause.contains("fsync"))
+        {
+            assert!(std::time::Instant::now() < deadline, "{:?}", store.health());
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        // Nothing is accepted until the store has recovered, then it goes on.
+        assert!(w.append_blocking(vec![rec.record(2, tag(2))]).is_err());
+        wait_healthy(&store);
+        assert_eq!(store.stats().recoveries, 1);
+        let mut fresh = Recorder::new(SessionId([0xe; 16]));
+        w.append_blocking(vec![fresh.record(3, tag(3))]).unwrap();
+        // Both acknowledged events of the first session are still there.
+        assert_eq!(events(&store, id), 2);
+        store.shutdown().unwrap();
+    }
+
+    #[test]
     fn recovery_waits_until_no_reader_holds_the_failed_database() {
         let dir = tempfile::tempdir().unwrap();
         let store = open(dir.path(), Durability::Fsync);
