@@ -82,8 +82,12 @@ impl Masker {
         bytes.extend_from_slice(row.get(..end).unwrap_or_default());
         let mut gap = 0;
         for &(s, e) in spans.iter() {
-            for b in bytes.get_mut(gap..s).unwrap_or_default() {
-                *b = 0;
+            let between = bytes.get_mut(gap..s).unwrap_or_default();
+            // Most gaps are one length prefix: a fixed-size store, not a
+            // call to `memset`.
+            match <&mut [u8; 4]>::try_from(&mut *between) {
+                Ok(prefix) => *prefix = [0; 4],
+                Err(_) => between.fill(0),
             }
             gap = e;
         }

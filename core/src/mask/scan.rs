@@ -88,7 +88,6 @@ impl ByteScan {
             digit: digits_on,
             at: email_on,
             plus: digits_on && self.phone.is_some(),
-            upper: digits_on && self.iban.is_some(),
         };
         // Everything before `done` has been validated.
         let mut done = 0usize;
@@ -160,7 +159,6 @@ impl ByteScan {
             digit: digits_on,
             at: self.email.is_some(),
             plus: self.phone.is_some(),
-            upper: self.iban.is_some(),
         };
         let mut base = 0usize;
         let mut prev_digit = 0u64;
