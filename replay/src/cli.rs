@@ -47,13 +47,13 @@ pub struct SourceArgs {
         required_unless_present = "gateway"
     )]
     pub store: Option<PathBuf>,
-    /// A running gateway's admin API (http://HOST:PORT, its [admin]
-    /// listen): read an archive fetched from it (--since/--until bound it).
+    /// A running gateway's admin API (http://HOST:PORT, its `[admin]
+    /// listen`): read an archive fetched from it (--since/--until bound it).
     /// Takes precedence over --store and GATEHOUSE_STORE.
     #[arg(long, value_name = "URL")]
     pub gateway: Option<String>,
     /// With --gateway: a file holding an admin token (one of
-    /// [[admin.tokens]]); otherwise the token is read from
+    /// `[[admin.tokens]]`); otherwise the token is read from
     /// GATEHOUSE_ADMIN_TOKEN.
     #[arg(long, value_name = "FILE", requires = "gateway")]
     pub token_file: Option<PathBuf>,

@@ -15,26 +15,32 @@
 //!   purpose, ticket, client and time; statements by relation, kind,
 //!   verdict and text; masking hits by column — as tables, JSON lines or
 //!   CSV.
-//! - [`cli`]: opening a store and resolving session ids for the binaries
+//! - [`cli`]: opening a store directory, a sealed archive or a live
+//!   gateway (`--store PATH`, `--gateway URL`) and resolving session ids for the binaries
 //!   `gatehouse-replay` and `gatehouse-audit` (`verify`, `sessions`,
 //!   `statements`, `masked`).
 //!
-//! `gatehouse-replay` commands:
+//! `gatehouse-replay` commands (SOURCE is `--store DIR`, `--store FILE` for a
+//! sealed archive, or `--gateway URL --token-file F [--since T] [--until T]`,
+//! each with an optional `--pubkey FILE` that checks an archive's signature;
+//! see [`cli`]):
 //!
-//! - `list --store DIR [--json]`: the recorded sessions, oldest first;
-//! - `show SESSION --store DIR [--all-rows] [--json]`: a transcript as
+//! - `list SOURCE [--json]`: the recorded sessions, oldest first;
+//! - `show SESSION SOURCE [--all-rows] [--json]`: a transcript as
 //!   psql-like text (or the model as JSON);
-//! - `export SESSION --store DIR --format json|csv|html|asciicast
+//! - `export SESSION SOURCE --format json|csv|html|asciicast
 //!   [--out FILE] [--all-rows]`: a transcript for other tools and people
 //!   (see [`export`] for each format);
-//! - `play SESSION --store DIR [--speed 4] [--max-wait 2s]`: the psql-like
+//! - `play SESSION SOURCE [--speed 4] [--max-wait 2s]`: the psql-like
 //!   text written item by item with the session's pauses (sped up, each
 //!   capped); no pauses with `--speed 0` or when stdout is not a terminal.
 //!
-//! What this crate is not: it never writes to a store, and it does not talk
-//! to a running gateway. fjall allows one process per store, so these tools
-//! read a store no gateway holds (a stopped gateway's, or an exported
-//! copy). Reading a live gateway through its admin API is planned.
+//! What this crate is not: it never writes to a store, and it never opens
+//! a store a gateway holds. fjall allows one process per store, so these
+//! tools read a store no gateway holds (a stopped gateway's), a sealed
+//! archive, or a running gateway through its admin API — which streams an
+//! archive of its own store, imported into a temporary directory here —
+//! and every command reads all three the same way.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]

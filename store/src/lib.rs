@@ -14,11 +14,19 @@
 //! - [`CheckpointWriter`] stores the gateway's signed checkpoints
 //!   ([`gatehouse_core::event::Checkpoint`]); [`Reader::checkpoints`] reads
 //!   them back.
+//! - [`archive`]: [`Reader::export_archive`] writes a time range as a
+//!   sealed archive (the file format is
+//!   [`gatehouse_core::event::archive`]) and [`archive::import_archive`]
+//!   puts one into a fresh directory for a [`Reader`], so the replay and
+//!   audit tools read an archive — a file, or one a running gateway
+//!   streams from its admin API — exactly as they read a store.
 //!
 //! What it is not: it does not number, chain, sign or verify events (the
-//! caller and `gatehouse-replay` do), it never updates or deletes a
-//! recorded event, and it is not shared between processes — fjall locks the
-//! directory, so one process at a time opens it.
+//! caller and `gatehouse-replay` do; an archive's signature is the
+//! caller's too), it never updates or deletes a recorded event, and it is
+//! not shared between processes — fjall locks the directory, so one
+//! process at a time opens it, and other processes read a live store
+//! through an archive.
 //!
 //! # Layout
 //!
@@ -43,6 +51,11 @@
 //! ([`CheckpointWriter`]), once a minute or so, with the store's
 //! durability; they go through the same journal as the events, after the
 //! events they cover.
+//!
+//! An archive carries these keys and values exactly as stored, each
+//! tagged with its keyspace (not `meta`: its header names both format
+//! versions, and an import refuses others); see [`archive`] for which
+//! sessions a time range includes.
 //!
 //! [`event_key`]: gatehouse_core::event::event_key
 //! [`FORMAT_VERSION`]: gatehouse_core::event::FORMAT_VERSION
