@@ -229,7 +229,14 @@ impl Server {
         // The last checkpoint covers the sessions just drained: taken after
         // the store is flushed and shut down, through handles that hold
         // its database open until then.
-        let last = match checkpoints.and_then(|t| t.stop()) {
+        let checkpointer = checkpoints.and_then(|t| {
+            let stopped = t.stop();
+            if stopped.is_none() {
+                tracing::error!("the checkpoint thread panicked: no last checkpoint");
+            }
+            stopped
+        });
+        let last = match checkpointer {
             Some(checkpointer) => {
                 let handles = self
                     .store
