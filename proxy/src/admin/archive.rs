@@ -9,6 +9,9 @@
 //! signed with the gateway's seal key, if it has one. A failure half-way
 //! (the store, the client going away) ends the body early: the client gets
 //! a truncated archive, which every reader refuses, and the log says why.
+//! The export holds a reader of the store while it streams, so a store
+//! recovering in place from a failed write waits until it is done (or the
+//! client goes away).
 
 use std::io::{self, Write};
 use std::time::{SystemTime, UNIX_EPOCH};
