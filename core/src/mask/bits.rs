@@ -6,25 +6,11 @@
 //! value costs one vectorised pass.
 
 /// Bit `i` is byte `i` of the block.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Default)]
 pub(super) struct Block {
     pub(super) digit: u64,
     pub(super) at: u64,
     plus: u64,
-    /// The bytes (zero past the value's end): capitals are looked up here,
-    /// at the few positions a shape needs them.
-    bytes: [u8; 64],
-}
-
-impl Default for Block {
-    fn default() -> Block {
-        Block {
-            digit: 0,
-            at: 0,
-            plus: 0,
-            bytes: [0; 64],
-        }
-    }
 }
 
 /// Packs 64 bytes that are each 0 or 1 into a mask, eight at a time with
@@ -78,12 +64,7 @@ impl Block {
                 }
             }
         }
-        let mut block = Block {
-            digit: 0,
-            at: 0,
-            plus: 0,
-            bytes,
-        };
+        let mut block = Block::default();
         if classes.digit {
             block.digit = class(&bytes, |b| b.wrapping_sub(b'0') < 10);
         }
@@ -137,20 +118,23 @@ fn ones(x: u32) -> u32 {
         .sum()
 }
 
-/// Whether byte `i` of `cur` followed by `next` is an ASCII capital.
-fn capital(cur: &Block, next: &Block, i: usize) -> bool {
-    let byte = match i.checked_sub(64) {
-        None => cur.bytes.get(i),
-        Some(j) => next.bytes.get(j),
-    };
-    byte.is_some_and(|b| b.is_ascii_uppercase())
+/// Whether byte `i` of `v` is an ASCII capital (past the end: no).
+fn capital(v: &[u8], i: usize) -> bool {
+    v.get(i).is_some_and(|b| b.is_ascii_uppercase())
 }
 
 /// Positions in `cur` where a digit-based detector could match (a digit of
 /// the run to validate, or the `+` / capital letter that starts it).
-/// `prev_digit` is the previous block's digit mask, `next` the following
-/// block (lookahead).
-pub(super) fn triggers(cur: &Block, next: &Block, prev_digit: u64, want: Wanted) -> u64 {
+/// `cur` is `v[base..base + 64]`, `prev_digit` the previous block's digit
+/// mask, `next` the following block (lookahead).
+pub(super) fn triggers(
+    v: &[u8],
+    base: usize,
+    cur: &Block,
+    next: &Block,
+    prev_digit: u64,
+    want: Wanted,
+) -> u64 {
     let d = u128::from(cur.digit) | u128::from(next.digit) << 64;
     // Runs of 2, 3 and 4 digits starting at each position.
     let d2 = d & (d >> 1);
@@ -183,7 +167,7 @@ pub(super) fn triggers(cur: &Block, next: &Block, prev_digit: u64, want: Wanted)
         let mut two_before = (d2 >> 2) as u64 & !cur.digit & !((d >> 1) as u64);
         while two_before != 0 {
             let p = two_before.trailing_zeros() as usize;
-            if capital(cur, next, p) && capital(cur, next, p + 1) {
+            if capital(v, base + p) && capital(v, base + p + 1) {
                 hits |= 1 << p;
             }
             two_before &= two_before - 1;
@@ -211,8 +195,21 @@ mod tests {
 
     /// The form with a mask of capitals, as it was: the lookups of
     /// capitals must find the same positions.
-    fn triggers_with_mask(cur: &Block, next: &Block, prev_digit: u64, want: Wanted) -> u64 {
-        let upper = |b: &Block| class(&b.bytes, |x| x.is_ascii_uppercase());
+    fn triggers_with_mask(
+        v: &[u8],
+        base: usize,
+        cur: &Block,
+        next: &Block,
+        prev_digit: u64,
+        want: Wanted,
+    ) -> u64 {
+        let upper = |at: usize| {
+            let mut bytes = [0u8; 64];
+            for (i, b) in bytes.iter_mut().enumerate() {
+                *b = v.get(at + i).copied().unwrap_or(0);
+            }
+            class(&bytes, |x| x.is_ascii_uppercase())
+        };
         let d = u128::from(cur.digit) | u128::from(next.digit) << 64;
         let d2 = d & (d >> 1);
         let d3 = d2 & (d >> 2);
@@ -234,7 +231,7 @@ mod tests {
             }
         }
         if want.iban {
-            let u = u128::from(upper(cur)) | u128::from(upper(next)) << 64;
+            let u = u128::from(upper(base)) | u128::from(upper(base + 64)) << 64;
             hits |= u & (u >> 1) & (d2 >> 2);
         }
         if want.card {
@@ -290,8 +287,8 @@ mod tests {
                 let cur = Block::load(&v, base, classes);
                 let ahead = Block::load(&v, base + 64, classes);
                 assert_eq!(
-                    triggers(&cur, &ahead, prev, want),
-                    triggers_with_mask(&cur, &ahead, prev, want),
+                    triggers(&v, base, &cur, &ahead, prev, want),
+                    triggers_with_mask(&v, base, &cur, &ahead, prev, want),
                     "{:?}",
                     String::from_utf8_lossy(&v)
                 );

@@ -112,7 +112,7 @@ impl ByteScan {
                 }
             }
             if digits_on && cur.digit | next.digit != 0 {
-                let mut hits = bits::triggers(&cur, &next, prev_digit, want);
+                let mut hits = bits::triggers(v, base, &cur, &next, prev_digit, want);
                 while hits != 0 {
                     let j = base + hits.trailing_zeros() as usize;
                     if j >= done {
@@ -178,7 +178,7 @@ impl ByteScan {
                 at_signs &= at_signs - 1;
             }
             if digits_on && cur.digit | next.digit != 0 {
-                let mut hits = bits::triggers(&cur, &next, prev_digit, want);
+                let mut hits = bits::triggers(v, base, &cur, &next, prev_digit, want);
                 while hits != 0 {
                     if visit(base + hits.trailing_zeros() as usize) {
                         return true;
