@@ -65,6 +65,14 @@ struct Check {
 #[derive(Debug, Clone)]
 pub(super) struct Prefilter {
     ac: AhoCorasick,
+    /// What [`Prefilter::any_match`] searches rows with: the detector
+    /// keywords and the dictionary terms in two automata when there are
+    /// both. One automaton over both has twice the patterns per SIMD
+    /// bucket, and verifies so many more candidates that two scans are
+    /// faster (5.3 GB/s for one over 32 patterns, 17 and 15 GB/s for the
+    /// 12 terms and the 20 keywords apart). Values are searched with `ac`:
+    /// for them the second call would cost more than it saves.
+    row: Vec<AhoCorasick>,
     /// Checks by automaton pattern id.
     checks: Vec<Vec<Check>>,
     longest: usize,
@@ -86,6 +94,20 @@ impl Prefilter {
             return Ok(None);
         }
         let required = required_bytes(&patterns);
+        // Keywords and terms apart, lower-cased, for the row automata.
+        let mut keywords: Vec<Vec<u8>> = Vec::new();
+        let mut terms: Vec<Vec<u8>> = Vec::new();
+        for p in &patterns {
+            let group = if p.keyword.is_some() {
+                &mut keywords
+            } else {
+                &mut terms
+            };
+            let key = p.bytes.to_ascii_lowercase();
+            if !group.contains(&key) {
+                group.push(key);
+            }
+        }
         // Distinct lower-cased patterns, each with its checks.
         let mut ids: HashMap<Vec<u8>, usize> = HashMap::new();
         let mut folded: Vec<Vec<u8>> = Vec::new();
@@ -117,12 +139,21 @@ impl Prefilter {
                 }
             }
         }
-        let ac = AhoCorasick::builder()
-            .match_kind(MatchKind::LeftmostLongest)
-            .build(&folded)
-            .map_err(|e| MaskError::Automaton(e.to_string()))?;
+        let build = |patterns: &[Vec<u8>]| {
+            AhoCorasick::builder()
+                .match_kind(MatchKind::LeftmostLongest)
+                .build(patterns)
+                .map_err(|e| MaskError::Automaton(e.to_string()))
+        };
+        let ac = build(&folded)?;
+        let row = if keywords.is_empty() || terms.is_empty() {
+            vec![ac.clone()]
+        } else {
+            vec![build(&keywords)?, build(&terms)?]
+        };
         Ok(Some(Prefilter {
             ac,
+            row,
             checks,
             longest: folded.iter().map(Vec::len).max().unwrap_or(1),
             pad: folded.len() <= TEDDY_PATTERNS,
@@ -152,12 +183,14 @@ impl Prefilter {
         }
     }
 
-    /// Folds `buf` (values joined by NUL bytes) to lower case in place and
-    /// calls `visit` with the start of the leftmost-longest match, then of
-    /// the next one from where `visit` says to resume; stops, and returns
-    /// true, when `visit` breaks. No pattern holds a NUL, so no match spans
-    /// two values, and a value in which the automaton finds a match alone
-    /// holds the match found first after the values before it.
+    /// Folds `buf` (values joined by NUL bytes) to lower case in place and,
+    /// for each row automaton, calls `visit` with the start of the
+    /// leftmost-longest match, then of the next one from where `visit` says
+    /// to resume; stops, and returns true, when `visit` breaks. No pattern
+    /// holds a NUL, so no match spans two values, and a value in which an
+    /// automaton finds a match alone holds the match that automaton finds
+    /// first after the values before it. Every pattern is in one of the
+    /// row automata.
     pub(super) fn any_match(
         &self,
         buf: &mut Vec<u8>,
@@ -171,14 +204,16 @@ impl Prefilter {
         // Searched to the padding's end (NUL never matches): short rows keep
         // the SIMD searcher.
         let end = buf.len();
-        let mut pos = 0;
-        while pos < len {
-            let Some(m) = self.ac.find(Input::new(buf.as_slice()).span(pos..end)) else {
-                return false;
-            };
-            match visit(m.start()) {
-                ControlFlow::Break(()) => return true,
-                ControlFlow::Continue(resume) => pos = resume.max(m.start() + 1),
+        for ac in &self.row {
+            let mut pos = 0;
+            while pos < len {
+                let Some(m) = ac.find(Input::new(buf.as_slice()).span(pos..end)) else {
+                    break;
+                };
+                match visit(m.start()) {
+                    ControlFlow::Break(()) => return true,
+                    ControlFlow::Continue(resume) => pos = resume.max(m.start() + 1),
+                }
             }
         }
         false
