@@ -3,14 +3,24 @@
 //!
 //! Sessions are filtered on their stored summaries (no events read);
 //! statements and masking hits are read from the events of the sessions
-//! that pass. This is a scan: it reads every matching session's events
-//! once, and needs no index beyond the store's own.
+//! that pass.
+//!
+//! Where a filter has a secondary index in the store
+//! ([`Reader::sessions_by`], [`Reader::statements_by`]), the candidates
+//! come from the index and only they are read: sessions by `jti`, subject
+//! or target (with the time range), statements by relation or kind. Every
+//! candidate is re-checked with the same filters as the scan, so answers
+//! are identical (same rows, same order); [`sessions_scan`] and
+//! [`statements_scan`] are the scans, kept for the other filters and to
+//! prove it. Text filters (purpose, ticket, client, SQL), the verdict and
+//! masking hits have no index: they are checked on what the index (or the
+//! scan) selected.
 
 use std::io::{self, Write};
 
 use anyhow::{Context as _, Result};
-use gatehouse_core::event::{Body, Decision, StatementProtocol};
-use gatehouse_store::{Reader, SessionSummary};
+use gatehouse_core::event::{Body, Decision, SessionId, StatementProtocol, Verdict};
+use gatehouse_store::{Reader, SessionIndex, SessionSummary, StatementIndex};
 use serde::Serialize;
 
 use crate::list::SessionRow;
@@ -188,8 +198,38 @@ impl StatementFilter {
     }
 }
 
-/// The sessions `filter` selects, in start order.
+/// The sessions `filter` selects, in start order: through an index when
+/// the filter names a `jti`, subject or target, otherwise a scan.
 pub fn sessions(reader: &Reader, filter: &SessionFilter) -> Result<Vec<SessionSummary>> {
+    let (index, value) = match (&filter.jti, &filter.subject, &filter.target) {
+        (Some(j), ..) => (SessionIndex::Jti, j),
+        (None, Some(s), _) => (SessionIndex::Subject, s),
+        (None, None, Some(t)) => (SessionIndex::Target, t),
+        (None, None, None) => return sessions_scan(reader, filter),
+    };
+    let mut ids = reader
+        .sessions_by(index, value, filter.since_us, filter.until_us)
+        .context("cannot read the session index")?;
+    // Session id order is the scan's order (and start order).
+    ids.sort_unstable();
+    ids.dedup();
+    let mut out = Vec::new();
+    for id in ids {
+        let Some(s) = reader
+            .session(id)
+            .with_context(|| format!("cannot read session {id}"))?
+        else {
+            continue;
+        };
+        if filter.matches(&s) {
+            out.push(s);
+        }
+    }
+    Ok(out)
+}
+
+/// [`sessions`] without an index: every summary is read.
+pub fn sessions_scan(reader: &Reader, filter: &SessionFilter) -> Result<Vec<SessionSummary>> {
     let mut out = Vec::new();
     for s in reader.sessions() {
         let s = s.context("cannot read a session summary")?;
@@ -201,15 +241,124 @@ pub fn sessions(reader: &Reader, filter: &SessionFilter) -> Result<Vec<SessionSu
 }
 
 /// The judged statements of the sessions `sessions` selects that
-/// `statements` matches, in session then time order.
+/// `statements` matches, in session then time order: through the relation
+/// or kind index when `statements` names one (reading only the candidate
+/// verdicts, and for an allowed simple query the `Statement` before it),
+/// otherwise by reading the selected sessions' events.
 pub fn statements(
     reader: &Reader,
     sessions: &SessionFilter,
     statements: &StatementFilter,
 ) -> Result<Vec<StatementRow>> {
+    let (index, value) = match (&statements.relation, &statements.kind) {
+        (Some(r), _) => (StatementIndex::Relation, qualified(r)),
+        (None, Some(k)) => (StatementIndex::Kind, k.clone()),
+        (None, None) => {
+            return statements_of(reader, self::sessions(reader, sessions)?, statements);
+        }
+    };
+    let mut found = reader
+        .statements_by(index, &value, sessions.since_us, sessions.until_us)
+        .context("cannot read the statement index")?;
+    found.sort_unstable();
+    found.dedup();
     let mut rows = Vec::new();
-    for s in self::sessions(reader, sessions)? {
-        let opened = s.opened.as_ref();
+    let mut current: Option<(SessionId, Option<SessionSummary>)> = None;
+    for (id, seq) in found {
+        if !matches!(&current, Some((have, _)) if *have == id) {
+            let s = reader
+                .session(id)
+                .with_context(|| format!("cannot read session {id}"))?
+                .filter(|s| sessions.matches(s));
+            current = Some((id, s));
+        }
+        let Some((_, Some(s))) = &current else {
+            continue;
+        };
+        let context = || format!("cannot read session {id}");
+        let Some(event) = reader.event(id, seq).with_context(context)? else {
+            continue;
+        };
+        let Body::Verdict(v) = event.body else {
+            continue;
+        };
+        let text = if v.text.is_empty() && v.protocol == StatementProtocol::Simple {
+            text_before(reader, id, seq).with_context(context)?
+        } else {
+            String::new()
+        };
+        let row = statement_row(s, event.at_us, v, text);
+        if statements.matches(&row) {
+            rows.push(row);
+        }
+    }
+    Ok(rows)
+}
+
+/// The text an allowed simple query's verdict at `seq` takes from the
+/// events before it, as the scan reads it: the latest `Statement`, unless
+/// another such verdict took it first.
+fn text_before(reader: &Reader, id: SessionId, seq: u64) -> Result<String> {
+    for event in reader.events_in(id, 0..seq).rev() {
+        match event?.body {
+            Body::Statement(st) => return Ok(st.text),
+            Body::Verdict(v) if v.text.is_empty() && v.protocol == StatementProtocol::Simple => {
+                return Ok(String::new());
+            }
+            _ => {}
+        }
+    }
+    Ok(String::new())
+}
+
+/// A statement row of session `s`; `taken` is the text an empty verdict
+/// text stands for.
+fn statement_row(s: &SessionSummary, at_us: i64, v: Verdict, taken: String) -> StatementRow {
+    let opened = s.opened.as_ref();
+    let text = if v.text.is_empty() && v.protocol == StatementProtocol::Simple {
+        taken
+    } else {
+        v.text
+    };
+    StatementRow {
+        session: s.id.to_string(),
+        at: rfc3339_us(at_us),
+        subject: opened.map(|o| o.subject.clone()).unwrap_or_default(),
+        target: opened.map(|o| o.target.clone()).unwrap_or_default(),
+        jti: opened.map(|o| o.jti.clone()).unwrap_or_default(),
+        decision: decision_name(v.decision),
+        protocol: match v.protocol {
+            StatementProtocol::Simple => "simple",
+            StatementProtocol::Extended => "extended",
+        },
+        kinds: v.kinds,
+        accesses: v.accesses,
+        text,
+        reason: v.reason,
+        approval: v.approval,
+        approver: v.approver,
+    }
+}
+
+/// [`statements`] without any index: every session's summary is read,
+/// and every selected session's events.
+pub fn statements_scan(
+    reader: &Reader,
+    sessions: &SessionFilter,
+    statements: &StatementFilter,
+) -> Result<Vec<StatementRow>> {
+    statements_of(reader, sessions_scan(reader, sessions)?, statements)
+}
+
+/// The statements of `selected` that `statements` matches, from their
+/// events.
+fn statements_of(
+    reader: &Reader,
+    selected: Vec<SessionSummary>,
+    statements: &StatementFilter,
+) -> Result<Vec<StatementRow>> {
+    let mut rows = Vec::new();
+    for s in selected {
         let mut last_text = String::new();
         for event in reader.events(s.id) {
             let event = event.with_context(|| format!("cannot read session {}", s.id))?;
@@ -218,29 +367,12 @@ pub fn statements(
                 Body::Verdict(v) => {
                     // An allowed simple query's text is in the Statement
                     // event just before its verdict.
-                    let text = if v.text.is_empty() && v.protocol == StatementProtocol::Simple {
+                    let taken = if v.text.is_empty() && v.protocol == StatementProtocol::Simple {
                         std::mem::take(&mut last_text)
                     } else {
-                        v.text
+                        String::new()
                     };
-                    let row = StatementRow {
-                        session: s.id.to_string(),
-                        at: rfc3339_us(event.at_us),
-                        subject: opened.map(|o| o.subject.clone()).unwrap_or_default(),
-                        target: opened.map(|o| o.target.clone()).unwrap_or_default(),
-                        jti: opened.map(|o| o.jti.clone()).unwrap_or_default(),
-                        decision: decision_name(v.decision),
-                        protocol: match v.protocol {
-                            StatementProtocol::Simple => "simple",
-                            StatementProtocol::Extended => "extended",
-                        },
-                        kinds: v.kinds,
-                        accesses: v.accesses,
-                        text,
-                        reason: v.reason,
-                        approval: v.approval,
-                        approver: v.approver,
-                    };
+                    let row = statement_row(&s, event.at_us, v, taken);
                     if statements.matches(&row) {
                         rows.push(row);
                     }

@@ -260,6 +260,8 @@ pub fn import_archive<R: Read>(mut src: R, dir: &Path) -> Result<Imported, Store
     }
     decoder.finish(&buf)?;
     batch.commit()?;
+    // An archive carries events and summaries, not their indexes.
+    db.rebuild_index()?;
     let (Some(header), Some(hash)) = (header, hash) else {
         // `finish` succeeded, so both were read.
         return Err(StoreError::InvalidOption(

@@ -230,6 +230,8 @@ impl CommitState {
         let mut uses: HashMap<String, (u32, bool)> = HashMap::new();
         let mut accepted: Vec<AckTx> = Vec::with_capacity(group.len());
         let mut seen: Vec<(SessionId, u64, bool)> = Vec::new();
+        // Secondary index keys of the event at hand (usually none).
+        let mut index_keys: Vec<Vec<u8>> = Vec::new();
         let mut events = 0;
         for s in group {
             seen.clear();
@@ -255,6 +257,7 @@ impl CommitState {
                     key,
                     value,
                     session,
+                    seq,
                     at_us,
                     fact,
                     ..
@@ -270,6 +273,11 @@ impl CommitState {
                     unreachable!("the current session's summary was just set")
                 };
                 summary.apply(at_us, &fact);
+                // In the same batch as the event: never ahead or behind.
+                crate::index::entries(summary, seq, &fact, &mut index_keys);
+                for k in index_keys.drain(..) {
+                    batch.insert(&db.index, k, &[][..]);
+                }
                 // Moved, not copied: the submitting thread made the copy.
                 batch.insert(&db.events, key, value);
                 if let Fact::Opened(o) = &fact

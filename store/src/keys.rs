@@ -20,10 +20,16 @@ const SESSIONS: &str = "sessions";
 const GRANT_USES: &str = "grant_uses";
 const REVOCATIONS: &str = "revocations";
 const CHECKPOINTS: &str = "checkpoints";
+const INDEX: &str = "index";
 const META: &str = "meta";
 
 const META_EVENT_FORMAT: &[u8] = b"event_format";
 const META_STORE_FORMAT: &[u8] = b"store_format";
+/// Present (u32 BE, [`INDEX_FORMAT`]) once the `index` keyspace covers
+/// every event in the store.
+const META_INDEX_FORMAT: &[u8] = b"index_format";
+/// The version of the `index` keyspace's keys ([`crate::index`]).
+const INDEX_FORMAT: u32 = 1;
 
 /// The file fjall writes first when it creates a database; its absence means
 /// the directory holds no database yet.
@@ -42,6 +48,10 @@ pub(crate) struct Db {
     /// Added after event format 3 without a format change: a store
     /// without it gets it empty on open (older builds ignore it).
     pub(crate) checkpoints: Keyspace,
+    /// Secondary indexes ([`crate::index`]). Added after store format 2
+    /// without a format change: a store without them gets them built
+    /// once, on open (see `Db::ensure_index`).
+    pub(crate) index: Keyspace,
     pub(crate) path: PathBuf,
 }
 
@@ -72,6 +82,7 @@ impl Db {
         let grant_uses = keyspace(GRANT_USES)?;
         let revocations = keyspace(REVOCATIONS)?;
         let checkpoints = keyspace(CHECKPOINTS)?;
+        let index = keyspace(INDEX)?;
         let meta = keyspace(META)?;
 
         let found = (
@@ -93,15 +104,56 @@ impl Db {
                 ));
             }
         }
-        Ok(Db {
+        let db = Db {
             db,
             events,
             sessions,
             grant_uses,
             revocations,
             checkpoints,
+            index,
             path,
-        })
+        };
+        db.ensure_index(&meta)?;
+        Ok(db)
+    }
+
+    /// Makes sure the `index` keyspace covers the store: an empty store is
+    /// marked indexed; a store written by an older build (no marker) gets
+    /// its indexes built from its summaries and events, once, logged.
+    fn ensure_index(&self, meta: &Keyspace) -> Result<(), StoreError> {
+        match read_version(meta, META_INDEX_FORMAT)? {
+            Some(INDEX_FORMAT) => return Ok(()),
+            Some(found) => {
+                return Err(StoreError::UnknownFormat {
+                    path: self.path.clone(),
+                    what: "index",
+                    found,
+                    expected: INDEX_FORMAT,
+                });
+            }
+            None => {}
+        }
+        if !(self.events.is_empty()? && self.sessions.is_empty()?) {
+            self.rebuild_index()?;
+        }
+        meta.insert(META_INDEX_FORMAT, &INDEX_FORMAT.to_be_bytes()[..])?;
+        Ok(self.db.persist(PersistMode::SyncAll)?)
+    }
+
+    /// Builds the secondary indexes from the summaries and events (see
+    /// `crate::index::backfill`), logged.
+    pub(crate) fn rebuild_index(&self) -> Result<(), StoreError> {
+        tracing::info!(path = %self.path.display(), "building the store's secondary indexes (once)");
+        let started = std::time::Instant::now();
+        let entries = crate::index::backfill(self)?;
+        tracing::info!(
+            path = %self.path.display(),
+            entries,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "secondary indexes built"
+        );
+        Ok(())
     }
 }
 

@@ -37,7 +37,8 @@
 //! | `grant_uses` | the grant's `jti` (UTF-8) | highest use number recorded, u32 BE |
 //! | `revocations` | the revoked grant's `jti` (UTF-8) | when, µs since the Unix epoch, i64 BE |
 //! | `checkpoints` | checkpoint number (u64 BE) | the signed checkpoint, as the gateway encoded it ([`gatehouse_core::event::Checkpoint`]) |
-//! | `meta` | `event_format`, `store_format` | u32 BE |
+//! | `index` | tag ‖ len (u32 BE) ‖ value ‖ session start (i64, sign bit flipped, BE) ‖ session id, and for statement tags also ‖ seq (u64 BE) | empty |
+//! | `meta` | `event_format`, `store_format`, `index_format` | u32 BE |
 //!
 //! Session ids are UUIDv7, so `events` and `sessions` are ordered by the
 //! time sessions started, and one session's events are one range scan.
@@ -46,6 +47,31 @@
 //! summaries, use counts); a store written with any other is refused.
 //! `revocations` and `checkpoints` were added without a format change: a
 //! store without them gets them, empty, when it is opened.
+//!
+//! # Secondary indexes
+//!
+//! The `index` keyspace holds the audit queries' indexes, each under a
+//! tag byte: sessions by subject (`s`), target (`t`) and grant `jti`
+//! (`j`), from the session's `Opened` (or its `Refused`, if it was never
+//! opened); and judged statements — `Verdict` events — by relation (`r`)
+//! and by kind (`k`). Relations and kinds are what the recorded verdict
+//! says, not a parse of the SQL: a relation is the part after ` on ` of
+//! one of its `accesses` (`update on public.invoices`), a kind one of its
+//! `kinds` or the operation of an access (the part before ` on `). Every
+//! key carries the start of its session, so one value's entries are
+//! ordered by time and a range of session starts is one range scan
+//! ([`Reader::sessions_by`], [`Reader::statements_by`]).
+//!
+//! Entries are written in the same atomic batch as the events they index,
+//! so after a crash they never disagree with the events. They are a
+//! superset: readers re-check summaries and events, so an entry left by a
+//! superseded `Opened` or a removed session is harmless. A store written
+//! before the indexes existed has no `index_format` in `meta`; opening it
+//! builds them once from its summaries and events (logged), as does an
+//! archive import (archives do not carry them); no format version
+//! changed. A store that an older build wrote to after a newer one
+//! indexed it would have incomplete indexes: delete `index_format` from
+//! `meta` to have them rebuilt.
 //!
 //! Checkpoints are written outside the group commit
 //! ([`CheckpointWriter`]), once a minute or so, with the store's
@@ -120,6 +146,7 @@ pub mod archive;
 mod checkpoints;
 mod commit;
 mod error;
+mod index;
 mod keys;
 mod read;
 mod summary;
@@ -132,6 +159,7 @@ use std::time::Duration;
 
 pub use checkpoints::CheckpointWriter;
 pub use error::StoreError;
+pub use index::{SessionIndex, StatementIndex};
 pub use keys::STORE_FORMAT_VERSION;
 pub use read::{Checkpoints, Events, RawEvent, RawEvents, Reader, Sessions};
 pub use summary::SessionSummary;

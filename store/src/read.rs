@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use gatehouse_core::event::{Event, SessionId, decode, event_key};
 
+use crate::index::{self, SessionIndex, StatementIndex};
 use crate::keys::{Db, decode_checkpoint_key, decode_uses};
 use crate::{SessionSummary, StoreError};
 
@@ -85,6 +86,66 @@ impl Reader {
             iter: self.db.events.prefix(id.0),
             id,
         }
+    }
+
+    /// Sessions whose `index` field is exactly `value` and that started in
+    /// `[since_us, until_us)` (either bound optional), through the
+    /// secondary index: no summary or event is read. In start order; may
+    /// name sessions that no longer match (a superseded `Opened`, a pruned
+    /// session): callers re-check the summaries.
+    pub fn sessions_by(
+        &self,
+        index: SessionIndex,
+        value: &str,
+        since_us: Option<i64>,
+        until_us: Option<i64>,
+    ) -> Result<Vec<SessionId>, StoreError> {
+        index::sessions_by(&self.db, index, value, since_us, until_us)
+    }
+
+    /// Judged statements — the session and sequence number of each
+    /// `Verdict` event — whose `index` field is exactly `value`, of
+    /// sessions that started in `[since_us, until_us)`, through the
+    /// secondary index. In session start order, then sequence order; a
+    /// superset like [`sessions_by`](Self::sessions_by).
+    pub fn statements_by(
+        &self,
+        index: StatementIndex,
+        value: &str,
+        since_us: Option<i64>,
+        until_us: Option<i64>,
+    ) -> Result<Vec<(SessionId, u64)>, StoreError> {
+        index::statements_by(&self.db, index, value, since_us, until_us)
+    }
+
+    /// One session's events with sequence numbers in `seqs`, decoded and
+    /// checked like [`events`](Self::events); reversible (`.rev()`), to
+    /// look back from an event.
+    pub fn events_in(&self, id: SessionId, seqs: std::ops::Range<u64>) -> Events {
+        Events {
+            iter: self
+                .db
+                .events
+                .range(event_key(id, seqs.start)..event_key(id, seqs.end)),
+            id,
+        }
+    }
+
+    /// One event, decoded and checked like [`events`](Self::events).
+    pub fn event(&self, id: SessionId, seq: u64) -> Result<Option<Event>, StoreError> {
+        let key = event_key(id, seq);
+        let Some(v) = self.db.events.get(key)? else {
+            return Ok(None);
+        };
+        let event = decode(&v).map_err(|e| StoreError::corrupt("event", &key, e))?;
+        if event.session != id || event.seq != seq {
+            return Err(StoreError::corrupt(
+                "event",
+                &key,
+                format!("holds event {} #{}", event.session, event.seq),
+            ));
+        }
+        Ok(Some(event))
     }
 
     /// One stored event value exactly as it is on disk, without decoding
@@ -261,7 +322,20 @@ impl Iterator for Events {
 
     fn next(&mut self) -> Option<Self::Item> {
         let guard = self.iter.next()?;
-        Some(
+        Some(self.read(guard))
+    }
+}
+
+impl DoubleEndedIterator for Events {
+    fn next_back(&mut self) -> Option<Self::Item> {
+        let guard = self.iter.next_back()?;
+        Some(self.read(guard))
+    }
+}
+
+impl Events {
+    fn read(&self, guard: fjall::Guard) -> Result<Event, StoreError> {
+        {
             guard
                 .into_inner()
                 .map_err(StoreError::from)
@@ -276,8 +350,8 @@ impl Iterator for Events {
                         ));
                     }
                     Ok(event)
-                }),
-        )
+                })
+        }
     }
 }
 

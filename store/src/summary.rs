@@ -62,7 +62,7 @@ impl SessionSummary {
         self.events += 1;
         self.last_event_us = at_us;
         match fact {
-            Fact::Other | Fact::Revoked(_) => {}
+            Fact::Other | Fact::Revoked(_) | Fact::Verdict(_) => {}
             Fact::Statement => self.statements += 1,
             Fact::Frame(Direction::ToUpstream, len) => self.bytes_to_upstream += len,
             Fact::Frame(Direction::ToClient, len) => self.bytes_to_client += len,
@@ -110,6 +110,42 @@ pub(crate) enum Fact {
     Closed(Box<Closed>),
     /// A grant was revoked: its `jti`.
     Revoked(String),
+    /// A statement was judged: what the secondary indexes key it by.
+    Verdict(Box<VerdictKeys>),
+}
+
+/// What a `Verdict` event is indexed by (see [`crate::index`]).
+#[derive(Debug, Default)]
+pub(crate) struct VerdictKeys {
+    /// Its kinds and the operations of its accesses, deduplicated.
+    pub(crate) kinds: Vec<String>,
+    /// The relations its accesses name, deduplicated.
+    pub(crate) relations: Vec<String>,
+}
+
+impl VerdictKeys {
+    pub(crate) fn new<'a>(
+        kinds: impl Iterator<Item = &'a str>,
+        accesses: impl Iterator<Item = &'a str>,
+    ) -> Self {
+        let mut keys = VerdictKeys::default();
+        let add = |list: &mut Vec<String>, v: &str| {
+            if !list.iter().any(|have| have == v) {
+                list.push(v.to_owned());
+            }
+        };
+        for k in kinds {
+            add(&mut keys.kinds, k);
+        }
+        for a in accesses {
+            let (op, relation) = crate::index::access_parts(a);
+            add(&mut keys.kinds, op);
+            if !relation.is_empty() {
+                add(&mut keys.relations, relation);
+            }
+        }
+        keys
+    }
 }
 
 type ArchivedBody = <Body as rkyv::Archive>::Archived;
@@ -160,7 +196,13 @@ pub(crate) fn inspect(enc: &Encoded) -> Result<Fact, StoreError> {
         ArchivedBody::CommandComplete { .. } => (EventKind::CommandComplete, Fact::Other),
         ArchivedBody::Error(_) => (EventKind::Error, Fact::Other),
         ArchivedBody::Masked(_) => (EventKind::Masked, Fact::Other),
-        ArchivedBody::Verdict(_) => (EventKind::Verdict, Fact::Other),
+        ArchivedBody::Verdict(v) => (
+            EventKind::Verdict,
+            Fact::Verdict(Box::new(VerdictKeys::new(
+                v.kinds.iter().map(|k| k.as_str()),
+                v.accesses.iter().map(|a| a.as_str()),
+            ))),
+        ),
         ArchivedBody::Revoked(r) => (EventKind::Revoked, Fact::Revoked(r.jti.as_str().to_owned())),
     };
     if kind != enc.kind {
