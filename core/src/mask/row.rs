@@ -50,7 +50,7 @@ impl Masker {
     ///
     /// The row is copied once into `scratch`, the bytes between values
     /// zeroed: NUL is in none of the byte scan's classes and in no pattern,
-    /// so no match found spans two values (see [`super::row`]).
+    /// so no match found spans two values (the argument is in `row.rs`).
     pub fn row_may_match<I>(&self, row: &[u8], values: I, scratch: &mut RowScratch) -> bool
     where
         I: IntoIterator<Item = Range<usize>>,
