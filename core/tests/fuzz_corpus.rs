@@ -219,6 +219,11 @@ fn checkpoint_decode() {
 }
 
 #[test]
+fn prune_decode() {
+    replay("prune_decode", fuzzing::prune_decode);
+}
+
+#[test]
 fn archive_read() {
     replay("archive_read", fuzzing::archive_read);
 }
@@ -262,7 +267,8 @@ fn corpus_matches_targets() {
             "grant_verify",
             "mask_value",
             "pg_frames",
-            "pg_session"
+            "pg_session",
+            "prune_decode"
         ],
         "a fuzz target without a replay test here"
     );
@@ -328,6 +334,7 @@ mod generate {
         grant_verify(&mut Corpus::new(root, "grant_verify"));
         event_decode(&mut Corpus::new(root, "event_decode"));
         checkpoint_decode(&mut Corpus::new(root, "checkpoint_decode"));
+        prune_decode(&mut Corpus::new(root, "prune_decode"));
         archive_read(&mut Corpus::new(root, "archive_read"));
         mask_value(&mut Corpus::new(root, "mask_value"));
         classify(&mut Corpus::new(root, "classify"));
@@ -1803,6 +1810,35 @@ mod generate {
         huge_count[at..at + 4].copy_from_slice(&[0xff; 4]);
         c.add("huge_count.bin", huge_count);
         c.add("magic_only.bin", b"GHCK\x01");
+        c.add("empty.bin", []);
+    }
+
+    // ---- prune records ---------------------------------------------------
+
+    fn prune_decode(c: &mut Corpus) {
+        use gatehouse_core::event::sign_prune;
+        let key = SealKey::from_secret_bytes(&[0x42; 32]);
+        let ids = |n: u8| (1..=n).map(|i| SessionId([i; 16])).collect::<Vec<_>>();
+        let one = sign_prune(
+            Some(&key),
+            0,
+            1_700_000_000_000_000,
+            1_699_000_000_000_000,
+            ids(1),
+        );
+        c.add("one_session.bin", &one);
+        c.add(
+            "forty_sessions.bin",
+            sign_prune(Some(&key), u64::MAX, i64::MIN, i64::MAX, ids(40)),
+        );
+        c.add("unsigned.bin", sign_prune(None, 1, 2, 1, ids(2)));
+        c.add("empty_list.bin", sign_prune(Some(&key), 2, 2, 1, vec![]));
+        let mut huge_count = one.clone();
+        // The session count sits after the header and the 16-byte key id.
+        let at = 4 + 1 + 8 + 8 + 8 + 1 + 16;
+        huge_count[at..at + 4].copy_from_slice(&[0xff; 4]);
+        c.add("huge_count.bin", huge_count);
+        c.add("magic_only.bin", b"GHPR\x01");
         c.add("empty.bin", []);
     }
 

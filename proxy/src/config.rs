@@ -172,6 +172,9 @@ pub struct Store {
     pub seal_key: Option<PathBuf>,
     /// With a seal key: how often a signed checkpoint is written.
     pub checkpoint_interval: Duration,
+    /// `[store.retention] require_export`: `gatehouse store prune` removes
+    /// only sessions a recorded export holds.
+    pub require_export: bool,
 }
 
 impl Store {

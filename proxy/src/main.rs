@@ -8,6 +8,10 @@
 //! - `gatehouse approvals list|approve|deny|watch`: decide held statements
 //!   through a running gateway's admin API.
 //! - `gatehouse grants revoke JTI --reason …`: revoke a grant through it.
+//! - `gatehouse store export …`: a sealed archive of a time range, from a
+//!   stopped store or a running gateway; `gatehouse store prune --before
+//!   DATE …`: remove old sessions from a stopped store, leaving a signed
+//!   prune record that verification accepts.
 //! - `gatehouse engines`: which IO engines can run on this host, and why
 //!   io_uring cannot where it cannot.
 //!

@@ -38,6 +38,19 @@
 //! before it). The newest checkpoint has nothing after it to vouch for
 //! it, and sessions started after it are not covered yet.
 //!
+//! # Prune records
+//!
+//! `gatehouse store prune` removes old sessions on purpose and stores a
+//! signed prune record ([`gatehouse_core::event::PruneRecord`]) naming
+//! each one first. [`check_prunes`] decodes them and — with the public key
+//! — checks their signatures; a record that does not decode, sits under
+//! another number, is unsigned or whose signature fails is a
+//! [`PruneBreak`], and the sessions it names are not trusted. A session a
+//! checkpoint lists that is wholly absent (no summary, no event) is
+//! accepted when a trusted prune record names it ([`Report::pruned`]
+//! counts them); any other absent session is still `missing`. Checkpoints
+//! are never pruned, so their chain stays whole.
+//!
 //! One altered event yields one break, not a cascade: a link is checked
 //! only between two events that are each in their right place.
 //!
@@ -53,7 +66,7 @@ use std::collections::BTreeMap;
 
 use gatehouse_core::event::{
     Body, Event, HASH_LEN, Hash, SealError, SealPublicKey, SessionId, decode, decode_checkpoint,
-    hash_of, verify_checkpoint, verify_seal,
+    decode_prune, hash_of, verify_checkpoint, verify_prune, verify_seal,
 };
 use gatehouse_store::{RawEvent, Reader, StoreError};
 use serde::Serialize;
@@ -406,10 +419,102 @@ pub fn verify_session(
     let stored = stored_events(reader, id).collect::<Result<Vec<_>, _>>()?;
     let mut check = check_chain(id, recorded, seal_key, stored.iter().cloned());
     let checkpoints = check_checkpoints(reader, seal_key)?;
-    if let Some(listing) = checkpoints.covered.get(&id) {
+    let pruned = || -> Result<bool, StoreError> {
+        Ok(summary.is_none()
+            && stored.is_empty()
+            && check_prunes(reader, seal_key)?.pruned.contains_key(&id))
+    };
+    if let Some(listing) = checkpoints.covered.get(&id)
+        && !pruned()?
+    {
         check_coverage(&mut check, listing, summary.is_some(), &stored);
     }
     Ok(check)
+}
+
+/// One prune record that cannot be trusted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PruneBreak {
+    /// The record's number (its key).
+    pub record: u64,
+    /// What kind of break.
+    pub kind: BreakKind,
+    /// Precisely what was found.
+    pub detail: String,
+}
+
+impl std::fmt::Display for PruneBreak {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "prune record #{}: {}: {}",
+            self.record,
+            self.kind.name(),
+            self.detail
+        )
+    }
+}
+
+/// The outcome of [`check_prunes`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PruneCheck {
+    /// Prune records read.
+    pub records: u64,
+    /// Records that are not trusted, and why.
+    pub breaks: Vec<PruneBreak>,
+    /// Every session a trusted record names, with the record's number
+    /// and its cut-off (µs).
+    pub pruned: BTreeMap<SessionId, (u64, i64)>,
+}
+
+/// Reads the stored prune records: each must decode, sit under its own
+/// number and, with `seal_key`, carry a signature that verifies (an
+/// unsigned record is a break then). Collects what the trusted ones name
+/// (see the [module docs](self#prune-records)).
+pub fn check_prunes(
+    reader: &Reader,
+    seal_key: Option<&SealPublicKey>,
+) -> Result<PruneCheck, StoreError> {
+    let mut out = PruneCheck::default();
+    for stored in reader.prunes() {
+        let (number, bytes) = stored?;
+        out.records += 1;
+        let mut brk = |kind, detail: String| {
+            out.breaks.push(PruneBreak {
+                record: number,
+                kind,
+                detail: format!("{detail}; the sessions it names are not trusted"),
+            })
+        };
+        let record = match decode_prune(&bytes) {
+            Ok(record) => record,
+            Err(e) => {
+                brk(BreakKind::Undecodable, e.to_string());
+                continue;
+            }
+        };
+        if record.number != number {
+            brk(
+                BreakKind::Reordered,
+                format!("the record stored as #{number} is #{}", record.number),
+            );
+            continue;
+        }
+        if let Some(key) = seal_key {
+            let checked = match record.signature {
+                None => Err("it is unsigned".to_owned()),
+                Some(_) => verify_prune(key, &record).map_err(|e| e.to_string()),
+            };
+            if let Err(e) = checked {
+                brk(BreakKind::BadSeal, e);
+                continue;
+            }
+        }
+        for id in record.sessions {
+            out.pruned.insert(id, (number, record.before_us));
+        }
+    }
+    Ok(out)
 }
 
 /// How the latest trusted checkpoint that lists a session recorded it.
@@ -668,6 +773,13 @@ pub struct Report {
     pub checkpoints: u64,
     /// Every break in the checkpoint chain.
     pub checkpoint_breaks: Vec<CheckpointBreak>,
+    /// Prune records read.
+    pub prune_records: u64,
+    /// Sessions checkpoints list that are absent because a trusted prune
+    /// record names them (not breaks).
+    pub pruned: u64,
+    /// Every prune record that is not trusted.
+    pub prune_breaks: Vec<PruneBreak>,
 }
 
 impl Report {
@@ -681,7 +793,7 @@ impl Report {
 
     /// Whether nothing is broken: no session break, no checkpoint break.
     pub fn is_clean(&self) -> bool {
-        self.breaks.is_empty() && self.checkpoint_breaks.is_empty()
+        self.breaks.is_empty() && self.checkpoint_breaks.is_empty() && self.prune_breaks.is_empty()
     }
 
     /// Sessions with at least one break.
@@ -714,6 +826,9 @@ pub fn verify_store(
     } = check_checkpoints(reader, seal_key)?;
     report.checkpoints = checkpoints;
     report.checkpoint_breaks = breaks;
+    let prunes = check_prunes(reader, seal_key)?;
+    report.prune_records = prunes.records;
+    report.prune_breaks = prunes.breaks;
     for summary in reader.sessions() {
         let (id, recorded, summary_break) = match summary {
             Ok(s) => (s.id, Some(s.events), None),
@@ -749,6 +864,10 @@ pub fn verify_store(
     // Listed by a checkpoint, without a summary.
     for (id, listing) in covered {
         let stored = stored_events(reader, id).collect::<Result<Vec<_>, _>>()?;
+        if stored.is_empty() && prunes.pruned.contains_key(&id) {
+            report.pruned += 1;
+            continue;
+        }
         let mut check = check_chain(id, None, seal_key, stored.iter().cloned());
         check_coverage(&mut check, &listing, false, &stored);
         each(&check);

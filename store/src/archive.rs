@@ -20,7 +20,9 @@
 //!   whose timestamp is a minute past `until` (slack for a first event
 //!   recorded after the id was made).
 //! - Every grant use count and every revocation (small tables, and what a
-//!   single-use or revoked grant was is needed to audit any range).
+//!   single-use or revoked grant was is needed to audit any range), and
+//!   every prune record (so that sessions a prune removed, which the
+//!   checkpoints still list, verify as pruned, not deleted).
 //! - Every checkpoint (`checkpoints`), when the archive holds every
 //!   session of the store (no `since`/`until`, or a range that excludes
 //!   none). A checkpoint lists sessions of any time and verification
@@ -171,6 +173,7 @@ impl Reader {
         let mut tables = vec![
             (&db.grant_uses, Keyspace::GrantUses),
             (&db.revocations, Keyspace::Revocations),
+            (&db.prunes, Keyspace::Prunes),
         ];
         if !partial {
             tables.push((&db.checkpoints, Keyspace::Checkpoints));
@@ -234,6 +237,7 @@ pub fn import_archive<R: Read>(mut src: R, dir: &Path) -> Result<Imported, Store
                         Keyspace::GrantUses => &db.grant_uses,
                         Keyspace::Revocations => &db.revocations,
                         Keyspace::Checkpoints => &db.checkpoints,
+                        Keyspace::Prunes => &db.prunes,
                         // A keyspace this build's decoder knows but this
                         // store does not: nothing reads it.
                         _ => continue,

@@ -20,6 +20,8 @@ const SESSIONS: &str = "sessions";
 const GRANT_USES: &str = "grant_uses";
 const REVOCATIONS: &str = "revocations";
 const CHECKPOINTS: &str = "checkpoints";
+const PRUNES: &str = "prunes";
+const EXPORTS: &str = "exports";
 const INDEX: &str = "index";
 const META: &str = "meta";
 
@@ -48,6 +50,12 @@ pub(crate) struct Db {
     /// Added after event format 3 without a format change: a store
     /// without it gets it empty on open (older builds ignore it).
     pub(crate) checkpoints: Keyspace,
+    /// Signed prune records: number (u64 BE) → the record's bytes
+    /// ([`gatehouse_core::event::PruneRecord`]). Added like `checkpoints`.
+    pub(crate) prunes: Keyspace,
+    /// What `gatehouse store export` exported: number (u64 BE) → an
+    /// [`ExportRecord`](crate::ExportRecord). Added like `checkpoints`.
+    pub(crate) exports: Keyspace,
     /// Secondary indexes ([`crate::index`]). Added after store format 2
     /// without a format change: a store without them gets them built
     /// once, on open (see `Db::ensure_index`).
@@ -82,6 +90,8 @@ impl Db {
         let grant_uses = keyspace(GRANT_USES)?;
         let revocations = keyspace(REVOCATIONS)?;
         let checkpoints = keyspace(CHECKPOINTS)?;
+        let prunes = keyspace(PRUNES)?;
+        let exports = keyspace(EXPORTS)?;
         let index = keyspace(INDEX)?;
         let meta = keyspace(META)?;
 
@@ -111,6 +121,8 @@ impl Db {
             grant_uses,
             revocations,
             checkpoints,
+            prunes,
+            exports,
             index,
             path,
         };

@@ -20,10 +20,16 @@
 //!   puts one into a fresh directory for a [`Reader`], so the replay and
 //!   audit tools read an archive — a file, or one a running gateway
 //!   streams from its admin API — exactly as they read a store.
+//! - [`Retention`] opens a store no gateway holds to remove old sessions
+//!   ([`Retention::prune`], storing the caller's signed prune records
+//!   first) and to record what was exported ([`ExportRecord`]);
+//!   [`Reader::prunes`] reads the records back for verification.
 //!
 //! What it is not: it does not number, chain, sign or verify events (the
-//! caller and `gatehouse-replay` do; an archive's signature is the
-//! caller's too), it never updates or deletes a recorded event, and it is
+//! caller and `gatehouse-replay` do; an archive's and a prune record's
+//! signature are the caller's too), it never updates or deletes a recorded
+//! event — except that [`Retention::prune`] removes whole sessions from a
+//! store no gateway holds, after storing the record that names them — and it is
 //! not shared between processes — fjall locks the directory, so one
 //! process at a time opens it, and other processes read a live store
 //! through an archive.
@@ -37,6 +43,8 @@
 //! | `grant_uses` | the grant's `jti` (UTF-8) | highest use number recorded, u32 BE |
 //! | `revocations` | the revoked grant's `jti` (UTF-8) | when, µs since the Unix epoch, i64 BE |
 //! | `checkpoints` | checkpoint number (u64 BE) | the signed checkpoint, as the gateway encoded it ([`gatehouse_core::event::Checkpoint`]) |
+//! | `prunes` | prune record number (u64 BE) | the signed prune record naming the sessions a prune removed, as `gatehouse store prune` encoded it ([`gatehouse_core::event::PruneRecord`]) |
+//! | `exports` | export number (u64 BE) | what `gatehouse store export` wrote from this store ([`ExportRecord`]: when, range, archive hash, sessions; 64 bytes) |
 //! | `index` | tag ‖ len (u32 BE) ‖ value ‖ session start (i64, sign bit flipped, BE) ‖ session id, and for statement tags also ‖ seq (u64 BE) | empty |
 //! | `meta` | `event_format`, `store_format`, `index_format` | u32 BE |
 //!
@@ -45,8 +53,9 @@
 //! The two format versions in `meta` are the event archive's
 //! ([`FORMAT_VERSION`]) and the store's own ([`STORE_FORMAT_VERSION`]: keys,
 //! summaries, use counts); a store written with any other is refused.
-//! `revocations` and `checkpoints` were added without a format change: a
-//! store without them gets them, empty, when it is opened.
+//! `revocations`, `checkpoints`, `prunes` and `exports` were added
+//! without a format change: a store without them gets them, empty, when
+//! it is opened.
 //!
 //! # Secondary indexes
 //!
@@ -149,6 +158,7 @@ mod error;
 mod index;
 mod keys;
 mod read;
+mod retention;
 mod summary;
 mod writer;
 
@@ -162,6 +172,7 @@ pub use error::StoreError;
 pub use index::{SessionIndex, StatementIndex};
 pub use keys::STORE_FORMAT_VERSION;
 pub use read::{Checkpoints, Events, RawEvent, RawEvents, Reader, Sessions};
+pub use retention::{ExportRecord, PRUNE_BATCH, Pruned, Retention};
 pub use summary::SessionSummary;
 pub use writer::{Ack, StoreStats, Writer};
 

@@ -15,7 +15,7 @@
 //! | part | bytes |
 //! |---|---|
 //! | header | [`MAGIC`] (8) ‖ archive version u32 ([`ARCHIVE_VERSION`]) ‖ event format u32 ‖ store format u32 ‖ since µs i64 ‖ until µs i64 |
-//! | entry, repeated | keyspace tag u8 (1..=5, [`Keyspace`]) ‖ key length u16 ‖ key ‖ value length u32 ‖ value |
+//! | entry, repeated | keyspace tag u8 (1..=6, [`Keyspace`]) ‖ key length u16 ‖ key ‖ value length u32 ‖ value |
 //! | end of entries | tag 0 |
 //! | trailer | BLAKE3 hash (32) of every byte before it |
 //! | signature block | 0 (unsigned), or 1 ‖ kid length u8 ‖ kid (UTF-8) ‖ Ed25519 signature (64) over [`SIGNATURE_CONTEXT`] ‖ hash |
@@ -70,6 +70,8 @@ pub enum Keyspace {
     Revocations,
     /// `checkpoints`: number (u64) → a signed checkpoint.
     Checkpoints,
+    /// `prunes`: number (u64) → a signed prune record.
+    Prunes,
 }
 
 impl Keyspace {
@@ -81,6 +83,7 @@ impl Keyspace {
             Keyspace::GrantUses => 3,
             Keyspace::Revocations => 4,
             Keyspace::Checkpoints => 5,
+            Keyspace::Prunes => 6,
         }
     }
 
@@ -92,6 +95,7 @@ impl Keyspace {
             3 => Keyspace::GrantUses,
             4 => Keyspace::Revocations,
             5 => Keyspace::Checkpoints,
+            6 => Keyspace::Prunes,
             _ => return None,
         })
     }
@@ -104,6 +108,7 @@ impl Keyspace {
             Keyspace::GrantUses => "grant_uses",
             Keyspace::Revocations => "revocations",
             Keyspace::Checkpoints => "checkpoints",
+            Keyspace::Prunes => "prunes",
         }
     }
 
@@ -112,7 +117,7 @@ impl Keyspace {
         match self {
             Keyspace::Events => Some(24),
             Keyspace::Sessions => Some(16),
-            Keyspace::Checkpoints => Some(8),
+            Keyspace::Checkpoints | Keyspace::Prunes => Some(8),
             _ => None,
         }
     }

@@ -10,7 +10,8 @@
 //! appends what it is given. [`sign_checkpoint`] signs, with the same key,
 //! a checkpoint over many sessions' chain heads, so that a deleted whole
 //! session or a cut tail is detectable too (see [`Checkpoint`] for what it
-//! covers and its encoding).
+//! covers and its encoding). [`sign_prune`] signs a [`PruneRecord`]: the
+//! sessions retention removed on purpose, so that their absence verifies.
 //!
 //! # On-disk format
 //!
@@ -23,6 +24,7 @@ pub mod archive;
 mod body;
 mod checkpoint;
 mod id;
+mod prune;
 mod record;
 mod seal;
 
@@ -35,6 +37,10 @@ pub use checkpoint::{
     decode_checkpoint, sign_checkpoint, verify_checkpoint,
 };
 pub use id::SessionId;
+pub use prune::{
+    MAX_PRUNED, PRUNE_CONTEXT, PRUNE_VERSION, PruneError, PruneRecord, decode_prune, sign_prune,
+    verify_prune,
+};
 pub use record::{
     ArchivedEvent, DecodeError, Encoded, Event, EventKind, HASH_LEN, Hash, Recorder, decode,
     encode, encode_into, event_key, hash_of,

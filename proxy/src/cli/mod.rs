@@ -12,6 +12,7 @@ mod grant;
 mod grants;
 mod keygen;
 mod plan;
+mod prune;
 mod store;
 
 /// Gatehouse: a recording gateway between AI agents and PostgreSQL.
@@ -46,7 +47,8 @@ enum Command {
     /// end, new ones are refused, also after a restart.
     Grants(grants::GrantsArgs),
     /// Export a sealed archive of a time range, from a store no gateway
-    /// holds or from a running gateway's admin API.
+    /// holds or from a running gateway's admin API; prune old sessions
+    /// from a store no gateway holds.
     Store(store::StoreArgs),
     /// Say which IO engines can run on this host, and why not (what
     /// `io = "auto"` would pick). Exit status 0 if io_uring can run, 1 if

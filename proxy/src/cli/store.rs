@@ -11,7 +11,7 @@ use anyhow::{Context as _, bail};
 use bytes::BytesMut;
 use gatehouse_core::event::SealKey;
 use gatehouse_core::event::archive::{Decoder, Item, encode_signature, sign};
-use gatehouse_store::{Reader, StoreError};
+use gatehouse_store::{ExportRecord, Retention, StoreError};
 use http_body_util::BodyExt as _;
 use hyper::Method;
 
@@ -38,6 +38,15 @@ enum StoreCommand {
     /// its own seal key): fjall lets one process open a store, so a live
     /// gateway's store is read through the gateway.
     Export(ExportArgs),
+    /// Remove the sessions whose last event is before --before from a
+    /// store no gateway holds, whole (summary and every event), after
+    /// storing a prune record signed with the seal key that names each
+    /// one: `gatehouse-audit verify` accepts their absence, and still
+    /// reports any other missing session. Checkpoints are kept. With
+    /// [store.retention] require_export = true (--config), refuses unless
+    /// `gatehouse store export --store DIR` has written every such session
+    /// to an archive.
+    Prune(super::prune::PruneArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -77,6 +86,7 @@ struct ExportArgs {
 pub fn run(args: &StoreArgs) -> anyhow::Result<()> {
     match &args.command {
         StoreCommand::Export(export) => run_export(export),
+        StoreCommand::Prune(prune) => super::prune::run(prune),
     }
 }
 
@@ -93,13 +103,17 @@ fn run_export(args: &ExportArgs) -> anyhow::Result<()> {
     }
     let partial = partial_path(&args.out);
     let result = match (&args.store, &args.gateway) {
-        (Some(dir), _) => from_store(dir, args.seal_key.as_deref(), since, until, &partial),
-        (None, Some(url)) => from_gateway(url, args.token_file.as_deref(), since, until, &partial),
+        (Some(dir), _) => {
+            from_store(dir, args.seal_key.as_deref(), since, until, &partial).map(Some)
+        }
+        (None, Some(url)) => {
+            from_gateway(url, args.token_file.as_deref(), since, until, &partial).map(|()| None)
+        }
         (None, None) => bail!("give --store DIR or --gateway URL"),
     };
-    let checked = result.and_then(|()| check(&partial));
+    let checked = result.and_then(|recorded| Ok((recorded, check(&partial)?)));
     match checked {
-        Ok(summary) => {
+        Ok((recorded, summary)) => {
             std::fs::rename(&partial, &args.out).with_context(|| {
                 format!(
                     "cannot rename {} to {}",
@@ -108,6 +122,17 @@ fn run_export(args: &ExportArgs) -> anyhow::Result<()> {
                 )
             })?;
             println!("wrote {}: {summary}", args.out.display());
+            // What `gatehouse store prune` checks with [store.retention]
+            // require_export: recorded once the archive is complete.
+            if let Some((retention, record)) = recorded {
+                let n = retention.record_export(&record).context(
+                    "the archive is written, but recording the export in the store failed",
+                )?;
+                println!(
+                    "recorded export #{n} in the store ({} sessions)",
+                    record.sessions
+                );
+            }
             Ok(())
         }
         Err(e) => {
@@ -130,7 +155,8 @@ fn from_store(
     since: i64,
     until: i64,
     partial: &Path,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<(Retention, ExportRecord)> {
+    let at_us = super::prune::micros(SystemTime::now());
     let key = match seal_key {
         Some(path) => {
             let pem = std::fs::read_to_string(path)
@@ -148,7 +174,7 @@ fn from_store(
             None
         }
     };
-    let reader = Reader::open(dir).map_err(|e| match e {
+    let retention = Retention::open(dir).map_err(|e| match e {
         StoreError::Locked { .. } => anyhow::anyhow!(
             "the store at {} is in use by a running gateway; export through it with \
              --gateway URL (its admin API) instead",
@@ -159,7 +185,8 @@ fn from_store(
     let file =
         File::create(partial).with_context(|| format!("cannot create {}", partial.display()))?;
     let mut out = BufWriter::new(file);
-    let exported = reader
+    let exported = retention
+        .reader()
         .export_archive(since, until, &mut out)
         .context("cannot export the store")?;
     let mut block = Vec::new();
@@ -168,7 +195,14 @@ fn from_store(
         .and_then(|()| out.flush())
         .and_then(|()| out.get_ref().sync_all())
         .with_context(|| format!("cannot write {}", partial.display()))?;
-    Ok(())
+    let record = ExportRecord {
+        at_us,
+        since_us: since,
+        until_us: until,
+        hash: exported.hash,
+        sessions: exported.sessions,
+    };
+    Ok((retention, record))
 }
 
 fn from_gateway(

@@ -240,6 +240,17 @@ pub struct StoreSection {
     /// writes a signed checkpoint over the sessions active since the last
     /// one. Default 60s.
     pub checkpoint_interval: String,
+    /// `[store.retention]`: what `gatehouse store prune` must respect.
+    pub retention: RetentionSection,
+}
+
+/// `[store.retention]`
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RetentionSection {
+    /// `require_export`: `gatehouse store prune` refuses to remove a
+    /// session no recorded `gatehouse store export` holds. Default false.
+    pub require_export: bool,
 }
 
 impl Default for StoreSection {
@@ -250,6 +261,7 @@ impl Default for StoreSection {
             os_sync_interval: "5ms".to_owned(),
             seal_key: None,
             checkpoint_interval: "60s".to_owned(),
+            retention: RetentionSection::default(),
         }
     }
 }

@@ -146,6 +146,7 @@ fn the_example_config_is_valid() {
     assert_eq!(config.store.durability, Durability::Fsync);
     assert_eq!(config.store.os_sync_interval, Duration::from_millis(5));
     assert_eq!(config.store.checkpoint_interval, Duration::from_secs(60));
+    assert!(!config.store.require_export);
     assert!(config.store.load_seal_key().unwrap().is_some());
     assert_eq!(config.listener.startup_timeout, Duration::from_secs(30));
     assert_eq!(config.limits, Limits::default());
@@ -652,6 +653,24 @@ fn mistakes_name_the_key() {
             r("[store]", "[store]\ncheckpoint_interval = \"often\""),
             vec![],
             vec!["store.checkpoint_interval: ".to_owned()],
+        ),
+        (
+            "retention: prune after export",
+            format!("{GOOD}\n[store.retention]\nrequire_export = true\n"),
+            vec![],
+            vec![],
+        ),
+        (
+            "retention: not a boolean",
+            format!("{GOOD}\n[store.retention]\nrequire_export = \"yes\"\n"),
+            vec![],
+            vec!["invalid type: string \"yes\", expected a boolean".to_owned()],
+        ),
+        (
+            "retention: misspelt key",
+            format!("{GOOD}\n[store.retention]\nrequire_exports = true\n"),
+            vec![],
+            vec!["unknown field `require_exports`".to_owned()],
         ),
         (
             "durability unknown",

@@ -346,6 +346,7 @@ fn store(f: &mut Findings, s: StoreSection, base: &Path) -> Store {
             MIN_CHECKPOINT_INTERVAL,
             MAX_CHECKPOINT_INTERVAL,
         ),
+        require_export: s.retention.require_export,
     };
     if let Err(e) = store.load_seal_key() {
         f.problems.push(format!("{e:#}"));

@@ -50,6 +50,13 @@ enum Command {
     /// the listed head is `modified`. Sessions started after the last
     /// checkpoint are not covered yet.
     ///
+    /// `gatehouse store prune` removes old sessions and first stores a
+    /// signed prune record naming each. A listed session that is wholly
+    /// absent is accepted when a prune record names it; with --pubkey the
+    /// record's signature must verify (an unsigned, altered or undecodable
+    /// record is a `prune record` break, and the sessions it names are
+    /// `missing` again).
+    ///
     /// Exit status: 0 when every chain (and seal) holds, 1 when any break
     /// is found, 2 when the store or the key cannot be read.
     #[command(verbatim_doc_comment)]
@@ -269,6 +276,9 @@ fn run(cli: Cli) -> Result<bool> {
         for b in &report.checkpoint_breaks {
             writeln!(out, "BREAK {b}")?;
         }
+        for b in &report.prune_breaks {
+            writeln!(out, "BREAK {b}")?;
+        }
         for b in &report.breaks {
             writeln!(out, "BREAK {b}")?;
         }
@@ -305,10 +315,19 @@ fn run(cli: Cli) -> Result<bool> {
                 ", seals and checkpoint signatures not checked (no --pubkey)".to_owned(),
             ),
         };
+        let seals = match report.pruned {
+            0 => seals,
+            n => format!(
+                "{seals}; {} removed by signed prune records",
+                plural(n, "listed session", "listed sessions")
+            ),
+        };
         if clean {
             writeln!(out, "{read} verified{seals}")?;
         } else {
-            let breaks = (report.breaks.len() + report.checkpoint_breaks.len()) as u64;
+            let breaks = (report.breaks.len()
+                + report.checkpoint_breaks.len()
+                + report.prune_breaks.len()) as u64;
             let (chain, read) = if report.checkpoint_breaks.is_empty() {
                 (String::new(), events)
             } else {
