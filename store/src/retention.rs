@@ -11,7 +11,9 @@
 //! - `exports`: one [`ExportRecord`] per archive `gatehouse store export`
 //!   wrote from this store (range, time, hash), so that a prune can refuse
 //!   to remove sessions no archive carries away
-//!   ([`ExportRecord::covers`]).
+//!   ([`ExportRecord::covers`]). A stopped store's export records through
+//!   [`Retention::record_export`]; a running gateway's admin API through
+//!   [`Store::record_export`], its own handle.
 //!
 //! A prune removes whole sessions: the summary and every event, in fjall
 //! batches of about [`PRUNE_BATCH`] keys, each session within one batch.
@@ -25,7 +27,7 @@ use fjall::PersistMode;
 use gatehouse_core::event::{Hash, SessionId};
 
 use crate::keys::{Db, decode_checkpoint_key};
-use crate::{Reader, SessionSummary, StoreError};
+use crate::{Durability, Reader, SessionSummary, Store, StoreError};
 
 /// Keys deleted per fjall batch (at least one whole session per batch).
 pub const PRUNE_BATCH: usize = 16 * 1024;
@@ -219,6 +221,33 @@ impl Retention {
     }
 }
 
+impl Store {
+    /// Stores what an export from this (live) store wrote, with the
+    /// store's durability; returns its number. For the gateway's admin
+    /// API, which streams archives from the store it holds. Fails while
+    /// the store is poisoned or recovering.
+    pub fn record_export(&self, record: &ExportRecord) -> Result<u64, StoreError> {
+        let shared = &self.inner.shared;
+        if let Some(e) = shared.poisoned() {
+            return Err(e);
+        }
+        let db = shared.db()?;
+        // One admin request at a time records; a race between two would
+        // at worst overwrite one record of the same kind.
+        let number = match db.exports.last_key_value() {
+            Some(guard) => decode_checkpoint_key(&guard.key()?)?.saturating_add(1),
+            None => 0,
+        };
+        db.exports.insert(number.to_be_bytes(), record.encode())?;
+        let mode = match self.inner.durability {
+            Durability::Fsync => PersistMode::SyncData,
+            Durability::Os { .. } => PersistMode::Buffer,
+        };
+        db.db.persist(mode)?;
+        Ok(number)
+    }
+}
+
 impl Reader {
     /// Every stored prune record, by number, with its bytes as stored (not
     /// decoded or verified: that is the auditor's verification). A key
@@ -293,6 +322,24 @@ mod tests {
         assert_eq!(prunes, [(0, b"record".to_vec())]);
         // A record number is never reused.
         assert!(r.prune(&[(0, b"again".to_vec())], &[]).is_err());
+    }
+
+    #[test]
+    fn a_live_store_records_exports_too() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+        let rec = ExportRecord {
+            at_us: 1,
+            since_us: 0,
+            until_us: 2,
+            hash: [1; 32],
+            sessions: 0,
+        };
+        assert_eq!(store.record_export(&rec).unwrap(), 0);
+        assert_eq!(store.record_export(&rec).unwrap(), 1);
+        store.shutdown().unwrap();
+        let r = Retention::open(dir.path()).unwrap();
+        assert_eq!(r.exports().unwrap(), [rec, rec]);
     }
 
     #[test]

@@ -219,6 +219,16 @@ fn replay_and_audit_read_a_live_gateway_and_a_sealed_archive_like_the_store() {
 
     // ---- the stopped store: the same answers ----
     let store = gw.store_dir();
+    // The gateway recorded the one `gatehouse store export --gateway`, not
+    // the archives the tools fetched to read.
+    {
+        let exports = gatehouse_store::Retention::open(&store)
+            .expect("the store opens")
+            .exports()
+            .expect("export records read");
+        assert_eq!(exports.len(), 1, "{exports:?}");
+        assert_eq!(exports[0].sessions, 3, "{exports:?}");
+    }
     let (dir_list, _) = tool_ok(
         "gatehouse-replay",
         &["list", "--json", "--store", s(&store)],

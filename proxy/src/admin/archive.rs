@@ -12,12 +12,22 @@
 //! The export holds a reader of the store while it streams, so a store
 //! recovering in place from a failed write waits until it is done (or the
 //! client goes away).
+//!
+//! Once the whole archive (signature block included) is handed to the
+//! response, when the request asked with `record=1` (`gatehouse store
+//! export --gateway` does; the replay and audit tools, which fetch an
+//! archive only to read it, do not), its range, hash and time (less a
+//! second of slack) are recorded in the store's `exports` keyspace, which `gatehouse store
+//! prune` checks with `[store.retention] require_export`. "Handed to the
+//! response" is as far as the gateway can see: a client that loses the
+//! last chunks after that still counts as having exported.
 
 use std::io::{self, Write};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use gatehouse_core::event::archive::{encode_signature, sign};
+use gatehouse_store::ExportRecord;
 use hyper::header::{CACHE_CONTROL, CONTENT_DISPOSITION, CONTENT_TYPE, HeaderValue};
 use hyper::{Response, StatusCode};
 use tokio::sync::mpsc;
@@ -63,7 +73,13 @@ fn range(query: Option<&str>, now: SystemTime) -> Result<(i64, i64), String> {
         match name {
             "since" => since = parse_time(&value, now).map_err(|e| format!("since: {e}"))?,
             "until" => until = parse_time(&value, now).map_err(|e| format!("until: {e}"))?,
-            other => return Err(format!("unknown parameter {other:?} (since, until)")),
+            // Whether to record the export: see `serve`.
+            "record" => {}
+            other => {
+                return Err(format!(
+                    "unknown parameter {other:?} (since, until, record)"
+                ));
+            }
         }
     }
     if since >= until {
@@ -94,6 +110,12 @@ pub(super) fn serve(state: &State, by: &str, query: Option<&str>) -> Answer {
         }
     };
     let key = state.observed.seal_key.clone();
+    // `record=1` (what `gatehouse store export --gateway` asks): record
+    // the export for `gatehouse store prune`. The replay and audit tools
+    // fetch archives to read them and do not ask.
+    let recorder = query
+        .is_some_and(|q| q.split('&').any(|p| p == "record=1"))
+        .then(|| store.clone());
     tracing::info!(by, since, until, "admin API: store archive requested");
     let (tx, rx) = mpsc::channel(CHUNKS_QUEUED);
     let by = by.to_owned();
@@ -102,6 +124,12 @@ pub(super) fn serve(state: &State, by: &str, query: Option<&str>) -> Answer {
             tx,
             buf: Vec::with_capacity(CHUNK),
         };
+        // A second of slack: an event stamped just before the snapshot may
+        // be committed just after it (see `ExportRecord::covers`).
+        let at_us = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
+            .saturating_sub(1_000_000);
         let exported = match reader.export_archive(since, until, &mut out) {
             Ok(e) => e,
             Err(e) => {
@@ -114,15 +142,31 @@ pub(super) fn serve(state: &State, by: &str, query: Option<&str>) -> Answer {
         let mut block = Vec::new();
         encode_signature(&mut block, signature.as_ref());
         match out.write_all(&block).and_then(|()| out.flush()) {
-            Ok(()) => tracing::info!(
-                by,
-                sessions = exported.sessions,
-                events = exported.events,
-                bytes = exported.bytes + block.len() as u64,
-                hash = %blake3::Hash::from_bytes(exported.hash),
-                signed = signature.is_some(),
-                "admin API: store archive sent"
-            ),
+            Ok(()) => {
+                tracing::info!(
+                    by,
+                    sessions = exported.sessions,
+                    events = exported.events,
+                    bytes = exported.bytes + block.len() as u64,
+                    hash = %blake3::Hash::from_bytes(exported.hash),
+                    signed = signature.is_some(),
+                    "admin API: store archive sent"
+                );
+                // For `gatehouse store prune` with require_export: the
+                // whole archive was handed to the response.
+                let record = ExportRecord {
+                    at_us,
+                    since_us: since,
+                    until_us: until,
+                    hash: exported.hash,
+                    sessions: exported.sessions,
+                };
+                if let Some(recorder) = recorder
+                    && let Err(e) = recorder.record_export(&record)
+                {
+                    tracing::warn!(by, "admin API: the archive was sent but not recorded: {e}");
+                }
+            }
             Err(e) => tracing::warn!(by, "admin API: store archive cut short: {e}"),
         }
     });

@@ -37,6 +37,10 @@ enum StoreCommand {
     /// --seal-key), or from a running gateway (--gateway URL, signed with
     /// its own seal key): fjall lets one process open a store, so a live
     /// gateway's store is read through the gateway.
+    ///
+    /// The export (range, time, hash) is recorded in the store — by this
+    /// command for --store, by the gateway for --gateway — for `gatehouse
+    /// store prune` with [store.retention] require_export.
     Export(ExportArgs),
     /// Remove the sessions whose last event is before --before from a
     /// store no gateway holds, whole (summary and every event), after
@@ -217,7 +221,8 @@ fn from_gateway(
         let at = UNIX_EPOCH + Duration::from_micros(u64::try_from(us).unwrap_or(0));
         humantime::format_rfc3339_micros(at).to_string()
     };
-    let mut path = format!("/store/archive?since={}", rfc3339(since));
+    // record=1: the gateway records the export for `gatehouse store prune`.
+    let mut path = format!("/store/archive?record=1&since={}", rfc3339(since));
     if until != i64::MAX {
         path.push_str(&format!("&until={}", rfc3339(until)));
     }
