@@ -235,6 +235,33 @@ pub(crate) fn statements_by(
 /// Entries written per batch while backfilling.
 const BACKFILL_BATCH: usize = 16 * 1024;
 
+/// Every index entry of one stored session (its summary and its events'),
+/// as the writer added them: for [`backfill`], and for a prune, which
+/// removes them with the session.
+pub(crate) fn session_entries(
+    db: &Db,
+    summary: &SessionSummary,
+    keys: &mut Vec<Vec<u8>>,
+) -> Result<(), StoreError> {
+    if let Some(o) = &summary.opened {
+        entries(summary, 0, &Fact::Opened(Box::new(o.clone())), keys);
+    } else if let Some(r) = &summary.refused {
+        entries(summary, 0, &Fact::Refused(Box::new(r.clone())), keys);
+    }
+    for guard in db.events.prefix(summary.id.0) {
+        let (k, v) = guard.into_inner()?;
+        let event = decode(&v).map_err(|e| StoreError::corrupt("event", &k, e))?;
+        if let Body::Verdict(verdict) = &event.body {
+            let fact = Fact::Verdict(Box::new(VerdictKeys::new(
+                verdict.kinds.iter().map(String::as_str),
+                verdict.accesses.iter().map(String::as_str),
+            )));
+            entries(summary, event.seq, &fact, keys);
+        }
+    }
+    Ok(())
+}
+
 /// Builds the indexes of a store written before they existed (or filled
 /// by an archive import): reads every session's summary and events and
 /// writes their entries. Idempotent (entries are keys with empty values).
@@ -246,22 +273,7 @@ pub(crate) fn backfill(db: &Db) -> Result<u64, StoreError> {
         let (k, v) = guard.into_inner()?;
         let summary = SessionSummary::decode(&k, &v)?;
         keys.clear();
-        if let Some(o) = &summary.opened {
-            entries(&summary, 0, &Fact::Opened(Box::new(o.clone())), &mut keys);
-        } else if let Some(r) = &summary.refused {
-            entries(&summary, 0, &Fact::Refused(Box::new(r.clone())), &mut keys);
-        }
-        for guard in db.events.prefix(summary.id.0) {
-            let (k, v) = guard.into_inner()?;
-            let event = decode(&v).map_err(|e| StoreError::corrupt("event", &k, e))?;
-            if let Body::Verdict(verdict) = &event.body {
-                let fact = Fact::Verdict(Box::new(VerdictKeys::new(
-                    verdict.kinds.iter().map(String::as_str),
-                    verdict.accesses.iter().map(String::as_str),
-                )));
-                entries(&summary, event.seq, &fact, &mut keys);
-            }
-        }
+        session_entries(db, &summary, &mut keys)?;
         for key in keys.drain(..) {
             batch.insert(&db.index, key, &[][..]);
             pending += 1;

@@ -15,11 +15,12 @@
 //!   [`Retention::record_export`]; a running gateway's admin API through
 //!   [`Store::record_export`], its own handle.
 //!
-//! A prune removes whole sessions: the summary and every event, in fjall
-//! batches of about [`PRUNE_BATCH`] keys, each session within one batch.
-//! Checkpoints are never removed (see the prune record's docs). Entries of
-//! secondary indexes that name a removed session are left: an index is a
-//! superset that readers check against the summaries.
+//! A prune removes whole sessions: the summary, every event and the
+//! session's secondary index entries (`index`), in fjall batches of about
+//! [`PRUNE_BATCH`] keys, each session within one batch. Checkpoints are
+//! never removed (see the prune record's docs). A session whose summary
+//! does not decode keeps its index entries (an index is a superset that
+//! readers check against the summaries).
 
 use std::sync::Arc;
 
@@ -153,8 +154,8 @@ impl Retention {
     }
 
     /// Stores the signed prune `records` (number, bytes) and fsyncs them,
-    /// then removes every session of `sessions` — its summary and events —
-    /// in batches, and fsyncs again. The store does not look inside the
+    /// then removes every session of `sessions` — its summary, events and
+    /// index entries — in batches, and fsyncs again. The store does not look inside the
     /// records: the caller makes them list exactly `sessions`.
     pub fn prune(
         &self,
@@ -174,7 +175,17 @@ impl Retention {
 
         let mut done = Pruned::default();
         let mut batch = db.db.batch();
+        let mut index_keys = Vec::new();
         for id in sessions {
+            index_keys.clear();
+            if let Some(v) = db.sessions.get(id.0)?
+                && let Ok(summary) = SessionSummary::decode(&id.0, &v)
+            {
+                crate::index::session_entries(db, &summary, &mut index_keys)?;
+            }
+            for key in index_keys.drain(..) {
+                batch.remove(&db.index, key);
+            }
             for guard in db.events.prefix(id.0) {
                 batch.remove(&db.events, guard.key()?);
                 done.events += 1;
@@ -276,7 +287,7 @@ impl std::fmt::Debug for Retention {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
-    use gatehouse_core::event::{Body, Recorder};
+    use gatehouse_core::event::{Body, Opened, Recorder};
 
     use super::*;
     use crate::{Store, StoreOptions};
@@ -287,13 +298,36 @@ mod tests {
         }
     }
 
-    /// Three sessions: #1 at t=100..110, #2 at t=200..300, #3 at t=400.
+    fn opened(n: u8) -> Body {
+        Body::Opened(Opened {
+            subject: format!("agent-{n}"),
+            jti: format!("jti-{n}"),
+            issuer: "iss".into(),
+            purpose: "p".into(),
+            ticket: None,
+            target: "orders".into(),
+            client_user: "u".into(),
+            application_name: None,
+            client_addr: "127.0.0.1:1".into(),
+            tls: None,
+            use_number: 1,
+            max_uses: None,
+            expires_at: 0,
+        })
+    }
+
+    /// Three opened sessions: #1 at t=100..110, #2 at t=200..300, #3 at
+    /// t=400 (each indexed by subject, target and jti).
     fn store(dir: &std::path::Path) {
         let store = Store::open(dir, StoreOptions::default()).unwrap();
         let w = store.writer();
         for (id, times) in [(1u8, vec![100, 110]), (2, vec![200, 300]), (3, vec![400])] {
             let mut rec = Recorder::new(SessionId([id; 16]));
-            let events = times.into_iter().map(|t| rec.record(t, tag())).collect();
+            let events = times
+                .into_iter()
+                .enumerate()
+                .map(|(i, t)| rec.record(t, if i == 0 { opened(id) } else { tag() }))
+                .collect();
             w.append_blocking(events).unwrap();
         }
         store.shutdown().unwrap();
@@ -304,6 +338,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         store(dir.path());
         let r = Retention::open(dir.path()).unwrap();
+        assert_eq!(r.db.index.iter().count(), 9, "3 entries a session");
         // #2 has an event at 300: a cut-off at 300 keeps it.
         let ids: Vec<_> = r.candidates(300).unwrap().iter().map(|s| s.id).collect();
         assert_eq!(ids, [SessionId([1; 16])]);
@@ -318,6 +353,7 @@ mod tests {
         assert_eq!(left, [SessionId([3; 16])]);
         assert_eq!(reader.raw_events(SessionId([1; 16])).count(), 0);
         assert_eq!(reader.raw_events(SessionId([3; 16])).count(), 1);
+        assert_eq!(r.db.index.iter().count(), 3, "#3's entries only");
         let prunes: Vec<_> = reader.prunes().into_iter().map(|p| p.unwrap()).collect();
         assert_eq!(prunes, [(0, b"record".to_vec())]);
         // A record number is never reused.
