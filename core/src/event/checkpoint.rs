@@ -38,6 +38,7 @@
 //!
 //! Pure: no IO, no clock; the caller says when.
 
+use super::fields::{Cursor, signed_message};
 use super::{HASH_LEN, Hash, SIGNATURE_LEN, SealError, SealKey, SealPublicKey, SessionId};
 
 /// The checkpoint encoding's version, the byte after the magic.
@@ -135,7 +136,7 @@ pub fn sign_checkpoint(
         HEAD_LEN + key.kid().len() + 4 + sessions.len() * ENTRY_LEN + SIGNATURE_LEN,
     );
     write_body(&mut out, number, at_us, prev, key.kid(), &sessions);
-    let signature = key.sign_raw(&message(&out));
+    let signature = key.sign_raw(&signed_message(CHECKPOINT_CONTEXT, &out));
     out.extend_from_slice(&signature);
     out
 }
@@ -192,47 +193,12 @@ fn write_body(
     }
 }
 
-/// What the signature covers: the context, then the body.
-fn message(body: &[u8]) -> Vec<u8> {
-    let mut m = Vec::with_capacity(CHECKPOINT_CONTEXT.len() + body.len());
-    m.extend_from_slice(CHECKPOINT_CONTEXT);
-    m.extend_from_slice(body);
-    m
-}
-
-/// Reads fixed-width fields off the front of untrusted bytes.
-struct Cursor<'a> {
-    rest: &'a [u8],
-    len: usize,
-}
-
-impl<'a> Cursor<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], CheckpointError> {
-        let (head, rest) = self
-            .rest
-            .split_at_checked(n)
-            .ok_or(CheckpointError::Length(self.len))?;
-        self.rest = rest;
-        Ok(head)
-    }
-
-    fn array<const N: usize>(&mut self) -> Result<[u8; N], CheckpointError> {
-        let bytes = self.take(N)?;
-        bytes
-            .try_into()
-            .map_err(|_| CheckpointError::Length(self.len))
-    }
-}
-
 /// Decodes stored checkpoint bytes. Untrusted input: any bytes give a
 /// value or an error, never a panic, and the session count is checked
 /// against the length before anything is allocated for it. The signature
 /// is not checked here ([`verify_checkpoint`]).
 pub fn decode_checkpoint(bytes: &[u8]) -> Result<Checkpoint, CheckpointError> {
-    let mut c = Cursor {
-        rest: bytes,
-        len: bytes.len(),
-    };
+    let mut c = Cursor::new(bytes, CheckpointError::Length(bytes.len()));
     if &c.array::<4>()? != MAGIC {
         return Err(CheckpointError::Magic);
     }
@@ -254,7 +220,7 @@ pub fn decode_checkpoint(bytes: &[u8]) -> Result<Checkpoint, CheckpointError> {
         .ok()
         .and_then(|n| n.checked_mul(ENTRY_LEN))
         .ok_or(CheckpointError::Length(bytes.len()))?;
-    if c.rest.len() != entries.saturating_add(SIGNATURE_LEN) {
+    if c.rest().len() != entries.saturating_add(SIGNATURE_LEN) {
         return Err(CheckpointError::Length(bytes.len()));
     }
     let mut sessions: Vec<Covered> = Vec::with_capacity(entries / ENTRY_LEN);
@@ -290,7 +256,11 @@ pub fn decode_checkpoint(bytes: &[u8]) -> Result<Checkpoint, CheckpointError> {
 pub fn verify_checkpoint(key: &SealPublicKey, checkpoint: &Checkpoint) -> Result<(), SealError> {
     let mut body = checkpoint.encode();
     body.truncate(body.len().saturating_sub(SIGNATURE_LEN));
-    key.verify_raw(&checkpoint.kid, &message(&body), &checkpoint.signature)
+    key.verify_raw(
+        &checkpoint.kid,
+        &signed_message(CHECKPOINT_CONTEXT, &body),
+        &checkpoint.signature,
+    )
 }
 
 #[cfg(test)]

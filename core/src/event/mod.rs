@@ -23,6 +23,7 @@
 pub mod archive;
 mod body;
 mod checkpoint;
+mod fields;
 mod id;
 mod prune;
 mod record;

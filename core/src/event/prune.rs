@@ -41,6 +41,7 @@
 //!
 //! Pure: no IO, no clock; the caller says when.
 
+use super::fields::{Cursor, signed_message};
 use super::{SIGNATURE_LEN, SealError, SealKey, SealPublicKey, SessionId};
 
 /// The prune record encoding's version, the byte after the magic.
@@ -115,7 +116,7 @@ pub fn sign_prune(
     let mut out = Vec::with_capacity(HEAD_LEN + kid.len() + 4 + sessions.len() * 16 + 64);
     write_body(&mut out, number, at_us, before_us, kid, &sessions);
     if let Some(key) = key {
-        let signature = key.sign_raw(&message(&out));
+        let signature = key.sign_raw(&signed_message(PRUNE_CONTEXT, &out));
         out.extend_from_slice(&signature);
     }
     out
@@ -170,44 +171,12 @@ fn write_body(
     }
 }
 
-fn message(body: &[u8]) -> Vec<u8> {
-    let mut m = Vec::with_capacity(PRUNE_CONTEXT.len() + body.len());
-    m.extend_from_slice(PRUNE_CONTEXT);
-    m.extend_from_slice(body);
-    m
-}
-
-struct Cursor<'a> {
-    rest: &'a [u8],
-    len: usize,
-}
-
-impl<'a> Cursor<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], PruneError> {
-        let (head, rest) = self
-            .rest
-            .split_at_checked(n)
-            .ok_or(PruneError::Length(self.len))?;
-        self.rest = rest;
-        Ok(head)
-    }
-
-    fn array<const N: usize>(&mut self) -> Result<[u8; N], PruneError> {
-        self.take(N)?
-            .try_into()
-            .map_err(|_| PruneError::Length(self.len))
-    }
-}
-
 /// Decodes stored prune record bytes. Untrusted input: any bytes give a
 /// value or an error, never a panic; the session count is checked against
 /// [`MAX_PRUNED`] and the length before anything is allocated for it. The
 /// signature is not checked here ([`verify_prune`]).
 pub fn decode_prune(bytes: &[u8]) -> Result<PruneRecord, PruneError> {
-    let mut c = Cursor {
-        rest: bytes,
-        len: bytes.len(),
-    };
+    let mut c = Cursor::new(bytes, PruneError::Length(bytes.len()));
     if &c.array::<4>()? != MAGIC {
         return Err(PruneError::Magic);
     }
@@ -228,7 +197,7 @@ pub fn decode_prune(bytes: &[u8]) -> Result<PruneRecord, PruneError> {
         return Err(PruneError::TooMany(count));
     }
     let signature_len = if kid.is_empty() { 0 } else { SIGNATURE_LEN };
-    if c.rest.len() != n * 16 + signature_len {
+    if c.rest().len() != n * 16 + signature_len {
         return Err(PruneError::Length(bytes.len()));
     }
     let mut sessions: Vec<SessionId> = Vec::with_capacity(n);
@@ -262,7 +231,11 @@ pub fn verify_prune(key: &SealPublicKey, record: &PruneRecord) -> Result<(), Sea
     };
     let mut body = record.encode();
     body.truncate(body.len().saturating_sub(SIGNATURE_LEN));
-    key.verify_raw(&record.kid, &message(&body), signature)
+    key.verify_raw(
+        &record.kid,
+        &signed_message(PRUNE_CONTEXT, &body),
+        signature,
+    )
 }
 
 #[cfg(test)]
