@@ -149,3 +149,24 @@ fn status_text(status: ExitStatus) -> String {
         (None, None) => status.to_string(),
     }
 }
+
+/// `gatehouse-audit verify --store STORE --pubkey PUBKEY` (the binary next
+/// to the gateway's), within [`DEFAULT_TIMEOUT`]; its output, whatever it
+/// found.
+pub fn audit_verify(store: &std::path::Path, pubkey: &std::path::Path) -> Output {
+    let audit = crate::Gateway::binary().with_file_name("gatehouse-audit");
+    assert!(
+        audit.is_file(),
+        "{} does not exist: run `cargo build --workspace --bins` first",
+        audit.display()
+    );
+    run(
+        Command::new(audit)
+            .arg("verify")
+            .arg("--store")
+            .arg(store)
+            .arg("--pubkey")
+            .arg(pubkey),
+        DEFAULT_TIMEOUT,
+    )
+}

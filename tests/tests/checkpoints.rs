@@ -10,34 +10,19 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 use std::time::Duration;
 
 use gatehouse_core::event::SealPublicKey;
 use gatehouse_core::event::{SessionId, decode_checkpoint, event_key, verify_checkpoint};
 use gatehouse_store::Reader;
-use gatehouse_tests::command::{render, run};
+use gatehouse_tests::command::{audit_verify, render};
 use gatehouse_tests::{Gateway, GatewayOptions, GrantArgs, PgCluster, Psql};
 
-const TOOL_TIMEOUT: Duration = Duration::from_secs(60);
 const INTERVAL: Duration = Duration::from_millis(200);
 
 fn verify(store: &Path, pubkey: &Path) -> Output {
-    let audit = Gateway::binary().with_file_name("gatehouse-audit");
-    assert!(
-        audit.is_file(),
-        "{} does not exist: run `cargo build --workspace --bins` first",
-        audit.display()
-    );
-    run(
-        Command::new(audit)
-            .arg("verify")
-            .arg("--store")
-            .arg(store)
-            .arg("--pubkey")
-            .arg(pubkey),
-        TOOL_TIMEOUT,
-    )
+    audit_verify(store, pubkey)
 }
 
 fn copy_dir(from: &Path, to: &Path) {

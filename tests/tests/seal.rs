@@ -12,27 +12,13 @@ use std::time::Duration;
 
 use gatehouse_core::event::Body;
 use gatehouse_store::Reader;
-use gatehouse_tests::command::{render, run, run_ok};
+use gatehouse_tests::command::{audit_verify, render, run_ok};
 use gatehouse_tests::{Gateway, GatewayOptions, GrantArgs, PgCluster, Psql};
 
 const TOOL_TIMEOUT: Duration = Duration::from_secs(60);
 
 fn verify(store: &Path, pubkey: &Path) -> Output {
-    let audit = Gateway::binary().with_file_name("gatehouse-audit");
-    assert!(
-        audit.is_file(),
-        "{} does not exist: run `cargo build --workspace --bins` first",
-        audit.display()
-    );
-    run(
-        Command::new(audit)
-            .arg("verify")
-            .arg("--store")
-            .arg(store)
-            .arg("--pubkey")
-            .arg(pubkey),
-        TOOL_TIMEOUT,
-    )
+    audit_verify(store, pubkey)
 }
 
 #[test]
