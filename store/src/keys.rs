@@ -30,6 +30,9 @@ const META_STORE_FORMAT: &[u8] = b"store_format";
 /// Present (u32 BE, [`INDEX_FORMAT`]) once the `index` keyspace covers
 /// every event in the store.
 const META_INDEX_FORMAT: &[u8] = b"index_format";
+/// 1 when the gateway that holds the store runs with
+/// `[store.retention] require_export`, 0 otherwise (absent: never said).
+const META_REQUIRE_EXPORT: &[u8] = b"require_export";
 /// The version of the `index` keyspace's keys ([`crate::index`]).
 const INDEX_FORMAT: u32 = 1;
 
@@ -175,6 +178,24 @@ impl Db {
     pub(crate) fn probe(&self) -> Result<(), StoreError> {
         let meta = self.db.keyspace(META, KeyspaceCreateOptions::default)?;
         Ok(stamp(&self.db, &meta)?)
+    }
+
+    /// Remembers whether pruning this store needs an export first, and
+    /// fsyncs it.
+    pub(crate) fn set_require_export(&self, yes: bool) -> Result<(), StoreError> {
+        let meta = self.db.keyspace(META, KeyspaceCreateOptions::default)?;
+        meta.insert(META_REQUIRE_EXPORT, [u8::from(yes)])?;
+        self.db.persist(PersistMode::SyncAll)?;
+        Ok(())
+    }
+
+    /// Whether the gateway last said pruning this store needs an export
+    /// first (`false` if it never said).
+    pub(crate) fn require_export(&self) -> Result<bool, StoreError> {
+        let meta = self.db.keyspace(META, KeyspaceCreateOptions::default)?;
+        Ok(meta
+            .get(META_REQUIRE_EXPORT)?
+            .is_some_and(|v| v.as_ref() != [0]))
     }
 }
 

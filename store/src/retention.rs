@@ -121,6 +121,14 @@ impl Retention {
         })
     }
 
+    /// Whether the gateway that last held this store ran with
+    /// `[store.retention] require_export` ([`Store::set_require_export`]):
+    /// the policy holds for the store, also when prune is run without the
+    /// gateway's config.
+    pub fn require_export(&self) -> Result<bool, StoreError> {
+        self.db.require_export()
+    }
+
     /// A reader of the same database.
     pub fn reader(&self) -> Reader {
         Reader::new(self.db.clone())
@@ -233,6 +241,14 @@ impl Retention {
 }
 
 impl Store {
+    /// Remembers in the store whether pruning it needs an export first
+    /// (`[store.retention] require_export`), so that `gatehouse store
+    /// prune` enforces the gateway's policy even when it is not given the
+    /// gateway's config. The gateway says so each time it opens the store.
+    pub fn set_require_export(&self, yes: bool) -> Result<(), StoreError> {
+        self.inner.shared.db()?.set_require_export(yes)
+    }
+
     /// Stores what an export from this (live) store wrote, with the
     /// store's durability; returns its number. For the gateway's admin
     /// API, which streams archives from the store it holds. Fails while

@@ -116,6 +116,20 @@ fn prune_removes_old_sessions_keeps_the_store_verifiable_and_waits_for_an_export
         "{said}"
     );
     assert_eq!(ids(&store), before, "a refused prune removed something");
+    // The store remembers the gateway's policy: without the config too.
+    let out = Gateway::cli([
+        "store",
+        "prune",
+        "--store",
+        s(&store),
+        "--seal-key",
+        s(&gw.seal_key()),
+        "--before",
+        &cutoff(),
+    ]);
+    assert!(!out.status.success(), "{}", render(&out));
+    assert!(text(&out).contains("require_export"), "{}", render(&out));
+    assert_eq!(ids(&store), before, "a refused prune removed something");
 
     // A dry run says what would go.
     let out = prune(&["--dry-run"]);

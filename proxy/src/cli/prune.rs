@@ -10,9 +10,10 @@
 //! the seal key (the store does not sign), numbered after the store's
 //! last one, and stored before anything is deleted; `gatehouse-audit
 //! verify --pubkey` then accepts the absence of exactly the sessions it
-//! names. With `[store.retention] require_export = true` nothing is
-//! removed unless every session to go lies in a range a recorded
-//! `gatehouse store export` wrote from this store.
+//! names. With `[store.retention] require_export = true` — in the config
+//! given, or the one the gateway last opened the store with, which the
+//! store remembers — nothing is removed unless every session to go lies in
+//! a range a recorded `gatehouse store export` wrote from this store.
 
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -80,9 +81,12 @@ pub fn run(args: &PruneArgs) -> anyhow::Result<()> {
         (None, Some(config)) => config.store.load_seal_key()?,
         (None, None) => None,
     };
-    let require_export = config.as_ref().is_some_and(|c| c.store.require_export);
-
     let retention = open(&dir)?;
+    // The config's policy, or the one the gateway last ran this store with.
+    let require_export = config.as_ref().is_some_and(|c| c.store.require_export)
+        || retention
+            .require_export()
+            .context("cannot read the store's retention policy")?;
     let candidates = retention
         .candidates(before)
         .context("cannot read the store's sessions")?;

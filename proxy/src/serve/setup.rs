@@ -31,6 +31,10 @@ pub fn server(config: Config) -> Result<Server> {
     };
     let store = Store::open(&config.store.dir, options)
         .with_context(|| format!("opening the store at {}", config.store.dir.display()))?;
+    // `gatehouse store prune` holds to this even without the config.
+    store
+        .set_require_export(config.store.require_export)
+        .context("recording the store's retention policy")?;
     let recorded = store
         .reader()
         .and_then(|r| r.grant_uses())
