@@ -29,6 +29,7 @@
 pub mod event;
 pub mod fuzzing;
 pub mod grant;
+pub mod http;
 pub mod mask;
 pub mod pg;
 pub mod policy;
