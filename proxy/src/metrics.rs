@@ -166,13 +166,17 @@ impl Metrics {
             bytes += enc.bytes.len() as u64;
             match enc.kind {
                 EventKind::Opened => bump(&self.sessions_opened, 1),
-                EventKind::Statement => bump(&self.statements, 1),
+                // An HTTP request is an HTTP session's statement.
+                EventKind::Statement | EventKind::HttpRequest => bump(&self.statements, 1),
                 EventKind::Refused | EventKind::Closed | EventKind::Verdict => self.look_into(enc),
                 EventKind::Frame
                 | EventKind::CommandComplete
                 | EventKind::Error
                 | EventKind::Masked
-                | EventKind::Revoked => {}
+                | EventKind::Revoked
+                | EventKind::HttpResponse
+                | EventKind::HttpBody
+                | EventKind::WsMessage => {}
             }
         }
         bump(&self.events_submitted, events.len() as u64);

@@ -330,6 +330,7 @@ fn statement_row(s: &SessionSummary, at_us: i64, v: Verdict, taken: String) -> S
         protocol: match v.protocol {
             StatementProtocol::Simple => "simple",
             StatementProtocol::Extended => "extended",
+            StatementProtocol::Http => "http",
         },
         kinds: v.kinds,
         accesses: v.accesses,

@@ -42,7 +42,7 @@ use fjall::Readable as _;
 use gatehouse_core::event::archive::{
     ArchiveSignature, Decoder, END, Header, Item, Keyspace, encode_entry, encode_header,
 };
-use gatehouse_core::event::{FORMAT_VERSION, Hash};
+use gatehouse_core::event::{FORMAT_COMPATIBLE, FORMAT_VERSION, Hash};
 
 use crate::keys::{Db, STORE_FORMAT_VERSION};
 use crate::{Reader, SessionSummary, StoreError};
@@ -226,7 +226,9 @@ pub fn import_archive<R: Read>(mut src: R, dir: &Path) -> Result<Imported, Store
         while let Some(item) = decoder.decode(&mut buf)? {
             match item {
                 Item::Header(h) => {
-                    check_format("event", h.event_format, FORMAT_VERSION, dir)?;
+                    if !FORMAT_COMPATIBLE.contains(&h.event_format) {
+                        check_format("event", h.event_format, FORMAT_VERSION, dir)?;
+                    }
                     check_format("store", h.store_format, STORE_FORMAT_VERSION, dir)?;
                     header = Some(h);
                 }

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
-use gatehouse_core::event::FORMAT_VERSION;
+use gatehouse_core::event::{FORMAT_COMPATIBLE, FORMAT_VERSION};
 
 use crate::StoreError;
 
@@ -104,7 +104,17 @@ impl Db {
         );
         match found {
             (Some(event), Some(store)) => {
-                check(&path, "event", event, FORMAT_VERSION)?;
+                if FORMAT_COMPATIBLE.contains(&event) && store == STORE_FORMAT_VERSION {
+                    // Its events read unchanged as the current format. The
+                    // gateway (which creates) stamps the new format, so
+                    // that an older gateway never reads events it does not
+                    // know; readers leave an auditor's copy untouched.
+                    if create {
+                        stamp(&db, &meta)?;
+                    }
+                } else {
+                    check(&path, "event", event, FORMAT_VERSION)?;
+                }
                 check(&path, "store", store, STORE_FORMAT_VERSION)?;
             }
             (None, None) if !create => return Err(StoreError::NotFound { path }),

@@ -185,13 +185,10 @@ pub(crate) fn inspect(enc: &Encoded) -> Result<Fact, StoreError> {
             EventKind::Closed,
             Fact::Closed(Box::new(rkyv::deserialize(c).map_err(de)?)),
         ),
-        ArchivedBody::Frame(f) => {
-            let dir = match f.dir {
-                ArchivedDirection::ToUpstream => Direction::ToUpstream,
-                ArchivedDirection::ToClient => Direction::ToClient,
-            };
-            (EventKind::Frame, Fact::Frame(dir, f.bytes.len() as u64))
-        }
+        ArchivedBody::Frame(f) => (
+            EventKind::Frame,
+            Fact::Frame(direction(&f.dir), f.bytes.len() as u64),
+        ),
         ArchivedBody::Statement(_) => (EventKind::Statement, Fact::Statement),
         ArchivedBody::CommandComplete { .. } => (EventKind::CommandComplete, Fact::Other),
         ArchivedBody::Error(_) => (EventKind::Error, Fact::Other),
@@ -204,6 +201,18 @@ pub(crate) fn inspect(enc: &Encoded) -> Result<Fact, StoreError> {
             ))),
         ),
         ArchivedBody::Revoked(r) => (EventKind::Revoked, Fact::Revoked(r.jti.as_str().to_owned())),
+        // An HTTP request is the statement of an HTTP session; its bodies
+        // and WebSocket messages are its frames.
+        ArchivedBody::HttpRequest(_) => (EventKind::HttpRequest, Fact::Statement),
+        ArchivedBody::HttpResponse(_) => (EventKind::HttpResponse, Fact::Other),
+        ArchivedBody::HttpBody(b) => (
+            EventKind::HttpBody,
+            Fact::Frame(direction(&b.dir), b.bytes.len() as u64),
+        ),
+        ArchivedBody::WsMessage(m) => (
+            EventKind::WsMessage,
+            Fact::Frame(direction(&m.dir), m.bytes.len() as u64),
+        ),
     };
     if kind != enc.kind {
         return Err(invalid(format!(
@@ -212,6 +221,13 @@ pub(crate) fn inspect(enc: &Encoded) -> Result<Fact, StoreError> {
         )));
     }
     Ok(fact)
+}
+
+fn direction(dir: &ArchivedDirection) -> Direction {
+    match dir {
+        ArchivedDirection::ToUpstream => Direction::ToUpstream,
+        ArchivedDirection::ToClient => Direction::ToClient,
+    }
 }
 
 #[cfg(test)]

@@ -54,7 +54,7 @@ fn a_store_of_an_older_event_format_is_refused() {
         .unwrap()
         .shutdown()
         .unwrap();
-    assert_eq!(gatehouse_core::event::FORMAT_VERSION, 3);
+    assert_eq!(gatehouse_core::event::FORMAT_VERSION, 4);
     stamp(dir.path(), "event_format", 2);
     let err = Reader::open(dir.path()).unwrap_err();
     assert!(
@@ -68,6 +68,33 @@ fn a_store_of_an_older_event_format_is_refused() {
         ),
         "{err:?}"
     );
+}
+
+/// Format 4 only appended HTTP events: a format-3 store is read as it is
+/// (a reader leaves it untouched) and the gateway re-stamps it.
+#[test]
+fn a_format_3_store_is_read_and_restamped_by_the_gateway() {
+    let dir = tempfile::tempdir().unwrap();
+    Store::open(dir.path(), fsync())
+        .unwrap()
+        .shutdown()
+        .unwrap();
+    stamp(dir.path(), "event_format", 3);
+    drop(Reader::open(dir.path()).unwrap());
+    let version = |dir: &std::path::Path| {
+        let db = fjall::Database::builder(dir).open().unwrap();
+        let meta = db
+            .keyspace("meta", fjall::KeyspaceCreateOptions::default)
+            .unwrap();
+        let v = meta.get("event_format").unwrap().unwrap();
+        u32::from_be_bytes(v.as_ref().try_into().unwrap())
+    };
+    assert_eq!(version(dir.path()), 3, "a reader must not write");
+    Store::open(dir.path(), fsync())
+        .unwrap()
+        .shutdown()
+        .unwrap();
+    assert_eq!(version(dir.path()), 4);
 }
 
 #[test]

@@ -47,6 +47,104 @@ pub enum Body {
     /// A grant was revoked: its open sessions end and new ones are refused,
     /// also after a restart. The only event of a session of its own.
     Revoked(Revoked),
+    /// An HTTP request head, as forwarded upstream (or refused), secrets
+    /// redacted. Boxed, like the other HTTP bodies, so that the archived
+    /// [`Body`] keeps the size format 3 gave it.
+    HttpRequest(Box<HttpRequest>),
+    /// An HTTP response head, as sent to the client.
+    HttpResponse(Box<HttpResponse>),
+    /// A piece of an HTTP message body, byte for byte as forwarded (a
+    /// response body as the client received it: masked).
+    HttpBody(Box<HttpBody>),
+    /// A message on an upgraded (WebSocket) connection, as relayed.
+    WsMessage(Box<WsMessage>),
+}
+
+/// One HTTP header. Values that carry a credential (`Authorization`,
+/// `Proxy-Authorization`, `Cookie`, `Set-Cookie`, the injected credential's
+/// header) are recorded as `[redacted]`.
+#[derive(Debug, Clone, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+#[rkyv(derive(Debug))]
+pub struct HttpHeader {
+    /// The name, lower case.
+    pub name: String,
+    /// The value; bytes that are not UTF-8 replaced by U+FFFD.
+    pub value: String,
+}
+
+/// An HTTP request head.
+#[derive(Debug, Clone, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+#[rkyv(derive(Debug))]
+pub struct HttpRequest {
+    /// The request's number on its connection, from 1: pairs it with its
+    /// response and bodies.
+    pub exchange: u32,
+    /// `GET`, `POST`, ….
+    pub method: String,
+    /// The path and query the client sent, prefix included.
+    pub target: String,
+    /// The path and query as forwarded to the upstream.
+    pub upstream_target: String,
+    /// `HTTP/1.1`.
+    pub version: String,
+    /// The headers as forwarded upstream (a refused request: as received),
+    /// credentials redacted.
+    pub headers: Vec<HttpHeader>,
+    /// What the plan saw: `GET /v1/invoices`, `list pods in billing`.
+    pub operation: String,
+}
+
+/// An HTTP response head.
+#[derive(Debug, Clone, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+#[rkyv(derive(Debug))]
+pub struct HttpResponse {
+    /// The request it answers ([`HttpRequest::exchange`]).
+    pub exchange: u32,
+    /// The status code.
+    pub status: u16,
+    /// The headers as sent to the client, credentials redacted.
+    pub headers: Vec<HttpHeader>,
+    /// True when the gateway answered (a denial, a malformed request, an
+    /// unreachable upstream), false when the upstream did.
+    pub from_gateway: bool,
+}
+
+/// A piece of an HTTP body.
+#[derive(Debug, Clone, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+#[rkyv(derive(Debug))]
+pub struct HttpBody {
+    /// The exchange it belongs to.
+    pub exchange: u32,
+    /// A request body goes [`Direction::ToUpstream`], a response body
+    /// [`Direction::ToClient`].
+    pub dir: Direction,
+    /// The bytes, decoded from chunked transfer coding (not from any
+    /// content coding).
+    pub bytes: Bytes,
+    /// Whether this is the body's last piece.
+    pub end: bool,
+}
+
+/// A WebSocket message on an upgraded connection.
+#[derive(Debug, Clone, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+#[rkyv(derive(Debug))]
+pub struct WsMessage {
+    /// The exchange whose upgrade opened the connection.
+    pub exchange: u32,
+    /// Which way it went.
+    pub dir: Direction,
+    /// `text`, `binary`, `close`, `ping`, `pong`; `error` when the stream
+    /// could no longer be decoded (the bytes then say why, and the
+    /// connection is still relayed, no longer recorded per message).
+    pub kind: String,
+    /// For a Kubernetes stream protocol (`v5.channel.k8s.io`): the channel
+    /// (0 stdin, 1 stdout, 2 stderr, 3 error, 4 resize, 255 close).
+    pub channel: Option<u8>,
+    /// The payload (without the channel byte), unmasked from the wire.
+    pub bytes: Bytes,
+    /// The message was larger than the gateway records: `bytes` is its
+    /// beginning.
+    pub truncated: bool,
 }
 
 /// A grant's revocation.
@@ -256,6 +354,9 @@ pub enum StatementProtocol {
     Simple,
     /// Parse/Bind/Execute.
     Extended,
+    /// An HTTP request (`text` is its method and path; for Kubernetes,
+    /// what it does, e.g. `list pods in billing`).
+    Http,
 }
 
 /// One bind parameter.

@@ -30,8 +30,9 @@ mod record;
 mod seal;
 
 pub use body::{
-    Body, CloseReason, Closed, Decision, Direction, ErrorInfo, Frame, MaskHit, Masked, MaskedCell,
-    Opened, Param, Refusal, Refused, Revoked, Statement, StatementProtocol, TlsInfo, Verdict,
+    Body, CloseReason, Closed, Decision, Direction, ErrorInfo, Frame, HttpBody, HttpHeader,
+    HttpRequest, HttpResponse, MaskHit, Masked, MaskedCell, Opened, Param, Refusal, Refused,
+    Revoked, Statement, StatementProtocol, TlsInfo, Verdict, WsMessage,
 };
 pub use checkpoint::{
     CHECKPOINT_CONTEXT, CHECKPOINT_VERSION, Checkpoint, CheckpointError, Covered,
@@ -53,4 +54,12 @@ pub use seal::{SIGNATURE_LEN, Seal, SealError, SealKey, SealPublicKey, seal_mess
 ///
 /// 2: [`Closed`] carries a [`Seal`].
 /// 3: [`Body::Verdict`], [`Body::Revoked`].
-pub const FORMAT_VERSION: u32 = 3;
+/// 4: the HTTP bodies ([`Body::HttpRequest`] …) and
+/// [`StatementProtocol::Http`], appended: the archived [`Event`] keeps its
+/// size and every format-3 event reads the same, so a format-3 store is
+/// read as format 4 ([`FORMAT_COMPATIBLE`]).
+pub const FORMAT_VERSION: u32 = 4;
+
+/// Older formats whose events read unchanged as [`FORMAT_VERSION`]: a store
+/// or archive written in one of them is read, and a store is re-stamped.
+pub const FORMAT_COMPATIBLE: &[u32] = &[3];

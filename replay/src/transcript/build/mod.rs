@@ -236,6 +236,10 @@ impl TranscriptBuilder {
                 self.header.masked(m);
                 self.masked = Some(m.cells.clone());
             }
+            Body::HttpRequest(_)
+            | Body::HttpResponse(_)
+            | Body::HttpBody(_)
+            | Body::WsMessage(_) => {}
         }
     }
 
