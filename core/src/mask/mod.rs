@@ -38,6 +38,7 @@
 //! ids and counts, never matched text.
 
 mod bits;
+mod body;
 mod column;
 mod detectors;
 mod prefilter;
@@ -48,6 +49,9 @@ mod strategy;
 #[cfg(test)]
 mod tests;
 
+pub use body::{
+    BodyLimits, BodyMaskError, JsonKeyRule, JsonKeys, JsonMaskStream, KeyRuleError, TextMaskStream,
+};
 pub use row::RowScratch;
 pub use rules::{
     ColumnRule, Detector, DictionaryRule, Hits, MaskError, MaskRules, Outcome, RuleId, Strategy,
