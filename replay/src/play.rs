@@ -9,7 +9,7 @@
 use std::io::{self, Write};
 use std::time::Duration;
 
-use crate::render::{render_header, render_item};
+use crate::render::{render_header, render_item_parts};
 use crate::transcript::Transcript;
 
 /// How to pace a replay.
@@ -55,13 +55,16 @@ pub fn play(
     out.flush()?;
     let mut last = t.header.started_us;
     for item in &t.items {
-        let wait = pace.pause(item.at_us.saturating_sub(last));
-        if !wait.is_zero() {
-            pause(wait);
+        // An HTTP exchange comes in parts: a streamed body, a terminal.
+        for (at_us, text) in render_item_parts(t, item) {
+            let wait = pace.pause(at_us.saturating_sub(last));
+            if !wait.is_zero() {
+                pause(wait);
+            }
+            last = last.max(at_us);
+            out.write_all(&text)?;
+            out.flush()?;
         }
-        last = last.max(item.at_us);
-        render_item(item, t.header.started_us, out)?;
-        out.flush()?;
     }
     Ok(())
 }

@@ -39,6 +39,10 @@
 //! a value that merely contains `⟨masked⟩` is not counted in the summary
 //! lines, which are the authority.
 
+mod http;
+
+pub(crate) use http::exchange as exchange_lines;
+
 use std::io::{self, Write};
 
 use crate::text::{
@@ -71,9 +75,50 @@ fn marked(text: String, masked: bool) -> String {
 pub fn render(t: &Transcript, out: &mut dyn Write) -> io::Result<()> {
     render_header(&t.header, out)?;
     for item in &t.items {
-        render_item(item, t.header.started_us, out)?;
+        item_text(item, t.header.started_us, t.max_rows, out)?;
     }
     Ok(())
+}
+
+/// One item's text as [`render`] writes it, cut into the parts that
+/// happened at different times — for an HTTP exchange: its request, its
+/// response head, each body line when the piece completing it arrived,
+/// each WebSocket message; any other item is one part — with the time of
+/// each (microseconds since the Unix epoch, never earlier than the part
+/// before). Joined, the parts are the item's text.
+pub fn render_item_parts(t: &Transcript, item: &Item) -> Vec<(i64, Vec<u8>)> {
+    let started = t.header.started_us;
+    let ItemKind::Http(x) = &item.kind else {
+        let mut buf = Vec::new();
+        // Writing to a Vec cannot fail.
+        let _ = item_text(item, started, t.max_rows, &mut buf);
+        return vec![(item.at_us, buf)];
+    };
+    let mut parts: Vec<(i64, Vec<u8>)> = Vec::new();
+    let mut at = item.at_us;
+    let lines = http::exchange(x, item.at_us, started, t.max_rows);
+    for (i, (when, line)) in lines.iter().enumerate() {
+        at = at.max(*when);
+        let mut buf = Vec::new();
+        if i == 0 {
+            let _ = writeln!(buf);
+        }
+        let mut w = Lines {
+            out: &mut buf,
+            first: (i == 0).then(|| offset_us(item.at_us.saturating_sub(started))),
+            indent: item_indent(),
+        };
+        let _ = w.line(line);
+        match parts.last_mut() {
+            Some((last, text)) if *last == at => text.extend_from_slice(&buf),
+            _ => parts.push((at, buf)),
+        }
+    }
+    parts
+}
+
+fn item_indent() -> usize {
+    INDENT.max(width(&offset_us(0)) + 1)
 }
 
 /// Writes the transcript header: who, what, when, how it ended.
@@ -84,16 +129,36 @@ pub fn render_header(h: &Header, out: &mut dyn Write) -> io::Result<()> {
 /// Writes one item as [`render`] does — a blank line, then its lines, the
 /// first after its offset from `started_us` (the session's start) — for
 /// callers that show items one at a time (`play`, asciicast).
+///
+/// HTTP bodies show at most [`TranscriptOptions::DEFAULT_MAX_ROWS`] lines
+/// here; [`render`] and [`render_item_parts`] follow the transcript's cap.
+///
+/// [`TranscriptOptions::DEFAULT_MAX_ROWS`]: crate::TranscriptOptions::DEFAULT_MAX_ROWS
 pub fn render_item(item: &Item, started_us: i64, out: &mut dyn Write) -> io::Result<()> {
+    let cap = Some(crate::TranscriptOptions::DEFAULT_MAX_ROWS);
+    item_text(item, started_us, cap, out)
+}
+
+fn item_text(
+    item: &Item,
+    started_us: i64,
+    max_rows: Option<usize>,
+    out: &mut dyn Write,
+) -> io::Result<()> {
     {
         writeln!(out)?;
         let at = offset_us(item.at_us.saturating_sub(started_us));
         let mut w = Lines {
             out: &mut *out,
             first: Some(at),
-            indent: INDENT.max(width(&offset_us(0)) + 1),
+            indent: item_indent(),
         };
         match &item.kind {
+            ItemKind::Http(x) => {
+                for (_, line) in http::exchange(x, item.at_us, started_us, max_rows) {
+                    w.line(&line)?;
+                }
+            }
             ItemKind::Statement(entry) => statement(&mut w, entry, item.at_us)?,
             ItemKind::Notification(n) => w.line(&format!(
                 "notification on \"{}\": \"{}\" (from backend pid {})",

@@ -15,8 +15,7 @@ use std::io::{self, Write};
 
 use serde::Serialize;
 
-use super::offset_of;
-use crate::render::{render_header, render_item};
+use crate::render::{render_header, render_item_parts};
 use crate::text::width;
 use crate::transcript::Transcript;
 
@@ -55,10 +54,11 @@ pub fn write(t: &Transcript, out: &mut dyn Write) -> io::Result<()> {
     let mut chunks: Vec<(i64, Vec<u8>)> = Vec::with_capacity(t.items.len());
     let mut at = 0i64;
     for item in &t.items {
-        let mut text = Vec::new();
-        render_item(item, h.started_us, &mut text)?;
-        at = at.max(offset_of(t, item));
-        chunks.push((at, text));
+        // An HTTP exchange comes in parts: a streamed body, a terminal.
+        for (at_us, text) in render_item_parts(t, item) {
+            at = at.max(at_us.saturating_sub(h.started_us));
+            chunks.push((at, text));
+        }
     }
     let cols = std::iter::once(&head)
         .chain(chunks.iter().map(|(_, text)| text))

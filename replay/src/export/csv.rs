@@ -21,7 +21,17 @@
 //! - `decision`: `deny` for a denial, the state (`held`, `approved`,
 //!   `denied`) for an approval;
 //! - `reason`: why (the plan's reason, the approver's, the revoker's);
-//! - `approver`: who decided (or revoked).
+//! - `approver`: who decided (or revoked);
+//! - `status`: an HTTP exchange's response status (`200`);
+//! - `operation`: what the plan saw of an HTTP request
+//!   (`list pods in billing`).
+//!
+//! An HTTP exchange (kind `http`) fills `text` with its method and target
+//! (`GET /orders-api/v1/invoices`), `masked_cells` with the values masked
+//! in its response body, `duration_ms`, `decision` (`allow`, `deny`,
+//! `hold`), `reason` and `approver`, and `tags` with its body sizes
+//! (`request 12 B; response 1.2 KiB`) and, after an upgrade, its
+//! WebSocket message count.
 //!
 //! Empty cells mean "not applicable". Values are quoted as RFC 4180 says
 //! (the `csv` crate); they are not altered otherwise, so a spreadsheet
@@ -31,10 +41,10 @@ use std::io::{self, Write};
 
 use super::{kind_name, offset_of, request_text};
 use crate::text::rfc3339_us;
-use crate::transcript::{Diagnostic, Entry, Item, ItemKind, Request, Transcript};
+use crate::transcript::{Diagnostic, Entry, Exchange, Item, ItemKind, Request, Transcript};
 
 /// The header row.
-pub const COLUMNS: [&str; 15] = [
+pub const COLUMNS: [&str; 17] = [
     "offset_s",
     "at",
     "kind",
@@ -50,6 +60,8 @@ pub const COLUMNS: [&str; 15] = [
     "decision",
     "reason",
     "approver",
+    "status",
+    "operation",
 ];
 
 /// One row, by column.
@@ -67,6 +79,8 @@ struct Row {
     decision: String,
     reason: String,
     approver: String,
+    status: String,
+    operation: String,
 }
 
 /// Writes `t` as CSV.
@@ -94,6 +108,8 @@ pub fn write(t: &Transcript, out: &mut dyn Write) -> io::Result<()> {
             r.decision,
             r.reason,
             r.approver,
+            r.status,
+            r.operation,
         ];
         w.write_record(&record).map_err(io::Error::other)?;
     }
@@ -103,6 +119,7 @@ pub fn write(t: &Transcript, out: &mut dyn Write) -> io::Result<()> {
 fn row(item: &Item) -> Row {
     match &item.kind {
         ItemKind::Statement(e) => statement(e),
+        ItemKind::Http(x) => exchange(x),
         ItemKind::Notice(d) | ItemKind::Error(d) => Row {
             error_code: d.code.clone(),
             error_message: message(d),
@@ -149,6 +166,43 @@ fn row(item: &Item) -> Row {
             reason: detail.clone(),
             ..Row::default()
         },
+    }
+}
+
+fn exchange(x: &Exchange) -> Row {
+    let mut tags = Vec::new();
+    for (name, body) in [("request", &x.request_body), ("response", &x.response_body)] {
+        if let Some(b) = body {
+            tags.push(format!("{name} {}", crate::text::bytes(b.size)));
+        }
+    }
+    if let Some(ws) = &x.websocket {
+        tags.push(format!("websocket {} messages", ws.messages_received));
+    }
+    let masked = x.masked_values();
+    let v = x.verdict.as_ref();
+    Row {
+        text: format!("{} {}", x.method, x.target),
+        masked_cells: if masked > 0 {
+            masked.to_string()
+        } else {
+            String::new()
+        },
+        tags: tags.join("; "),
+        duration_ms: x
+            .duration_us
+            .map(|us| format!("{:.3}", us as f64 / 1000.0))
+            .unwrap_or_default(),
+        decision: v.map(|v| v.decision.to_owned()).unwrap_or_default(),
+        reason: v.map(|v| v.reason.clone()).unwrap_or_default(),
+        approver: v.map(|v| v.approver.clone()).unwrap_or_default(),
+        status: x
+            .response
+            .as_ref()
+            .map(|r| r.status.to_string())
+            .unwrap_or_default(),
+        operation: x.operation.clone(),
+        ..Row::default()
     }
 }
 

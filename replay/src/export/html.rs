@@ -123,6 +123,16 @@ pub fn write(t: &Transcript, out: &mut dyn Write) -> io::Result<()> {
         )?;
         match &item.kind {
             ItemKind::Statement(e) => statement(e, item.at_us, out)?,
+            ItemKind::Http(x) => {
+                // The text view's lines, already sanitized: one block.
+                let lines = crate::render::exchange_lines(x, item.at_us, h.started_us, t.max_rows);
+                let text: Vec<&str> = lines.iter().map(|(_, l)| l.as_str()).collect();
+                writeln!(
+                    out,
+                    "<pre class=\"http\">{}</pre>",
+                    escape(&text.join("\n"))
+                )?;
+            }
             ItemKind::Notification(n) => writeln!(
                 out,
                 "<p>notification on <code>{}</code>: <code>{}</code> (from backend pid {})</p>",
@@ -209,6 +219,15 @@ fn classes(kind: &ItemKind) -> (String, &'static str) {
                 ("statement failed".into(), "statement · error")
             } else {
                 ("statement".into(), "statement")
+            }
+        }
+        ItemKind::Http(x) => {
+            let denied = x.verdict.as_ref().is_some_and(|v| v.decision == "deny");
+            let failed = x.response.as_ref().is_some_and(|r| r.status >= 400);
+            match (denied, failed) {
+                (true, _) => ("http denied".into(), "HTTP · denied by the plan"),
+                (false, true) => ("http failed".into(), "HTTP · error status"),
+                _ => ("http".into(), "HTTP"),
             }
         }
         ItemKind::Notification(_) => ("notification".into(), "notification"),

@@ -146,6 +146,7 @@ pub struct ExportItem<'a> {
 pub(crate) fn decision(kind: &ItemKind) -> Option<&'static str> {
     match kind {
         ItemKind::Denied { .. } => Some("deny"),
+        ItemKind::Http(x) => x.verdict.as_ref().map(|v| v.decision),
         ItemKind::Approval { state, .. } => Some(state),
         _ => None,
     }

@@ -59,6 +59,7 @@ pub(crate) fn request_text(r: &Request) -> Option<&str> {
 pub(crate) fn kind_name(kind: &ItemKind) -> &'static str {
     match kind {
         ItemKind::Statement(_) => "statement",
+        ItemKind::Http(_) => "http",
         ItemKind::Notification(_) => "notification",
         ItemKind::Notice(_) => "notice",
         ItemKind::Error(_) => "error",

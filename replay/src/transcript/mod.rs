@@ -19,20 +19,29 @@
 //! column how often. None of this says what the original values were: the
 //! recording never had them.
 //!
+//! HTTP sessions have no frames: their `HttpRequest`, `HttpResponse`,
+//! `HttpBody` and `WsMessage` events are what crossed the gateway, so
+//! those make up one [`Exchange`] item per request.
+//!
 //! [`TranscriptBuilder`] is fed events in order and returns a
 //! [`Transcript`]; [`crate::render`] prints one. Both the model and the
 //! builder are pure: no store, no clock.
 
 mod build;
 mod header;
+mod http;
 mod types;
 mod values;
 
 use serde::Serialize;
 
-pub use build::{TranscriptBuilder, TranscriptOptions};
+pub use build::{KEEP_BYTES, TranscriptBuilder, TranscriptOptions};
 pub(crate) use header::status_of;
 pub use header::{Header, MaskTotal, SessionStatus, TlsSummary, close_reason_text, refusal_text};
+pub use http::{
+    BodyData, Content, Exchange, HeaderField, HttpVerdict, Piece, ResponseHead, WebSocket, WsEntry,
+    channel_name, reason_phrase,
+};
 pub use types::decode_binary;
 pub use values::{Param, Value};
 
@@ -118,6 +127,9 @@ pub enum ItemKind {
         /// What needs approval, or the approver's reason.
         detail: String,
     },
+    /// An HTTP request, the plan's answer and the response (and the
+    /// WebSocket stream it upgraded to, if it did).
+    Http(Box<Exchange>),
     /// A grant was revoked (the one event of a revocation's own session).
     Revoked {
         /// The grant's `jti`.

@@ -21,23 +21,30 @@
 mod client;
 mod copy;
 mod flow;
+mod http;
 mod server;
 
 use std::collections::{HashMap, VecDeque};
 
 use bytes::Bytes;
-use gatehouse_core::event::{Body, Decision, Direction, Event, MaskedCell, SessionId, Verdict};
+use gatehouse_core::event::{
+    Body, Decision, Direction, Event, MaskedCell, SessionId, StatementProtocol, Verdict,
+};
 use gatehouse_core::pg::frame::{self, Frame};
 
 use super::header::Header;
 use super::values::Param;
+pub use http::KEEP_BYTES;
+
 use super::{Column, Entry, Item, ItemKind, Request, ResultBlock, Transcript};
 
 /// How much a transcript keeps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TranscriptOptions {
     /// Rows (and COPY lines) kept per result; the rest are counted only.
-    /// `None` keeps everything.
+    /// `None` keeps everything. With a cap, an HTTP body (and the messages
+    /// of a WebSocket connection) also keeps only its first
+    /// [`KEEP_BYTES`] bytes.
     pub max_rows: Option<usize>,
 }
 
@@ -161,6 +168,8 @@ pub struct TranscriptBuilder {
     /// Target-bound `Frame` events still to come that the gateway wrote in
     /// place of a denied statement: not the client's, so not shown.
     injected: u32,
+    /// Exchanges of an HTTP session.
+    http: http::HttpState,
 }
 
 impl TranscriptBuilder {
@@ -183,6 +192,7 @@ impl TranscriptBuilder {
             greeted: false,
             masked: None,
             injected: 0,
+            http: http::HttpState::default(),
         }
     }
 
@@ -222,6 +232,9 @@ impl TranscriptBuilder {
             // Semantic events restate what the frames say; the transcript
             // is rebuilt from the frames alone.
             Body::Statement(_) | Body::CommandComplete { .. } | Body::Error(_) => {}
+            Body::Verdict(v) if v.protocol == StatementProtocol::Http && self.http_verdict(v) => {
+                self.header.verdict(v.decision);
+            }
             Body::Verdict(v) => self.verdict(v),
             Body::Revoked(r) => {
                 self.order += 1;
@@ -235,11 +248,12 @@ impl TranscriptBuilder {
             Body::Masked(m) => {
                 self.header.masked(m);
                 self.masked = Some(m.cells.clone());
+                self.http.masked(&m.hits);
             }
-            Body::HttpRequest(_)
-            | Body::HttpResponse(_)
-            | Body::HttpBody(_)
-            | Body::WsMessage(_) => {}
+            Body::HttpRequest(r) => self.http_request(r, at),
+            Body::HttpResponse(r) => self.http_response(r, at),
+            Body::HttpBody(b) => self.http_body(b, at),
+            Body::WsMessage(m) => self.ws_message(m, at),
         }
     }
 
