@@ -1,0 +1,414 @@
+//! The upstreams of the HTTP and Kubernetes tests, with real clients and
+//! no gateway: kubectl against [`FakeKube`], curl against [`Nginx`].
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use gatehouse_tests::command::{render, run};
+use gatehouse_tests::kube_api::{
+    FakeKube, FakeKubeOptions, LOG_LINES, NAMESPACE, PODS, SECRET_DATA, SECRET_OWNER_EMAIL,
+};
+use gatehouse_tests::nginx::{self, Nginx};
+use serde_json::Value;
+use tempfile::TempDir;
+
+const TOKEN: &str = "upstream-sa-token";
+const TIMEOUT: Duration = Duration::from_secs(30);
+
+/// kubectl with a kubeconfig for one server and its own discovery cache.
+struct Kubectl {
+    dir: TempDir,
+    config: PathBuf,
+}
+
+impl Kubectl {
+    fn new(kube: &FakeKube, token: &str) -> Kubectl {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let config = kube.write_kubeconfig(&dir.path().join("kubeconfig"), token);
+        Kubectl { dir, config }
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new("kubectl");
+        cmd.arg("--kubeconfig")
+            .arg(&self.config)
+            .arg("--cache-dir")
+            .arg(self.dir.path().join("cache"))
+            .args(["--request-timeout", "20s"])
+            .args(args)
+            .env_remove("KUBECONFIG");
+        cmd
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        run(&mut self.command(args), TIMEOUT)
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(out.status.success(), "kubectl {args:?}\n{}", render(&out));
+        String::from_utf8(out.stdout).expect("utf-8")
+    }
+
+    fn json(&self, args: &[&str]) -> Value {
+        let mut args = args.to_vec();
+        args.extend(["-o", "json"]);
+        serde_json::from_str(&self.ok(&args)).expect("kubectl printed JSON")
+    }
+}
+
+/// A child whose stdout lines arrive on a channel as they are printed.
+struct Lines {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+}
+
+impl Lines {
+    fn spawn(mut cmd: Command) -> Lines {
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { return };
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        Lines { child, lines }
+    }
+
+    /// The next line that contains `needle`, within `timeout`.
+    fn expect(&self, needle: &str, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        let mut seen = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) if line.contains(needle) => return line,
+                Ok(line) => seen.push(line),
+                Err(e) => panic!("no line with {needle:?} within {timeout:?} ({e}); got {seen:?}"),
+            }
+        }
+    }
+}
+
+impl Drop for Lines {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn kubectl_lists_gets_and_deletes_pods() {
+    // kubectl sends a bearer token over TLS only.
+    let kube = FakeKube::start_with(FakeKubeOptions {
+        token: Some(TOKEN.into()),
+        tls: true,
+        ..Default::default()
+    });
+    let kubectl = Kubectl::new(&kube, TOKEN);
+
+    let table = kubectl.ok(&["get", "pods", "-n", NAMESPACE]);
+    assert!(table.starts_with("NAME"), "{table}");
+    for pod in PODS {
+        assert!(table.contains(pod), "{pod} missing from\n{table}");
+    }
+    let list = kubectl.json(&["get", "pods", "-n", NAMESPACE]);
+    let names: Vec<&str> = list["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|p| p["metadata"]["name"].as_str().expect("name"))
+        .collect();
+    assert_eq!(names, PODS);
+    let pod = kubectl.json(&["get", "pod", "web-1", "-n", NAMESPACE]);
+    assert_eq!(pod["status"]["phase"], "Running");
+
+    let deleted = kubectl.ok(&["delete", "pod", "web-1", "-n", NAMESPACE]);
+    assert!(deleted.contains("pod \"web-1\" deleted"), "{deleted}");
+    assert!(kube.pod(NAMESPACE, "web-1").is_none());
+    let gone = kubectl.run(&["get", "pod", "web-1", "-n", NAMESPACE]);
+    assert!(!gone.status.success());
+    let stderr = String::from_utf8_lossy(&gone.stderr);
+    assert!(
+        stderr.contains("NotFound") && stderr.contains("web-1"),
+        "{stderr}"
+    );
+
+    // Every request carried the configured token, and kubectl discovered
+    // the API before using it.
+    let requests = kube.requests();
+    assert!(requests.iter().any(|r| r.path() == "/api/v1"));
+    for r in &requests {
+        assert_eq!(
+            r.header("authorization"),
+            Some(&*format!("Bearer {TOKEN}")),
+            "{r:?}"
+        );
+    }
+    assert!(
+        requests
+            .iter()
+            .any(|r| r.method == "DELETE" && r.path() == "/api/v1/namespaces/billing/pods/web-1")
+    );
+}
+
+#[test]
+fn a_wrong_token_is_unauthorized() {
+    let kube = FakeKube::start_with(FakeKubeOptions {
+        token: Some(TOKEN.into()),
+        tls: true,
+        ..Default::default()
+    });
+    let out = Kubectl::new(&kube, "agent-grant").run(&["get", "pods"]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    // kubectl's words for a 401.
+    assert!(stderr.contains("provide credentials"), "{stderr}");
+    let seen = kube.requests();
+    assert!(!seen.is_empty());
+    assert!(
+        seen.iter()
+            .all(|r| r.header("authorization") == Some("Bearer agent-grant"))
+    );
+}
+
+#[test]
+fn kubectl_watch_gets_events_as_they_happen() {
+    let kube = FakeKube::start();
+    let kubectl = Kubectl::new(&kube, TOKEN);
+    let watch = Lines::spawn(kubectl.command(&["get", "pods", "-n", NAMESPACE, "--watch"]));
+    watch.expect("web-2", TIMEOUT);
+    assert!(
+        kube.wait_for_watches(1, TIMEOUT),
+        "kubectl never opened a watch"
+    );
+    let started = Instant::now();
+    kube.add_pod(NAMESPACE, "web-3").expect("new pod");
+    watch.expect("web-3", Duration::from_secs(5));
+    assert!(started.elapsed() < Duration::from_secs(5));
+    // The stream is still open: the event came before its end.
+    assert_eq!(kube.open_watches(), 1);
+    let w = kube
+        .requests()
+        .into_iter()
+        .find(|r| r.uri.contains("watch=true"))
+        .expect("a watch request");
+    assert!(w.uri.contains("resourceVersion="), "{}", w.uri);
+}
+
+#[test]
+fn watch_tick_modifies_a_pod_while_watched() {
+    let kube = FakeKube::start_with(FakeKubeOptions {
+        watch_tick: Some(Duration::from_millis(100)),
+        ..Default::default()
+    });
+    let kubectl = Kubectl::new(&kube, TOKEN);
+    let watch = Lines::spawn(kubectl.command(&[
+        "get",
+        "pods",
+        "-n",
+        NAMESPACE,
+        "--watch-only",
+        "-o",
+        "name",
+    ]));
+    watch.expect("pod/web-1", TIMEOUT);
+    watch.expect("pod/web-1", Duration::from_secs(5));
+    let pod = kube.pod(NAMESPACE, "web-1").expect("web-1");
+    assert!(pod["metadata"]["annotations"]["gatehouse.test/tick"].is_string());
+}
+
+#[test]
+fn kubectl_logs_and_follow() {
+    let kube = FakeKube::start_with(FakeKubeOptions {
+        log_interval: Duration::from_millis(50),
+        ..Default::default()
+    });
+    let kubectl = Kubectl::new(&kube, TOKEN);
+    let logs = kubectl.ok(&["logs", "web-1", "-n", NAMESPACE]);
+    assert_eq!(logs, format!("{}\n", LOG_LINES.join("\n")));
+    let follow = Lines::spawn(kubectl.command(&["logs", "-f", "web-1", "-n", NAMESPACE]));
+    follow.expect(LOG_LINES[0], TIMEOUT);
+    follow.expect("tick 2", Duration::from_secs(5));
+}
+
+#[test]
+fn kubectl_exec_over_websocket() {
+    let kube = FakeKube::start();
+    let kubectl = Kubectl::new(&kube, TOKEN);
+    let out = kubectl.ok(&["exec", "web-1", "-n", NAMESPACE, "--", "echo", "hello"]);
+    assert_eq!(out, "hello\n");
+    let upgrade = kube
+        .requests()
+        .into_iter()
+        .find(|r| r.path().ends_with("/exec"))
+        .expect("exec request");
+    assert_eq!(
+        upgrade
+            .header("upgrade")
+            .map(str::to_ascii_lowercase)
+            .as_deref(),
+        Some("websocket")
+    );
+    assert!(
+        upgrade
+            .header("sec-websocket-protocol")
+            .unwrap_or("")
+            .contains("v5.channel.k8s.io")
+    );
+
+    let failed = kubectl.run(&["exec", "web-1", "--", "sh", "-c", "exit 3"]);
+    assert_eq!(failed.status.code(), Some(3), "{}", render(&failed));
+
+    // With stdin: echoed back until stdin closes.
+    let mut child = kubectl
+        .command(&["exec", "-i", "web-1", "--", "cat"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn kubectl exec -i");
+    let mut stdin = child.stdin.take().expect("stdin");
+    stdin
+        .write_all(b"line one\nline two\n")
+        .expect("write stdin");
+    drop(stdin);
+    let out = gatehouse_tests::command::wait_with_output(child, TIMEOUT).expect("exec -i ends");
+    assert!(out.status.success(), "{}", render(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "line one\nline two\n");
+    let frames = kube.exec_frames();
+    assert!(frames.iter().any(|f| f.from_client && f.channel == 0));
+    assert!(
+        frames
+            .iter()
+            .any(|f| f.from_client && f.channel == 255 && f.data == [0])
+    );
+}
+
+#[test]
+fn kubectl_reads_the_secret() {
+    let kube = FakeKube::start();
+    let secret = Kubectl::new(&kube, TOKEN).json(&["get", "secret", "db", "-n", NAMESPACE]);
+    for (key, value) in SECRET_DATA {
+        let b64 = secret["data"][key].as_str().expect(key);
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .expect("base64");
+        assert_eq!(decoded, value.as_bytes());
+    }
+    assert_eq!(
+        secret["metadata"]["annotations"]["owner-email"],
+        SECRET_OWNER_EMAIL
+    );
+}
+
+#[test]
+fn kubectl_over_tls_trusts_the_ca() {
+    let kube = FakeKube::start_with(FakeKubeOptions {
+        tls: true,
+        ..Default::default()
+    });
+    assert!(kube.url().starts_with("https://"));
+    assert!(kube.ca_pem().expect("CA").contains("BEGIN CERTIFICATE"));
+    let out = Kubectl::new(&kube, TOKEN).ok(&["get", "pods", "-o", "name"]);
+    assert_eq!(out, "pod/db-0\npod/web-1\npod/web-2\n");
+}
+
+fn curl(args: &[&str]) -> Output {
+    let out = run(
+        Command::new("curl")
+            .args(["-sS", "--max-time", "20"])
+            .args(args),
+        TIMEOUT,
+    );
+    assert!(out.status.success(), "curl {args:?}\n{}", render(&out));
+    out
+}
+
+#[test]
+fn curl_gets_nginx_files() {
+    let nginx = Nginx::start();
+    let json = curl(&[&format!("{}/data.json", nginx.url())]);
+    assert_eq!(String::from_utf8_lossy(&json.stdout), nginx::DATA_JSON);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("large.bin");
+    curl(&["-o", path(&file), &format!("{}/large.bin", nginx.url())]);
+    assert!(std::fs::read(&file).expect("read") == nginx::large_content());
+    let echo = curl(&[
+        "-H",
+        "Authorization: Bearer upstream",
+        &format!("{}/echo/x?y=1", nginx.url()),
+    ]);
+    assert_eq!(
+        String::from_utf8_lossy(&echo.stdout),
+        "GET /echo/x?y=1\nBearer upstream\n"
+    );
+    assert!(
+        nginx
+            .access_log()
+            .iter()
+            .any(|l| l.contains("/echo/x?y=1 200 \"Bearer upstream\""))
+    );
+}
+
+#[test]
+fn nginx_slow_location_sends_first_bytes_early() {
+    let nginx = Nginx::start();
+    let started = Instant::now();
+    let mut child = Command::new("curl")
+        .args(["-sS", "-N", &format!("{}/slow/large.bin", nginx.url())])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn curl");
+    let mut first = vec![0u8; 4096];
+    child
+        .stdout
+        .as_mut()
+        .expect("stdout")
+        .read_exact(&mut first)
+        .expect("first bytes");
+    let elapsed = started.elapsed();
+    let _ = child.kill();
+    let _ = child.wait();
+    let expected: Vec<u8> = (0..first.len()).map(nginx::pattern_byte).collect();
+    assert_eq!(first, expected);
+    let whole = Duration::from_secs((nginx::LARGE_LEN / nginx::SLOW_RATE) as u64);
+    assert!(
+        elapsed < Duration::from_secs(3) && elapsed < whole / 4,
+        "{elapsed:?}"
+    );
+}
+
+#[test]
+fn nginx_proxies_to_the_fake_api_server() {
+    let kube = FakeKube::start();
+    let nginx = Nginx::start_proxy(kube.port());
+    let out = curl(&[&format!(
+        "{}/proxy/api/v1/namespaces/billing/pods",
+        nginx.url()
+    )]);
+    let list: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(list["kind"], "PodList");
+    assert!(
+        kube.requests()
+            .iter()
+            .any(|r| r.uri == "/api/v1/namespaces/billing/pods")
+    );
+}
+
+fn path(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}
