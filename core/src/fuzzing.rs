@@ -307,3 +307,81 @@ pub fn classify(data: &[u8]) {
         assert_eq!(direct, cached, "cached classification differs from direct");
     }
 }
+
+/// The WebSocket decoder on arbitrary bytes, both roles, fed whole and
+/// split at an input-derived point: never a panic, the same messages either
+/// way, at most one error and nothing after it, payloads within the limits,
+/// and memory held within the limit plus a control payload plus a partial
+/// header. Every message also goes through the Kubernetes channel view.
+///
+/// Input format: a byte choosing `max_message` (0–255), two bytes (big
+/// endian) choosing the split point modulo the stream's length plus one,
+/// then the stream.
+pub fn ws_frames(data: &[u8]) {
+    use crate::http::websocket::{Role, WsDecoder, WsLimits, WsMessage, k8s_channel, parse_resize};
+    let (Some(&limit), Some(split), Some(stream)) = (data.first(), data.get(1..3), data.get(3..))
+    else {
+        return;
+    };
+    let limits = WsLimits {
+        max_message: usize::from(limit),
+    };
+    let split = u16::from_be_bytes(split.try_into().unwrap_or_default());
+    let split = usize::from(split) % (stream.len() + 1);
+    let (head, tail) = stream.split_at(split);
+    let check = |m: &WsMessage| {
+        let kept = m.payload.len() as u64;
+        assert!(kept <= m.len, "payload longer than the message");
+        if m.opcode.is_control() {
+            assert!(m.len <= 125 && !m.truncated, "control frame over 125 bytes");
+        } else {
+            assert!(
+                m.payload.len() <= limits.max_message,
+                "payload over the limit"
+            );
+            assert!(m.truncated == (kept < m.len) || m.notes.incomplete);
+        }
+        for protocol in [
+            "v5.channel.k8s.io",
+            "v4.channel.k8s.io",
+            "base64.channel.k8s.io",
+        ] {
+            if let Some(frame) = k8s_channel(protocol, m)
+                && frame.name == "resize"
+            {
+                let _ = parse_resize(&frame.data);
+            }
+        }
+    };
+    for role in [Role::Client, Role::Server] {
+        let run = |chunks: &[&[u8]]| {
+            let mut d = WsDecoder::new(role, limits);
+            let mut out = Vec::new();
+            for chunk in chunks {
+                d.feed(chunk);
+                while let Some(m) = d.next_message() {
+                    assert!(
+                        !matches!(out.last(), Some(Err(_))),
+                        "a result after the error"
+                    );
+                    if let Ok(m) = &m {
+                        check(m);
+                    }
+                    out.push(m);
+                }
+                // Drained: the input holds at most a partial header.
+                assert!(
+                    d.held() <= limits.max_message + 125 + 13,
+                    "{} bytes held",
+                    d.held()
+                );
+            }
+            let tail = d.finish();
+            if let Some(m) = &tail {
+                check(m);
+            }
+            (out, tail)
+        };
+        assert_eq!(run(&[stream]), run(&[head, tail]), "split at {split}");
+    }
+}

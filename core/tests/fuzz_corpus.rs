@@ -238,6 +238,11 @@ fn classify() {
     replay("classify", fuzzing::classify);
 }
 
+#[test]
+fn ws_frames() {
+    replay("ws_frames", fuzzing::ws_frames);
+}
+
 /// Every corpus directory has a fuzz target, and the other way round.
 #[test]
 fn corpus_matches_targets() {
@@ -268,7 +273,8 @@ fn corpus_matches_targets() {
             "mask_value",
             "pg_frames",
             "pg_session",
-            "prune_decode"
+            "prune_decode",
+            "ws_frames"
         ],
         "a fuzz target without a replay test here"
     );
