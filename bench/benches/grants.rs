@@ -78,6 +78,7 @@ fn scope(n: usize) -> TargetScope {
             ops: vec!["select".into(), "insert".into(), "update".into()],
             relations: vec![format!("app.table_{i}"), format!("app.table_{i}_archive")],
             functions: vec![format!("app.fn_{i}")],
+            ..Rule::default()
         })
         .collect();
     for table in ["public.customers", "public.orders"] {
@@ -86,6 +87,7 @@ fn scope(n: usize) -> TargetScope {
             ops: vec!["select".into()],
             relations: vec![table.into()],
             functions: Vec::new(),
+            ..Rule::default()
         });
     }
     TargetScope {

@@ -183,6 +183,7 @@ fn five_rules() -> Policy {
             ops: vec!["select".into(), "update".into()],
             relations: vec![format!("public.{t}")],
             functions: Vec::new(),
+            ..Rule::default()
         })
         .collect();
     allow.push(Rule {
@@ -190,6 +191,7 @@ fn five_rules() -> Policy {
         ops: vec!["select".into()],
         relations: vec!["public.customers".into()],
         functions: Vec::new(),
+        ..Rule::default()
     });
     policy(TargetScope {
         allow,

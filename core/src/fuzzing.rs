@@ -78,12 +78,14 @@ pub fn pg_session(data: &[u8]) {
                 ops: vec!["select".into()],
                 relations: vec!["public.*".into()],
                 functions: vec![],
+                ..Rule::default()
             }],
             approve: vec![Rule {
                 name: None,
                 ops: vec!["update".into(), "delete".into()],
                 relations: vec!["public.*".into()],
                 functions: vec![],
+                ..Rule::default()
             }],
             limits: Limits {
                 statements: Some(50),

@@ -1248,6 +1248,7 @@ mod generate {
                     ops: vec!["select".into()],
                     relations: vec!["public.*".into()],
                     functions: vec![],
+                    ..Rule::default()
                 }],
                 approve: vec![Rule::everything()],
                 limits: Limits {

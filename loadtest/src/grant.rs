@@ -63,12 +63,14 @@ pub fn target_scope(deny_delete: bool) -> TargetScope {
                 ops: OPS_BUT_DELETE.iter().map(|&op| op.to_owned()).collect(),
                 relations: all(),
                 functions: all(),
+                ..Rule::default()
             },
             Rule {
                 name: Some("loadtest: commands on no relation".to_owned()),
                 ops: all(),
                 relations: Vec::new(),
                 functions: all(),
+                ..Rule::default()
             },
         ],
         ..TargetScope::default()

@@ -80,7 +80,8 @@ pub struct TargetScope {
     pub mask: MaskScope,
 }
 
-/// One rule of a plan: operations, on relations, and functions.
+/// One rule of a plan: operations, on relations, and functions; HTTP and
+/// Kubernetes requests.
 ///
 /// - `ops`: relation operations (`select`, `insert`, `update`, `delete`,
 ///   `truncate`, `lock`) and commands named by their kind (`do`,
@@ -93,6 +94,15 @@ pub struct TargetScope {
 ///   side-effect-free built-ins, as the SQL spells them
 ///   (`public.refresh_totals` does not cover an unqualified
 ///   `refresh_totals`); `schema.*` and `*` too.
+/// - `http`: HTTP requests, `"METHODS PATH"` (`GET /v1/invoices/**`), on
+///   HTTP targets (and non-resource URLs of Kubernetes targets).
+/// - `kube`: Kubernetes requests, `"VERBS RESOURCES [in NAMESPACES]"`
+///   (`get,list,watch pods in billing`), on Kubernetes targets.
+///
+/// The grammar and matching of `http` and `kube` entries are
+/// [`crate::http::rules`]'s. SQL rules (`ops`, `relations`, `functions`)
+/// allow nothing on HTTP and Kubernetes targets, and `http`/`kube` entries
+/// nothing on SQL targets.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Rule {
@@ -108,18 +118,34 @@ pub struct Rule {
     /// Function patterns.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub functions: Vec<String>,
+    /// HTTP request patterns, `"METHODS PATH"`: methods comma-separated
+    /// (`GET`, `GET,HEAD`, `*`); in the path `*` is one non-empty segment
+    /// and a trailing `/**` the rest (zero or more segments). See
+    /// [`crate::http::rules::HttpRule`].
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub http: Vec<String>,
+    /// Kubernetes request patterns, `"VERBS RESOURCES [in NAMESPACES]"`
+    /// (`create pods/exec in billing`, `list nodes`, `get /healthz`); without
+    /// `in` only cluster-scoped requests. See
+    /// [`crate::http::rules::KubeRule`].
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub kube: Vec<String>,
 }
 
 impl Rule {
     /// A rule that allows every operation and command on every relation,
-    /// and every function: a plan that trusts the agent fully (the
-    /// statements are still classified and recorded).
+    /// and every function, every HTTP request, and every Kubernetes request
+    /// (in every namespace, cluster-scoped, and non-resource URLs): a plan
+    /// that trusts the agent fully (what it does is still classified and
+    /// recorded).
     pub fn everything() -> Rule {
         Rule {
             name: None,
             ops: vec!["*".to_owned()],
             relations: vec!["*".to_owned()],
             functions: vec!["*".to_owned()],
+            http: vec!["* /**".to_owned()],
+            kube: vec!["* * in *".to_owned(), "* *".to_owned(), "* /*".to_owned()],
         }
     }
 }

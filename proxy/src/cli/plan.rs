@@ -9,7 +9,17 @@
 //! - `do` (a command by its kind; no relation)
 //! - `fn:public.refresh_totals,nextval`
 //! - `*` (everything: every operation and command on every relation, and
-//!   every function)
+//!   every function, every HTTP request and every Kubernetes request)
+//!
+//! or, for HTTP and Kubernetes targets, one entry of a rule's `http` or
+//! `kube` list (the grammar is `gatehouse_core::http::rules`'s):
+//!
+//! - `http:METHODS PATH`: `http:GET /v1/invoices/**`, `http:GET,HEAD
+//!   /v1/invoices/*`, `http:* /**` (`*` is one path segment, a final `/**`
+//!   the rest)
+//! - `kube:VERBS RESOURCES [in NAMESPACES]`: `kube:get,list,watch pods in
+//!   billing`, `kube:create pods/exec in billing`, `kube:list nodes`
+//!   (without `in`: cluster-scoped only), `kube:get /healthz`
 //!
 //! A plan file (`--plan`, TOML or JSON by its extension) is the `plan`
 //! claim itself: `[targets.NAME]` tables with `allow`, `approve`,
@@ -23,6 +33,7 @@ use std::path::Path;
 
 use anyhow::{Context as _, bail};
 use gatehouse_core::grant::{Plan, Rule, TargetScope};
+use gatehouse_core::http::rules::{HttpPolicy, HttpRule, KubeRule, TargetKind};
 
 /// Parses one rule flag.
 pub fn parse_rule(spec: &str) -> anyhow::Result<Rule> {
@@ -36,6 +47,20 @@ pub fn parse_rule(spec: &str) -> anyhow::Result<Rule> {
     };
     if spec == "*" {
         return Ok(Rule::everything());
+    }
+    if let Some(entry) = spec.strip_prefix("http:") {
+        HttpRule::parse(entry).map_err(anyhow::Error::msg)?;
+        return Ok(Rule {
+            http: vec![entry.trim().to_owned()],
+            ..Rule::default()
+        });
+    }
+    if let Some(entry) = spec.strip_prefix("kube:") {
+        KubeRule::parse(entry).map_err(anyhow::Error::msg)?;
+        return Ok(Rule {
+            kube: vec![entry.trim().to_owned()],
+            ..Rule::default()
+        });
     }
     if let Some(functions) = spec.strip_prefix("fn:") {
         let functions = list(functions);
@@ -52,7 +77,9 @@ pub fn parse_rule(spec: &str) -> anyhow::Result<Rule> {
         None => (list(spec), Vec::new()),
     };
     if ops.is_empty() {
-        bail!("{spec:?}: expected OPS[:RELATIONS] (e.g. select:public.invoices) or fn:NAMES");
+        bail!(
+            "{spec:?}: expected OPS[:RELATIONS] (e.g. select:public.invoices), fn:NAMES, http:METHODS PATH or kube:VERBS RESOURCES [in NAMESPACES]"
+        );
     }
     for op in &ops {
         if !op
@@ -63,10 +90,9 @@ pub fn parse_rule(spec: &str) -> anyhow::Result<Rule> {
         }
     }
     Ok(Rule {
-        name: None,
         ops,
         relations,
-        functions: Vec::new(),
+        ..Rule::default()
     })
 }
 
@@ -100,6 +126,10 @@ pub fn check_plan(plan: &Plan) -> anyhow::Result<()> {
             );
         }
         if let Err(e) = scope.mask.rules() {
+            bail!("target {name:?}: {e}");
+        }
+        // Every `http` and `kube` entry is checked whatever the kind.
+        if let Err(e) = HttpPolicy::compile(scope, TargetKind::Http) {
             bail!("target {name:?}: {e}");
         }
     }
@@ -147,6 +177,70 @@ mod tests {
         for bad in ["", ":public.x", "fn:", "sel ect:x", "select;drop:x"] {
             assert!(parse_rule(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn http_and_kube_rule_flags() {
+        let r = parse_rule("http:GET,HEAD /v1/invoices/**").unwrap();
+        assert_eq!(r.http, ["GET,HEAD /v1/invoices/**"]);
+        assert!(r.ops.is_empty() && r.kube.is_empty());
+        let r = parse_rule(" kube:get,list,watch pods in billing ").unwrap();
+        assert_eq!(r.kube, ["get,list,watch pods in billing"]);
+        assert!(r.ops.is_empty() && r.http.is_empty());
+        assert_eq!(
+            parse_rule("kube:create pods/exec in billing").unwrap().kube,
+            ["create pods/exec in billing"]
+        );
+        assert_eq!(
+            parse_rule("kube:get /healthz").unwrap().kube,
+            ["get /healthz"]
+        );
+        let all = parse_rule("*").unwrap();
+        assert!(!all.http.is_empty() && !all.kube.is_empty());
+        for bad in [
+            "http:",
+            "http:/v1",
+            "http:GET /v1/../admin",
+            "http:GET /v1/inv*",
+            "kube:",
+            "kube:fetch pods in billing",
+            "kube:get pods in",
+            "kube:get /version in billing",
+        ] {
+            let e = parse_rule(bad).unwrap_err().to_string();
+            assert!(e.contains("entry"), "{bad:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn plan_files_with_bad_entries_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("plan.toml");
+        std::fs::write(
+            &path,
+            r#"
+[targets.k8s]
+allow = [{ name = "reads", kube = ["get,list,watch pods in billing"] }]
+approve = [{ kube = ["create pods/exec in billing"], http = ["GET /healthz"] }]
+"#,
+        )
+        .unwrap();
+        let plan = read_plan(&path).unwrap();
+        assert_eq!(
+            plan.targets["k8s"].allow[0].kube,
+            ["get,list,watch pods in billing"]
+        );
+        check_plan(&plan).unwrap();
+
+        std::fs::write(
+            &path,
+            "[targets.api]\nallow = [{ http = [\"GET /v1/../admin\"] }]\n",
+        )
+        .unwrap();
+        let e = check_plan(&read_plan(&path).unwrap())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("target \"api\": allow[0]: http entry"), "{e}");
     }
 
     #[test]

@@ -40,6 +40,7 @@ pub(crate) fn select_only() -> TargetScope {
             ops: vec!["select".into()],
             relations: vec!["public.*".into()],
             functions: Vec::new(),
+            ..Rule::default()
         }],
         ..TargetScope::default()
     }

@@ -16,6 +16,7 @@ fn rule(ops: &[&str], relations: &[&str]) -> Rule {
         ops: ops.iter().map(|s| s.to_string()).collect(),
         relations: relations.iter().map(|s| s.to_string()).collect(),
         functions: Vec::new(),
+        ..Rule::default()
     }
 }
 

@@ -9,6 +9,7 @@ fn rule(ops: &[&str], relations: &[&str], functions: &[&str]) -> Rule {
         ops: ops.iter().map(|s| s.to_string()).collect(),
         relations: relations.iter().map(|s| s.to_string()).collect(),
         functions: functions.iter().map(|s| s.to_string()).collect(),
+        ..Rule::default()
     }
 }
 
