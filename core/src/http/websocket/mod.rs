@@ -24,11 +24,45 @@
 //! decoded, which holds what the caller fed since it last drained the
 //! decoder.
 //!
+//! One direction, as the relay drives it:
+//!
+//! ```
+//! use gatehouse_core::http::websocket::{Role, WsDecoder, WsLimits, k8s_channel};
+//!
+//! let mut from_client = WsDecoder::new(Role::Client, WsLimits::default());
+//! // `kubectl exec` typing "ls\n" on stdin (channel 0): a masked binary
+//! // frame, here arriving in two chunks.
+//! let key = [1, 2, 3, 4];
+//! let mut wire = vec![0x82, 0x84];
+//! wire.extend_from_slice(&key);
+//! wire.extend(b"\x00ls\n".iter().zip(key).map(|(b, k)| b ^ k));
+//! let mut said = Vec::new();
+//! for chunk in wire.chunks(5) {
+//!     // (the relay forwards `chunk` unchanged, then:)
+//!     from_client.feed(chunk);
+//!     while let Some(result) = from_client.next_message() {
+//!         match result {
+//!             Ok(msg) => {
+//!                 if let Some(frame) = k8s_channel("v5.channel.k8s.io", &msg) {
+//!                     said.push((frame.name, frame.data));
+//!                 }
+//!             }
+//!             // Recorded once; the relay goes on, the decoder stops.
+//!             Err(error) => eprintln!("{error}"),
+//!         }
+//!     }
+//! }
+//! assert_eq!(said, [("stdin", bytes::Bytes::from_static(b"ls\n"))]);
+//! // At the end of the stream: a message cut short, if any.
+//! assert_eq!(from_client.finish(), None);
+//! ```
+//!
 //! - [`decoder`]: [`WsDecoder`], the incremental frame decoder.
 //! - [`k8s`]: the Kubernetes channel view of a message ([`k8s_channel`]) and
 //!   the resize payload ([`parse_resize`]).
 
 pub mod decoder;
+mod frame;
 pub mod k8s;
 
 #[cfg(test)]
