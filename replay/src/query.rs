@@ -124,13 +124,14 @@ pub struct StatementRow {
     pub jti: String,
     /// `allow`, `deny` or `hold`.
     pub decision: &'static str,
-    /// `simple` or `extended`.
+    /// `simple`, `extended`, or `http` (an HTTP or Kubernetes request).
     pub protocol: &'static str,
     /// The statements' kinds.
     pub kinds: Vec<String>,
     /// What they touched (`update on public.invoices`).
     pub accesses: Vec<String>,
-    /// The SQL.
+    /// The SQL; for an HTTP request, the operation the plan saw
+    /// (`GET /v1/invoices`, `list pods in billing`).
     pub text: String,
     /// Why, for a denial or hold; the approver's reason for a decision.
     pub reason: String,

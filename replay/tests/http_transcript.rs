@@ -563,4 +563,31 @@ fn http_sessions_through_the_binary() {
     let (code, out, err) = replay(&["play", &id, "--speed", "0"], dir.path());
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("exit: Failure"), "{out}");
+
+    // The audit lists HTTP verdicts with their operation.
+    let audit = std::process::Command::new(env!("CARGO_BIN_EXE_gatehouse-audit"))
+        .args([
+            "statements",
+            "--decision",
+            "deny",
+            "--format",
+            "json",
+            "--store",
+        ])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8(audit.stdout).unwrap();
+    assert!(audit.status.success(), "{stdout}");
+    let rows: Vec<Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rows.len(), 1, "{stdout}");
+    assert_eq!(rows[0]["protocol"], "http");
+    assert_eq!(rows[0]["text"], "DELETE /v1/invoices/1");
+    assert_eq!(
+        rows[0]["reason"],
+        "the plan does not allow DELETE /v1/invoices/*"
+    );
 }

@@ -29,7 +29,25 @@
 //!     {"offset_us": …, "kind": "denied", "decision": "deny", "text": "…", "reason": "…"},
 //!     {"offset_us": …, "kind": "error", "severity": "ERROR", "code": "42501", "message": "…"},
 //!     {"offset_us": …, "kind": "approval", "decision": "approved", "id": "…",
-//!      "state": "approved", "approver": "alice", "detail": "…"}
+//!      "state": "approved", "approver": "alice", "detail": "…"},
+//!     {"offset_us": …, "kind": "http", "decision": "allow", "exchange": 1,
+//!      "method": "GET", "target": "/orders-api/v1/invoices",
+//!      "upstream_target": "/v1/invoices", "version": "HTTP/1.1",
+//!      "operation": "GET /v1/invoices",
+//!      "request_headers": [{"name": "authorization", "value": "[redacted]"}],
+//!      "verdict": {"decision": "allow", "held": false, "reason": ""},
+//!      "request_body": null,
+//!      "response": {"at_us": …, "status": 200, "headers": […], "from_gateway": false},
+//!      "response_body": {"size": 40, "text": "{…}", "truncated": false,
+//!                        "complete": true, "pieces_received": 1,
+//!                        "pieces": [{"at_us": …, "offset": 0, "size": 40}]},
+//!      "masked": [{"rule": "key:email", "column": "items[].email", "count": 2}],
+//!      "websocket": {"protocol": "v5.channel.k8s.io", "messages_received": 3,
+//!                    "bytes_received": 40, "messages": [{"at_us": …,
+//!                    "direction": "to_client", "kind": "binary", "channel": 1,
+//!                    "stream": "stdout", "size": 9, "text": "bin  etc\n",
+//!                    "truncated": false}, …]},
+//!      "duration_us": 1500}
 //!   ]
 //! }
 //! ```
@@ -44,6 +62,13 @@
 //! "text": …}` a binary one, `{"masked": true, "value": …}` a value the
 //! gateway masked (as the client received it). Errors carry their SQLSTATE
 //! in `code`.
+//!
+//! HTTP exchanges (`kind` `http`): bodies and WebSocket payloads are
+//! `"text"` when UTF-8, else `"base64"` (standard, padded); `decision` is
+//! the final verdict (`allow`, `deny`, `hold` when no decision was
+//! recorded); `masked` and `websocket` are absent when empty. Messages
+//! carry a `note` where they mean more than their bytes (`exit: Success`,
+//! `resize 80×24`, `close stdin`, `closed (1000)`).
 
 use std::io::{self, Write};
 
@@ -134,7 +159,8 @@ pub struct ExportItem<'a> {
     pub offset_us: i64,
     /// When, RFC 3339 UTC.
     pub at: String,
-    /// For a denial `deny`; for an approval its state.
+    /// For a denial `deny`; for an approval its state; for an HTTP
+    /// exchange its final verdict (`allow`, `deny`, `hold`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub decision: Option<&'static str>,
     /// `at_us`, `kind` and the kind's fields.

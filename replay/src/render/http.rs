@@ -3,21 +3,39 @@
 //! as it happened.
 //!
 //! ```text
-//! [+0.003s] GET /orders-api/v1/invoices → 200 OK   12.3 ms
-//!           operation: GET /v1/invoices   upstream: /v1/invoices
+//! [+0.003s] GET /orders-api/v1/customers → 200 OK   12.3 ms
+//!           operation: GET /v1/customers   upstream: /v1/customers
 //!           allowed
 //!           > accept: application/json
 //!           > authorization: [redacted]
+//!           < HTTP/1.1 200 OK
 //!           < content-type: application/json
-//!           < body (1.2 KiB in 3 pieces; 2 values masked):
-//!           <   {"items": [{"email": "****"}]}
-//!           masked: detector:email in items[].email ×2
+//!           < body (49 B; masked: key:email in items[].email ×2):
+//!           <   {"items": [{"email": "****"}, {"email": "****"}]}
 //! ```
 //!
+//! The verdict line says `allowed`, `denied by the plan: …`, or `held for
+//! approval ap-7, approved by alice: …`. Text bodies show line by line
+//! (at most the transcript's row cap of lines, each at most 10 000
+//! characters), binary ones as their size and first bytes in hex.
+//!
 //! An exchange that upgraded to a WebSocket (`kubectl exec`) is followed by
-//! its messages, each with its own time offset: stdin (the agent's input,
-//! `stdin>`), stdout and stderr as text, resizes, the error channel's exit
-//! status, closes.
+//! its messages, each with its own time offset:
+//!
+//! ```text
+//!           WebSocket v5.channel.k8s.io: 10 messages, 267 B
+//!           [+0.004s] resize 120×40
+//!           [+1.104s] stdin> ls /\r
+//!           [+1.124s] stdout ls /
+//!                            bin  etc
+//!           [+1.624s] stderr warning: \u{1b}[31mred\u{1b}[0m
+//!           [+2.644s] exit: Failure: command terminated with non-zero exit code (exit code 2)
+//!           [+2.645s] close stdin
+//!           [+2.646s] closed (1000) by the target
+//! ```
+//!
+//! stdin is the agent's input; everything is sanitized as the rest of a
+//! transcript is (terminal escapes shown, not obeyed).
 
 use crate::text::{bytes, duration_us, ellipsize, grouped, hex, offset_us, plural, sanitize};
 use crate::transcript::{BodyData, Exchange, HeaderField, HttpVerdict, WebSocket, WsEntry};
