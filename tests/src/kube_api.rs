@@ -14,8 +14,10 @@
 //!   chunked JSON lines, open until the client leaves, `timeoutSeconds`
 //!   passes or [`FakeKube::end_watches`]; from a `resourceVersion` the
 //!   events after it are replayed first, without one every pod comes as
-//!   `ADDED`). Lists are plain `PodList`s: kubectl asks for `as=Table` and
-//!   falls back to its own columns.
+//!   `ADDED`). When `Accept` asks `as=Table` (plain `kubectl get` does)
+//!   lists, objects and watch events come as `meta.k8s.io/v1` `Table`s
+//!   (pods: NAME READY STATUS RESTARTS AGE, `-o wide` adds IP and NODE);
+//!   otherwise (`-o json`) as the objects and `…List`s themselves.
 //! - `pods/<pod>/log` ([`LOG_LINES`]; with `follow=true` a `tick N` line
 //!   every [`FakeKubeOptions::log_interval`] until the client leaves).
 //! - `pods/<pod>/exec` over WebSocket (`v5.channel.k8s.io`, also v4), see
@@ -25,7 +27,9 @@
 //!
 //! Every request is recorded ([`FakeKube::requests`]) before the optional
 //! bearer-token check ([`FakeKubeOptions::token`]: anything else gets 401
-//! and a `Status`). Pod changes made through [`FakeKube::add_pod`],
+//! and a `Status`). Note that kubectl itself sends a token over `https`
+//! only: a test where kubectl talks to this server directly with a token
+//! needs [`FakeKubeOptions::tls`] (a gateway in between may use either). Pod changes made through [`FakeKube::add_pod`],
 //! [`FakeKube::update_pod`] and [`FakeKube::remove_pod`] reach open
 //! watches at once. Dropping the server stops it and its streams.
 
@@ -34,6 +38,7 @@ mod objects;
 mod server;
 mod state;
 mod stream;
+mod table;
 
 use std::net::{Ipv4Addr, TcpListener};
 use std::path::{Path, PathBuf};

@@ -121,10 +121,25 @@ fn kubectl_lists_gets_and_deletes_pods() {
     let kubectl = Kubectl::new(&kube, TOKEN);
 
     let table = kubectl.ok(&["get", "pods", "-n", NAMESPACE]);
-    assert!(table.starts_with("NAME"), "{table}");
-    for pod in PODS {
-        assert!(table.contains(pod), "{pod} missing from\n{table}");
+    // The server printed the columns (a Table), as the API server does.
+    let lines: Vec<Vec<&str>> = table
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(
+        lines[0],
+        ["NAME", "READY", "STATUS", "RESTARTS", "AGE"],
+        "{table}"
+    );
+    for (line, pod) in lines[1..].iter().zip(PODS) {
+        assert_eq!(line[..4], [pod, "1/1", "Running", "0"], "{table}");
     }
+    assert_eq!(lines.len(), 1 + PODS.len(), "{table}");
+    let wide = kubectl.ok(&["get", "pods", "-o", "wide"]);
+    assert!(
+        wide.contains("node-1") && wide.contains("10.0.0.12"),
+        "{wide}"
+    );
     let list = kubectl.json(&["get", "pods", "-n", NAMESPACE]);
     let names: Vec<&str> = list["items"]
         .as_array()

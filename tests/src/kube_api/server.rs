@@ -19,7 +19,7 @@ use tokio_rustls::TlsAcceptor;
 
 use super::objects::{self, NAMESPACES, SECRET};
 use super::state::{EventType, Shared};
-use super::{RecordedRequest, exec, stream};
+use super::{RecordedRequest, exec, stream, table};
 use crate::certs::TestCerts;
 
 /// Every response body.
@@ -185,6 +185,9 @@ async fn handle(shared: Arc<Shared>, mut req: Request<Incoming>) -> Response<Bod
         }
     }
     let params = query_params(&parts.uri);
+    let print =
+        table::wanted(&parts.headers).then(|| param(&params, "includeObject") == Some("Object"));
+    let ok = |value: &Value| json_response(StatusCode::OK, &table::maybe(print, value));
     let segments: Vec<&str> = parts
         .uri
         .path()
@@ -207,26 +210,25 @@ async fn handle(shared: Arc<Shared>, mut req: Request<Incoming>) -> Response<Bod
         (Method::GET, ["apis", "apps", "v1", "namespaces", _, "deployments"])
         | (Method::GET, ["apis", "apps", "v1", "deployments"]) => {
             let rv = shared.lock().resource_version;
-            json_response(
-                StatusCode::OK,
-                &objects::list("Deployment", "apps/v1", rv, vec![]),
-            )
+            ok(&objects::list("Deployment", "apps/v1", rv, vec![]))
         }
         (Method::GET, ["api", "v1", "namespaces"]) => {
             let items = NAMESPACES.iter().map(|n| objects::namespace(n)).collect();
             let rv = shared.lock().resource_version;
-            json_response(StatusCode::OK, &objects::list("Namespace", "v1", rv, items))
+            ok(&objects::list("Namespace", "v1", rv, items))
         }
         (Method::GET, ["api", "v1", "namespaces", ns]) => match NAMESPACES.contains(ns) {
-            true => json_response(StatusCode::OK, &objects::namespace(ns)),
+            true => ok(&objects::namespace(ns)),
             false => json_response(StatusCode::NOT_FOUND, &objects::not_found("namespaces", ns)),
         },
-        (Method::GET, ["api", "v1", "pods"]) => pods(&shared, None, &params),
-        (Method::GET, ["api", "v1", "namespaces", ns, "pods"]) => pods(&shared, Some(ns), &params),
+        (Method::GET, ["api", "v1", "pods"]) => pods(&shared, None, &params, print),
+        (Method::GET, ["api", "v1", "namespaces", ns, "pods"]) => {
+            pods(&shared, Some(ns), &params, print)
+        }
         (Method::POST, ["api", "v1", "namespaces", ns, "pods"]) => create_pod(&shared, ns, &body),
         (Method::GET, ["api", "v1", "namespaces", ns, "pods", name]) => {
             match shared.lock().pods.get(&(ns.to_string(), name.to_string())) {
-                Some(pod) => json_response(StatusCode::OK, pod),
+                Some(pod) => ok(pod),
                 None => json_response(StatusCode::NOT_FOUND, &objects::not_found("pods", name)),
             }
         }
@@ -264,12 +266,12 @@ async fn handle(shared: Arc<Shared>, mut req: Request<Incoming>) -> Response<Bod
             } else {
                 vec![]
             };
-            json_response(StatusCode::OK, &objects::list("Secret", "v1", rv, items))
+            ok(&objects::list("Secret", "v1", rv, items))
         }
         (Method::GET, ["api", "v1", "namespaces", ns, "secrets", name]) => {
             if *ns == objects::NAMESPACE && *name == SECRET {
                 let rv = shared.lock().secret_version;
-                json_response(StatusCode::OK, &objects::secret(rv))
+                ok(&objects::secret(rv))
             } else {
                 json_response(StatusCode::NOT_FOUND, &objects::not_found("secrets", name))
             }
@@ -293,10 +295,15 @@ async fn handle(shared: Arc<Shared>, mut req: Request<Incoming>) -> Response<Bod
 }
 
 /// List or watch pods, in one namespace or all.
-fn pods(shared: &Arc<Shared>, ns: Option<&str>, params: &[(String, String)]) -> Response<Body> {
+fn pods(
+    shared: &Arc<Shared>,
+    ns: Option<&str>,
+    params: &[(String, String)],
+    print: Option<bool>,
+) -> Response<Body> {
     let name = param(params, "fieldSelector").and_then(|s| s.strip_prefix("metadata.name="));
     if is_true(param(params, "watch")) {
-        return stream::watch(shared, ns, name, params);
+        return stream::watch(shared, ns, name, params, print);
     }
     let state = shared.lock();
     let items = state
@@ -305,10 +312,8 @@ fn pods(shared: &Arc<Shared>, ns: Option<&str>, params: &[(String, String)]) -> 
         .filter(|((n, p), _)| ns.is_none_or(|ns| ns == n) && name.is_none_or(|name| name == p))
         .map(|(_, pod)| pod.clone())
         .collect();
-    json_response(
-        StatusCode::OK,
-        &objects::list("Pod", "v1", state.resource_version, items),
-    )
+    let list = objects::list("Pod", "v1", state.resource_version, items);
+    json_response(StatusCode::OK, &table::maybe(print, &list))
 }
 
 fn create_pod(shared: &Arc<Shared>, ns: &str, body: &[u8]) -> Response<Body> {

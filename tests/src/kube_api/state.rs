@@ -49,9 +49,15 @@ pub struct WatchEvent {
 }
 
 impl WatchEvent {
-    /// The event as one line of a watch stream (`{"type":…,"object":…}\n`).
-    pub fn to_line(&self) -> String {
-        let mut line = json!({"type": self.kind.as_str(), "object": self.object}).to_string();
+    /// The event as one line of a watch stream (`{"type":…,"object":…}\n`);
+    /// with `print`, the object as a one-row `Table` (`Some(true)`: rows
+    /// carry the whole object).
+    pub(crate) fn to_line(&self, print: Option<bool>) -> String {
+        let object = match print {
+            Some(whole) => super::table::of_object(&self.object, whole),
+            None => self.object.clone(),
+        };
+        let mut line = json!({"type": self.kind.as_str(), "object": object}).to_string();
         line.push('\n');
         line
     }

@@ -49,6 +49,7 @@ pub(crate) fn watch(
     ns: Option<&str>,
     name: Option<&str>,
     params: &[(String, String)],
+    print: Option<bool>,
 ) -> Response<Body> {
     let since = param(params, "resourceVersion")
         .and_then(|v| v.parse::<u64>().ok())
@@ -92,7 +93,7 @@ pub(crate) fn watch(
     tokio::spawn(async move {
         let _open = open;
         for event in initial.iter().filter(|e| wanted(e)) {
-            if tx.send(Bytes::from(event.to_line())).await.is_err() {
+            if tx.send(Bytes::from(event.to_line(print))).await.is_err() {
                 return;
             }
         }
@@ -106,7 +107,7 @@ pub(crate) fn watch(
             };
             match msg {
                 Ok(Broadcast::Event(event)) if wanted(&event) => {
-                    if tx.send(Bytes::from(event.to_line())).await.is_err() {
+                    if tx.send(Bytes::from(event.to_line(print))).await.is_err() {
                         return;
                     }
                 }
