@@ -387,3 +387,91 @@ pub fn ws_frames(data: &[u8]) {
         assert_eq!(run(&[stream]), run(&[head, tail]), "split at {split}");
     }
 }
+
+/// JSON and text body masking on arbitrary bytes, fed whole and split at an
+/// input-derived point: never a panic, the same output, hits and error
+/// either way, and for a body serde_json reads as JSON values, masked
+/// output that it reads too.
+///
+/// Input format: a byte choosing the split point (scaled to the body's
+/// length), a byte whose low bit chooses small limits (64-byte values,
+/// depth 8) over the defaults, then the body.
+pub fn mask_json(data: &[u8]) {
+    use crate::mask::{
+        BodyLimits, BodyMaskError, JsonKeyRule, JsonKeys, JsonMaskStream, TextMaskStream,
+    };
+    static STATE: OnceLock<Option<(Arc<JsonKeys>, Arc<Masker>)>> = OnceLock::new();
+    let Some((keys, masker)) = STATE.get_or_init(|| {
+        let rule = |pattern: &str, strategy| JsonKeyRule {
+            pattern: pattern.into(),
+            strategy,
+        };
+        let rules = [
+            rule("password", Strategy::Redact),
+            rule("*token", Strategy::Token),
+            rule("credentials", Strategy::Partial { keep_last: 2 }),
+            rule("ssn", Strategy::Null),
+        ];
+        let keys = JsonKeys::new(&rules, b"fuzzing secret, 32 bytes long..").ok()?;
+        Some((Arc::new(keys), Arc::new(fuzz_masker()?)))
+    }) else {
+        return;
+    };
+    let (Some(&at), Some(&flags), Some(body)) = (data.first(), data.get(1), data.get(2..)) else {
+        return;
+    };
+    let limits = if flags & 1 == 1 {
+        BodyLimits {
+            max_value: 64,
+            max_depth: 8,
+        }
+    } else {
+        BodyLimits::default()
+    };
+    let split = usize::from(at) * body.len() / 255;
+    let (head, tail) = body.split_at(split.min(body.len()));
+    type Run = (
+        BytesMut,
+        Result<(), BodyMaskError>,
+        Vec<crate::event::MaskHit>,
+    );
+    let json = |chunks: &[&[u8]]| -> Run {
+        let mut s = JsonMaskStream::with_limits(keys.clone(), Some(masker.clone()), limits);
+        let mut out = BytesMut::new();
+        let result = chunks
+            .iter()
+            .try_for_each(|c| s.feed(c, &mut out))
+            .and_then(|()| s.finish(&mut out));
+        (out, result, s.hits())
+    };
+    let whole = json(&[body]);
+    let split_run = json(&[head, tail]);
+    assert_eq!(whole.1, split_run.1, "the error depends on the split");
+    if whole.1.is_ok() {
+        assert_eq!(whole.0, split_run.0, "the output depends on the split");
+        assert_eq!(whole.2, split_run.2, "the hits depend on the split");
+    }
+    let values = |b: &[u8]| {
+        serde_json::Deserializer::from_slice(b)
+            .into_iter::<serde_json::Value>()
+            .all(|v| v.is_ok())
+    };
+    if flags & 1 == 0 && values(body) {
+        assert_eq!(whole.1, Ok(()), "valid JSON refused");
+        assert!(values(&whole.0), "valid JSON masked into invalid JSON");
+    }
+    let text = |chunks: &[&[u8]]| {
+        let mut s = TextMaskStream::with_limits(Some(masker.clone()), limits);
+        let mut out = BytesMut::new();
+        for c in chunks {
+            let _ = s.feed(c, &mut out);
+        }
+        let _ = s.finish(&mut out);
+        (out, s.hits())
+    };
+    assert_eq!(
+        text(&[body]),
+        text(&[head, tail]),
+        "text masking depends on the split"
+    );
+}

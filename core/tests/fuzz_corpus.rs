@@ -229,6 +229,11 @@ fn archive_read() {
 }
 
 #[test]
+fn mask_json() {
+    replay("mask_json", fuzzing::mask_json);
+}
+
+#[test]
 fn mask_value() {
     replay("mask_value", fuzzing::mask_value);
 }
@@ -270,6 +275,7 @@ fn corpus_matches_targets() {
             "classify",
             "event_decode",
             "grant_verify",
+            "mask_json",
             "mask_value",
             "pg_frames",
             "pg_session",

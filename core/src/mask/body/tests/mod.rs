@@ -2,6 +2,7 @@
 //! in one-byte chunks, and must give the same output, hits and errors.
 
 mod json;
+mod random;
 
 mod text;
 
