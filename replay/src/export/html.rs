@@ -61,8 +61,8 @@ section.item{background:#fff;border:1px solid #d8dce3;border-left:6px solid #8a9
 section.denied,section.error,section.revoked,section.unreadable,section.malformed{border-left-color:#c62828;background:#fff5f5}
 section.approval{border-left-color:#ef8f00;background:#fffaf0}
 section.approval.approved{border-left-color:#2e7d32;background:#f4fbf4}
-section.statement.failed{border-left-color:#c62828}
-section.statement.failed .badge{background:#c62828}
+section.statement.failed,section.http.failed{border-left-color:#c62828}
+section.statement.failed .badge,section.http.failed .badge{background:#c62828}
 .when{color:#5b6475;font-size:.85em;margin-bottom:.3em}
 .badge{display:inline-block;font-weight:bold;font-size:.8em;padding:.1em .5em;border-radius:3px;background:#8a94a6;color:#fff;margin-right:.5em}
 .denied .badge,.error .badge,.revoked .badge,.unreadable .badge,.malformed .badge{background:#c62828}
