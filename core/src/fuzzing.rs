@@ -38,6 +38,94 @@ pub fn pg_frames(data: &[u8]) {
     }
 }
 
+/// HTTP and Kubernetes requests held against a plan, and rule entries
+/// parsed, on arbitrary text: never a panic, and nothing is allowed or held
+/// that the plan's rules do not cover (no traversal past a pattern).
+///
+/// Input format: a byte whose low bit chooses a Kubernetes target over an
+/// HTTP one, then `METHOD TARGET` (lossy UTF-8), also parsed as an `http`
+/// and a `kube` entry.
+pub fn request_policy(data: &[u8]) {
+    use crate::http::kube::RequestInfo;
+    use crate::http::rules::{Decision, HttpPolicy, HttpRule, KubeRule, NormalPath, TargetKind};
+    static POLICIES: OnceLock<Option<(HttpPolicy, HttpPolicy)>> = OnceLock::new();
+    let Some((http, kube)) = POLICIES.get_or_init(|| {
+        let rule = |http: &[&str], kube: &[&str]| Rule {
+            http: http.iter().map(|s| (*s).to_owned()).collect(),
+            kube: kube.iter().map(|s| (*s).to_owned()).collect(),
+            ..Rule::default()
+        };
+        let scope = TargetScope {
+            allow: vec![rule(
+                &["GET,HEAD /v1/invoices/**"],
+                &["get,list,watch pods in billing"],
+            )],
+            approve: vec![rule(
+                &["POST /v1/refunds"],
+                &["create pods/exec in billing"],
+            )],
+            ..TargetScope::default()
+        };
+        let http = HttpPolicy::compile(&scope, TargetKind::Http).ok()?;
+        let kube = HttpPolicy::compile(&scope, TargetKind::Kubernetes).ok()?;
+        Some((http, kube))
+    }) else {
+        panic!("the fuzz plan does not compile");
+    };
+    let Some((&kind, rest)) = data.split_first() else {
+        return;
+    };
+    let text = String::from_utf8_lossy(rest);
+    let _ = HttpRule::parse(&text);
+    let _ = KubeRule::parse(&text);
+    let (method, target) = text.split_once(' ').unwrap_or(("GET", &text));
+    let path = NormalPath::parse(target);
+    if kind & 1 == 0 {
+        let verdict = http.check(method, target);
+        let path = path.as_ref().map(|p| p.segments.clone());
+        match verdict.decision {
+            Decision::Allow => {
+                let under = path.is_ok_and(|s| s.starts_with(&["v1".into(), "invoices".into()]));
+                assert!(
+                    under && (method == "GET" || method == "HEAD"),
+                    "{verdict:?}"
+                );
+            }
+            Decision::Hold => {
+                assert!(method == "POST" && path == Ok(vec!["v1".into(), "refunds".into()]));
+            }
+            Decision::Deny => assert!(!verdict.reason.is_empty()),
+        }
+        return;
+    }
+    let verdict = kube.check(method, target);
+    let info = RequestInfo::parse(method, target);
+    assert_eq!(
+        path.is_err(),
+        matches!(info, Err(crate::http::kube::KubeError::Path(_)))
+    );
+    if let Ok(info) = &info {
+        let _ = info.describe();
+    }
+    match verdict.decision {
+        Decision::Allow => {
+            let info = info.unwrap_or_else(|e| panic!("allowed but unreadable: {e}"));
+            let reads = ["get", "list", "watch"].contains(&info.verb.as_str());
+            let pods = info.is_resource_request
+                && info.namespace == "billing"
+                && info.api_group.is_empty()
+                && info.resource == "pods"
+                && info.subresource.is_empty();
+            assert!(info.is_discovery() || (reads && pods), "{info:?}");
+        }
+        Decision::Hold => {
+            let info = info.unwrap_or_else(|e| panic!("held but unreadable: {e}"));
+            assert_eq!(info.describe(), "create pods/exec in billing");
+        }
+        Decision::Deny => assert!(!verdict.reason.is_empty()),
+    }
+}
+
 /// The session state machine fed arbitrary client and target bytes, split
 /// at arbitrary points, with the driver's answers in between: never a
 /// panic, and whatever it forwards is whole frames.

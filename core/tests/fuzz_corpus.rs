@@ -199,6 +199,11 @@ fn pg_frames() {
 }
 
 #[test]
+fn request_policy() {
+    replay("request_policy", fuzzing::request_policy);
+}
+
+#[test]
 fn pg_session() {
     replay("pg_session", fuzzing::pg_session);
 }
@@ -280,6 +285,7 @@ fn corpus_matches_targets() {
             "pg_frames",
             "pg_session",
             "prune_decode",
+            "request_policy",
             "ws_frames"
         ],
         "a fuzz target without a replay test here"
