@@ -7,8 +7,9 @@
 //! - discovery: `/version`, `/api` (`APIVersions`), `/apis`
 //!   (`APIGroupList` with `apps/v1`), `/api/v1` and `/apis/apps/v1`
 //!   (`APIResourceList`: namespaces, pods, pods/exec, pods/log, secrets;
-//!   deployments). Aggregated discovery is not offered: kubectl falls back
-//!   to these when the answer's content type is plain `application/json`.
+//!   deployments); `/api` and `/apis` answer aggregated discovery
+//!   (`APIGroupDiscoveryList` v2) when `Accept` asks for it, unless
+//!   [`FakeKubeOptions::aggregated_discovery`] is off.
 //! - pods in [`NAMESPACE`] ([`PODS`]): list (`fieldSelector=metadata.name=`
 //!   honoured), get, create (POST), delete, and watch (`?watch=true`:
 //!   chunked JSON lines, open until the client leaves, `timeoutSeconds`
@@ -33,6 +34,7 @@
 //! [`FakeKube::update_pod`] and [`FakeKube::remove_pod`] reach open
 //! watches at once. Dropping the server stops it and its streams.
 
+mod discovery;
 mod exec;
 mod objects;
 mod server;
@@ -74,6 +76,11 @@ pub struct FakeKubeOptions {
     pub watch_tick: Option<Duration>,
     /// How often `logs -f` gets a `tick N` line after [`LOG_LINES`].
     pub log_interval: Duration,
+    /// Answer aggregated discovery (`apidiscovery.k8s.io/v2`) on `/api`
+    /// and `/apis` when asked, as API servers since 1.30 do (the
+    /// default); `false` serves only the legacy documents, kubectl then
+    /// also reads `/api/v1` and `/apis/apps/v1`.
+    pub aggregated_discovery: bool,
 }
 
 impl Default for FakeKubeOptions {
@@ -83,6 +90,7 @@ impl Default for FakeKubeOptions {
             tls: false,
             watch_tick: None,
             log_interval: Duration::from_millis(200),
+            aggregated_discovery: true,
         }
     }
 }

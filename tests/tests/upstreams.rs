@@ -163,9 +163,19 @@ fn kubectl_lists_gets_and_deletes_pods() {
     );
 
     // Every request carried the configured token, and kubectl discovered
-    // the API before using it.
+    // the API (aggregated, in one request per root) before using it.
     let requests = kube.requests();
-    assert!(requests.iter().any(|r| r.path() == "/api/v1"));
+    let discovery = requests
+        .iter()
+        .find(|r| r.path() == "/api")
+        .expect("discovery");
+    assert!(
+        discovery
+            .header("accept")
+            .unwrap_or("")
+            .contains("as=APIGroupDiscoveryList")
+    );
+    assert!(!requests.iter().any(|r| r.path() == "/api/v1"));
     for r in &requests {
         assert_eq!(
             r.header("authorization"),
@@ -178,6 +188,24 @@ fn kubectl_lists_gets_and_deletes_pods() {
             .iter()
             .any(|r| r.method == "DELETE" && r.path() == "/api/v1/namespaces/billing/pods/web-1")
     );
+}
+
+#[test]
+fn kubectl_falls_back_to_legacy_discovery() {
+    let kube = FakeKube::start_with(FakeKubeOptions {
+        aggregated_discovery: false,
+        ..Default::default()
+    });
+    let out = Kubectl::new(&kube, TOKEN).ok(&["get", "pods", "-o", "name"]);
+    assert_eq!(out, "pod/db-0\npod/web-1\npod/web-2\n");
+    let paths: Vec<String> = kube
+        .requests()
+        .iter()
+        .map(|r| r.path().to_owned())
+        .collect();
+    for path in ["/api", "/apis", "/api/v1", "/apis/apps/v1"] {
+        assert!(paths.iter().any(|p| p == path), "{path} not in {paths:?}");
+    }
 }
 
 #[test]

@@ -19,7 +19,7 @@ use tokio_rustls::TlsAcceptor;
 
 use super::objects::{self, NAMESPACES, SECRET};
 use super::state::{EventType, Shared};
-use super::{RecordedRequest, exec, stream, table};
+use super::{RecordedRequest, discovery, exec, stream, table};
 use crate::certs::TestCerts;
 
 /// Every response body.
@@ -195,8 +195,19 @@ async fn handle(shared: Arc<Shared>, mut req: Request<Incoming>) -> Response<Bod
         .filter(|s| !s.is_empty())
         .collect();
     let method = parts.method.clone();
+    let aggregated = shared.options.aggregated_discovery && discovery::wanted(&parts.headers);
     match (method, segments.as_slice()) {
         (Method::GET, ["version"]) => json_response(StatusCode::OK, &objects::version()),
+        (Method::GET, ["api"]) if aggregated => respond(
+            StatusCode::OK,
+            discovery::CONTENT_TYPE,
+            discovery::core().to_string(),
+        ),
+        (Method::GET, ["apis"]) if aggregated => respond(
+            StatusCode::OK,
+            discovery::CONTENT_TYPE,
+            discovery::groups().to_string(),
+        ),
         (Method::GET, ["api"]) => {
             json_response(StatusCode::OK, &objects::api_versions(&shared.address))
         }
