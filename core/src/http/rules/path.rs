@@ -125,9 +125,6 @@ fn decode_segment(raw: &str) -> Result<String, PathError> {
             };
             i += 3;
             let decoded = hi << 4 | lo;
-            if decoded == b'%' && encodes_dangerous(bytes.get(i..i + 2)) {
-                return Err(PathError::DoubleEncoded);
-            }
             if decoded == b'/' || decoded == b'\\' {
                 return Err(PathError::EncodedSlash);
             }
@@ -144,6 +141,9 @@ fn decode_segment(raw: &str) -> Result<String, PathError> {
         }
         out.push(byte);
     }
+    if encodes_dangerous(&out) {
+        return Err(PathError::DoubleEncoded);
+    }
     let segment = String::from_utf8(out).map_err(|_| PathError::NotUtf8)?;
     let bare = segment.split(';').next().unwrap_or_default();
     if bare == "." || bare == ".." {
@@ -152,12 +152,13 @@ fn decode_segment(raw: &str) -> Result<String, PathError> {
     Ok(segment)
 }
 
-/// Whether the two bytes after a decoded `%` are the hex of `/`, `\` or `.`.
-fn encodes_dangerous(next: Option<&[u8]>) -> bool {
-    matches!(
-        next.map(|n| n.to_ascii_uppercase()).as_deref(),
-        Some(b"2F" | b"5C" | b"2E")
-    )
+/// Whether decoded bytes still hold an escape of `/`, `\` or `.` (the
+/// path was encoded twice: `%252F`, or `%25%32%46`).
+fn encodes_dangerous(decoded: &[u8]) -> bool {
+    decoded.windows(3).any(|w| {
+        let w = w.to_ascii_uppercase();
+        matches!(w.as_slice(), b"%2F" | b"%5C" | b"%2E")
+    })
 }
 
 fn hex(b: u8) -> Option<u8> {

@@ -48,6 +48,8 @@ fn paths_normalise_or_are_refused() {
         ("/v1/invoices\\..\\admin", PathError::EncodedSlash),
         ("/v1/invoices/%252E%252E/admin", PathError::DoubleEncoded),
         ("/v1/invoices%252Fadmin", PathError::DoubleEncoded),
+        ("/v1/invoices%25%32%46admin", PathError::DoubleEncoded),
+        ("/v1/%25%32e%25%32e/admin", PathError::DoubleEncoded),
         ("/v1//invoices", PathError::EmptySegment),
         ("//v1/invoices", PathError::EmptySegment),
         ("/v1/invoices%", PathError::BadEscape),
