@@ -591,3 +591,45 @@ fn http_sessions_through_the_binary() {
         "the plan does not allow DELETE /v1/invoices/*"
     );
 }
+
+#[test]
+fn large_bodies_are_capped_like_results() {
+    let mut s = SessionBuilder::new(sid(T0_MS, 4));
+    s.opened();
+    let op = "GET /v1/export";
+    s.wait(1_000)
+        .request(1, "GET", "/orders-api/v1/export", op)
+        .verdict(Decision::Allow, op, "", "", "")
+        .response(1, 200, vec![h("content-type", "text/csv")], false);
+    // 300 000 lines of "row NNNNNN\n" (11 bytes each) in 3 pieces.
+    let all: Vec<u8> = (0..300_000)
+        .flat_map(|i| format!("row {i:06}\n").into_bytes())
+        .collect();
+    for (i, chunk) in all.chunks(1_100_000).enumerate() {
+        s.wait(1_000).piece(1, Direction::ToClient, chunk, i == 2);
+    }
+    let t = transcript(&s);
+    let text = render_to_string(&t);
+    for want in [
+        "< body (3.1 MiB in 3 pieces):\n",
+        "<   row 000000\n",
+        "<   row 000099\n",
+        "<   … 23 732 lines more (--all-rows shows them)\n",
+        "<   … only the first 256.0 KiB kept (--all-rows keeps it all)\n",
+    ] {
+        assert!(text.contains(want), "missing {want:?} in\n{text}");
+    }
+    assert!(!text.contains("row 000100"));
+    let doc = json(&t);
+    let body = &doc["items"][0]["response_body"];
+    assert_eq!(body["size"], 3_300_000);
+    assert_eq!(body["truncated"], true);
+    assert_eq!(body["text"].as_str().unwrap().len(), 256 * 1024);
+    assert_eq!(body["pieces"].as_array().unwrap().len(), 1);
+    assert_eq!(body["pieces_received"], 3);
+
+    let t = TranscriptBuilder::build(sid(T0_MS, 4), TranscriptOptions::all_rows(), &s.decoded());
+    let text = render_to_string(&t);
+    assert!(text.contains("<   row 299999\n"));
+    assert!(!text.contains("kept"));
+}
