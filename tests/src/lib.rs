@@ -9,6 +9,9 @@
 //! [`messages`] one whose notices and notifications the test receives,
 //! and [`wire::RawConn`] speaks the protocol by hand (direct TLS, malformed
 //! input, hand-built batches). [`values`] compares results byte for byte.
+//! The HTTP and Kubernetes tests' upstreams are a real nginx
+//! ([`nginx::Nginx`]) and a small Kubernetes API server
+//! ([`kube_api::FakeKube`]) that kubectl talks to as to a cluster.
 //! Everything is stopped and removed on drop, so tests run in parallel and
 //! leave no processes behind; a test that panics gets the tails of the
 //! server and gateway logs printed. Every wait is bounded. What a killed

@@ -76,11 +76,13 @@ impl Nginx {
 
     fn start_inner(proxy_to: Option<u16>) -> Nginx {
         let binary = binary();
+        sweep_once();
         let dir = tempfile::Builder::new()
             .prefix("gatehouse-nginx-")
             .tempdir()
             .unwrap_or_else(|e| panic!("nginx: cannot create a temp dir: {e}"));
         let root = dir.path().to_path_buf();
+        let _ = std::fs::write(root.join(OWNER_FILE), std::process::id().to_string());
         let www = root.join("www");
         std::fs::create_dir_all(root.join("tmp")).expect("mkdir tmp");
         std::fs::create_dir_all(&www).expect("mkdir www");
@@ -196,9 +198,56 @@ impl Drop for Nginx {
         if let Some(dir) = self.dir.take()
             && logs::keep_dirs()
         {
+            let _ = std::fs::remove_file(dir.path().join(OWNER_FILE));
             eprintln!("keeping nginx dir {}", dir.keep().display());
         }
     }
+}
+
+/// Holds the id of the test process that made an nginx dir.
+const OWNER_FILE: &str = "owner.pid";
+
+/// Once per process: stops the nginx of every `gatehouse-nginx-*` dir whose
+/// test process died without dropping it (killed by a timeout), and
+/// removes the dir. A pid is signalled only if its command line names the
+/// dir, so a reused pid is never hit.
+fn sweep_once() {
+    static SWEEP: std::sync::Once = std::sync::Once::new();
+    SWEEP.call_once(|| {
+        let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let dir = entry.path();
+            let named = entry
+                .file_name()
+                .to_string_lossy()
+                .starts_with("gatehouse-nginx-");
+            let pid = |file: &str| -> Option<u32> {
+                std::fs::read_to_string(dir.join(file))
+                    .ok()?
+                    .trim()
+                    .parse()
+                    .ok()
+            };
+            let Some(owner) = pid(OWNER_FILE).filter(|_| named) else {
+                continue;
+            };
+            if Path::new(&format!("/proc/{owner}")).exists() {
+                continue;
+            }
+            if let Some(nginx) = pid("nginx.pid")
+                && let Ok(cmdline) = std::fs::read(format!("/proc/{nginx}/cmdline"))
+                && String::from_utf8_lossy(&cmdline).contains(&*dir.to_string_lossy())
+            {
+                let _ = Command::new("kill")
+                    .arg("-9")
+                    .arg(nginx.to_string())
+                    .status();
+            }
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+    });
 }
 
 /// The nginx binary: on `PATH`, else `/usr/sbin/nginx`; installed with
