@@ -11,7 +11,8 @@
 //!   (`APIGroupDiscoveryList` v2) when `Accept` asks for it, unless
 //!   [`FakeKubeOptions::aggregated_discovery`] is off.
 //! - pods in [`NAMESPACE`] ([`PODS`]): list (`fieldSelector=metadata.name=`
-//!   honoured), get, create (POST), delete, and watch (`?watch=true`:
+//!   honoured), get, create (POST; no OpenAPI documents are served, so
+//!   `kubectl create` needs `--validate=false`), delete, and watch (`?watch=true`:
 //!   chunked JSON lines, open until the client leaves, `timeoutSeconds`
 //!   passes or [`FakeKube::end_watches`]; from a `resourceVersion` the
 //!   events after it are replayed first, without one every pod comes as

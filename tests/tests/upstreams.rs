@@ -455,3 +455,25 @@ fn nginx_proxies_to_the_fake_api_server() {
 fn path(p: &Path) -> &str {
     p.to_str().expect("utf-8 path")
 }
+
+#[test]
+fn kubectl_creates_a_pod() {
+    let kube = FakeKube::start();
+    let kubectl = Kubectl::new(&kube, TOKEN);
+    let manifest = kubectl.dir.path().join("pod.json");
+    std::fs::write(
+        &manifest,
+        r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"job-1"},"spec":{"containers":[{"name":"job","image":"busybox"}]}}"#,
+    )
+    .expect("write manifest");
+    // No OpenAPI documents are served: client-side validation is off.
+    let out = kubectl.ok(&["create", "--validate=false", "-f", path(&manifest)]);
+    assert!(out.contains("pod/job-1 created"), "{out}");
+    assert!(kube.pod(NAMESPACE, "job-1").is_some());
+    let again = kubectl.run(&["create", "--validate=false", "-f", path(&manifest)]);
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("AlreadyExists"),
+        "{}",
+        render(&again)
+    );
+}
