@@ -24,6 +24,7 @@ use serde::Deserialize;
 
 mod admin;
 mod file;
+mod http;
 mod masking;
 mod target;
 mod tls;
@@ -35,6 +36,7 @@ mod tests;
 
 pub use admin::{AdminSettings, AdminToken, ApprovalSettings};
 pub use file::{ConfigFile, Durability};
+pub use http::{Credential, HttpKind, HttpListener, HttpTarget};
 pub use validate::Env;
 
 /// The IO engine (`[gateway] io`, `gatehouse serve --io`).
@@ -72,6 +74,8 @@ pub struct Config {
     pub gateway: Gateway,
     /// `[listener]`
     pub listener: Listener,
+    /// `[http]`; `None`: no HTTP listener.
+    pub http: Option<HttpListener>,
     /// `[tls]`; `None`: the listener answers SSLRequest with `N` and every
     /// client is plaintext (which validation allows only with
     /// `allow_plaintext = true`).
@@ -315,6 +319,9 @@ pub struct Target {
     pub pool_size: usize,
     /// Masking rules and the token secret, checked (compiled once) at load.
     pub masking: Option<Masking>,
+    /// For `kind = "http"` and `"kubernetes"`: the upstream, its
+    /// credential and routes (`host`, `database`, `user` are then unused).
+    pub http: Option<HttpTarget>,
 }
 
 /// `[targets.NAME.masking]`, resolved.
@@ -324,6 +331,9 @@ pub struct Masking {
     pub rules: gatehouse_core::mask::MaskRules,
     /// The `token` strategy's HMAC secret, if configured.
     pub token_secret: Option<Secret>,
+    /// JSON keys whose values are masked in HTTP bodies, each with its
+    /// strategy.
+    pub keys: Vec<(String, gatehouse_core::mask::Strategy)>,
 }
 
 impl Masking {
@@ -393,8 +403,13 @@ impl Config {
             (Some(_), true) => "TLS optional",
             (None, _) => "plaintext only",
         };
+        let http = match &self.http {
+            Some(h) if self.tls.is_some() => format!(", HTTP listener {} (TLS)", h.address),
+            Some(h) => format!(", HTTP listener {} (plaintext)", h.address),
+            None => String::new(),
+        };
         format!(
-            "{} target{} ({}), listener {} ({tls}), engine {} with {} worker{}, \
+            "{} target{} ({}), listener {} ({tls}){http}, engine {} with {} worker{}, \
              store {} ({}, {}), {} grant key{}",
             targets.len(),
             plural(targets.len()),

@@ -30,6 +30,7 @@ mod approvals;
 mod checkpoints;
 mod cli;
 mod config;
+mod http;
 mod jwks;
 mod metrics;
 mod revocations;

@@ -46,6 +46,7 @@ pub struct Gateway {
     root: PathBuf,
     binary: PathBuf,
     port: u16,
+    http_port: u16,
     options: GatewayOptions,
     certs: Option<TestCerts>,
     child: Option<Child>,
@@ -117,6 +118,7 @@ impl Gateway {
             root,
             binary,
             port: 0,
+            http_port: 0,
             options,
             certs,
             child: None,
@@ -124,6 +126,9 @@ impl Gateway {
         // Another process may take the port before the gateway binds it.
         for attempt in 1..=3 {
             gateway.port = free_port();
+            if gateway.options.http.is_some() {
+                gateway.http_port = free_port();
+            }
             gateway.write_config(cluster.port());
             match gateway.spawn() {
                 Ok(()) => return gateway,
@@ -140,6 +145,12 @@ impl Gateway {
     /// The listener's port on 127.0.0.1.
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The HTTP listener's port on 127.0.0.1 (with
+    /// [`GatewayOptions::http`]; 0 without).
+    pub fn http_port(&self) -> u16 {
+        self.http_port
     }
 
     /// The gateway's temp dir.
@@ -412,6 +423,7 @@ impl Gateway {
         let text = gateway_config::render(
             &self.options,
             self.port,
+            self.http_port,
             upstream_port,
             &ConfigPaths {
                 cert: cert.as_ref().unwrap_or(&none),

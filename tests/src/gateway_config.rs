@@ -122,6 +122,11 @@ pub struct GatewayOptions {
     /// Raw TOML lines written inside `[store]`, e.g.
     /// `checkpoint_interval = "200ms"`.
     pub store_config: String,
+    /// With `Some`, an `[http]` listener on a port of its own
+    /// ([`Gateway::http_port`](crate::Gateway::http_port)), with these raw
+    /// TOML lines inside; plaintext when the gateway has no TLS. HTTP
+    /// targets go in [`extra_config`](Self::extra_config).
+    pub http: Option<String>,
 }
 
 impl Default for GatewayOptions {
@@ -142,6 +147,7 @@ impl Default for GatewayOptions {
             env: Vec::new(),
             store_dir: None,
             store_config: String::new(),
+            http: None,
         }
     }
 }
@@ -207,6 +213,7 @@ pub(crate) struct ConfigPaths<'a> {
 pub(crate) fn render(
     options: &GatewayOptions,
     port: u16,
+    http_port: u16,
     upstream_port: u16,
     paths: &ConfigPaths<'_>,
 ) -> String {
@@ -222,6 +229,12 @@ pub(crate) fn render(
     }
     if !options.listener_config.is_empty() {
         let _ = writeln!(s, "{}", options.listener_config);
+    }
+    if let Some(http) = &options.http {
+        let _ = writeln!(s, "\n[http]");
+        let _ = writeln!(s, "address = {}", q(&format!("127.0.0.1:{http_port}")));
+        let _ = writeln!(s, "allow_plaintext = {}", !options.tls);
+        let _ = writeln!(s, "{http}");
     }
     if options.tls {
         let _ = writeln!(s, "\n[tls]");
@@ -319,7 +332,7 @@ mod tests {
             strategy = "redact"
             "#,
         );
-        let text = render(&options, 7000, 5432, &paths);
+        let text = render(&options, 7000, 7001, 5432, &paths);
         let value: toml::Table = toml::from_str(&text).expect("valid TOML");
         let targets = value["targets"].as_table().expect("targets");
         assert_eq!(targets.len(), 4);

@@ -22,6 +22,9 @@ pub struct ConfigFile {
     /// `[listener]`
     #[serde(default)]
     pub listener: ListenerSection,
+    /// `[http]`; without it there is no HTTP listener.
+    #[serde(default)]
+    pub http: Option<HttpSection>,
     /// `[tls]`; without it the listener speaks plaintext only.
     #[serde(default)]
     pub tls: Option<TlsSection>,
@@ -318,10 +321,47 @@ pub struct GrantKeySection {
     pub kid: Option<String>,
 }
 
+/// `[http]`: the listener of HTTP and Kubernetes clients.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpSection {
+    /// `address`: `ip:port`. Default `127.0.0.1:18443`.
+    pub address: String,
+    /// `allow_plaintext`: whether clients may connect without TLS.
+    pub allow_plaintext: bool,
+    /// `max_header_bytes`. Default 64 KiB.
+    pub max_header_bytes: ByteSize,
+    /// `max_headers`. Default 100.
+    pub max_headers: u32,
+    /// `max_body_bytes`: the largest request body. Default 16 MiB.
+    pub max_body_bytes: ByteSize,
+    /// `header_timeout`. Default 30s.
+    pub header_timeout: String,
+    /// `idle_timeout`. Default 120s.
+    pub idle_timeout: String,
+}
+
 /// `[targets.NAME]`
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TargetSection {
+    /// `kind`: `postgres` (default), `http` or `kubernetes`.
+    pub kind: String,
+    /// `url`: an HTTP or Kubernetes target's upstream.
+    pub url: Option<String>,
+    /// `ca_file`: PEM CA certificates for an `https://` upstream.
+    pub ca_file: Option<String>,
+    /// `path_prefix`: HTTP requests under it go to this target.
+    pub path_prefix: Option<String>,
+    /// `hosts`: HTTP requests for these host names go to this target.
+    pub hosts: Vec<String>,
+    /// `allow_spdy`: let SPDY upgrades through as recorded tunnels.
+    pub allow_spdy: bool,
+    /// `impersonate`: Kubernetes `Impersonate-User` = the grant's subject.
+    pub impersonate: bool,
+    /// `[targets.NAME.credential]`: what an HTTP target gets instead of
+    /// the grant.
+    pub credential: Option<super::http::CredentialSection>,
     /// `host`: name or address of the PostgreSQL server.
     pub host: Option<String>,
     /// `port`. Default 5432.
@@ -361,6 +401,8 @@ pub struct MaskingSection {
     pub columns: Vec<ColumnSection>,
     /// `[[…masking.dictionaries]]`.
     pub dictionaries: Vec<DictionarySection>,
+    /// `keys`: JSON key → strategy, for HTTP and Kubernetes targets.
+    pub keys: BTreeMap<String, String>,
 }
 
 /// `[[targets.NAME.masking.columns]]`
@@ -389,6 +431,14 @@ pub struct DictionarySection {
 impl Default for TargetSection {
     fn default() -> Self {
         TargetSection {
+            kind: "postgres".to_owned(),
+            url: None,
+            ca_file: None,
+            path_prefix: None,
+            hosts: Vec::new(),
+            allow_spdy: false,
+            impersonate: false,
+            credential: None,
             host: None,
             port: 5432,
             database: None,

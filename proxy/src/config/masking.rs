@@ -69,6 +69,14 @@ pub(super) fn masking(
             Err(e) => f.problem(&format!("{at}.dictionaries[{i}].strategy"), e),
         }
     }
+    let mut keys = Vec::new();
+    for (name, strategy) in &s.keys {
+        match strategy.parse::<Strategy>() {
+            Ok(st) if !name.is_empty() => keys.push((name.clone(), st)),
+            Ok(_) => f.problem(&format!("{at}.keys"), "a key must not be empty"),
+            Err(e) => f.problem(&format!("{at}.keys.{name}"), e),
+        }
+    }
     let token_secret: Option<Secret> = match (s.token_secret_env, s.token_secret_file) {
         (Some(_), Some(_)) => {
             f.problem(at, "set token_secret_env or token_secret_file, not both");
@@ -80,13 +88,14 @@ pub(super) fn masking(
         }
         (None, None) => None,
     };
-    if rules.is_empty() {
+    if rules.is_empty() && keys.is_empty() {
         f.warning(at, "no masking rules: nothing is masked for this target");
         return None;
     }
     let masking = Masking {
         rules,
         token_secret,
+        keys,
     };
     if let Err(e) = masking.compile() {
         f.problem(at, e.to_string());

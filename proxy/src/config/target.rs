@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use super::file::TargetSection;
 use super::validate::{Env, Findings, path};
-use super::{Secret, Target};
+use super::{HttpKind, Secret, Target};
 
 /// `targets.NAME`, quoting NAME when TOML would need it.
 fn target_key(name: &str) -> String {
@@ -25,11 +25,59 @@ fn target_key(name: &str) -> String {
 pub(super) fn target(
     f: &mut Findings,
     name: &str,
-    s: TargetSection,
+    mut s: TargetSection,
     base: &Path,
     env: &Env<'_>,
 ) -> Target {
     let at = target_key(name);
+    let kind = match s.kind.as_str() {
+        "postgres" => None,
+        "http" => Some(HttpKind::Http),
+        "kubernetes" => Some(HttpKind::Kubernetes),
+        other => {
+            f.problem(
+                &format!("{at}.kind"),
+                format!("{other:?} is not a kind; use \"postgres\", \"http\" or \"kubernetes\""),
+            );
+            None
+        }
+    };
+    if let Some(kind) = kind {
+        let http = super::http::target(f, &at, name, kind, &mut s, base, env);
+        let masking = s
+            .masking
+            .and_then(|m| super::masking::masking(f, &format!("{at}.masking"), m, base, env));
+        return Target {
+            name: name.to_owned(),
+            host: http.as_ref().map(|h| h.host.clone()).unwrap_or_default(),
+            port: http.as_ref().map_or(0, |h| h.port),
+            database: String::new(),
+            user: String::new(),
+            password: None,
+            connect_timeout: http
+                .as_ref()
+                .map_or(Duration::from_secs(5), |h| h.connect_timeout),
+            pool_size: 0,
+            masking,
+            http,
+        };
+    }
+    for (key, set) in [
+        ("url", s.url.is_some()),
+        ("ca_file", s.ca_file.is_some()),
+        ("path_prefix", s.path_prefix.is_some()),
+        ("hosts", !s.hosts.is_empty()),
+        ("credential", s.credential.is_some()),
+        ("impersonate", s.impersonate),
+        ("allow_spdy", s.allow_spdy),
+    ] {
+        if set {
+            f.problem(
+                &format!("{at}.{key}"),
+                "is for kind = \"http\" or \"kubernetes\" targets",
+            );
+        }
+    }
     if name.is_empty() || name.chars().any(char::is_control) {
         f.problem(
             &at,
@@ -98,6 +146,7 @@ pub(super) fn target(
         connect_timeout,
         pool_size: usize::try_from(s.pool_size.min(10_000)).unwrap_or(0),
         masking,
+        http: None,
     }
 }
 

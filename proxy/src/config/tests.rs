@@ -1114,3 +1114,133 @@ limits = { rows = 10 }
         "unknown field `limit`",
     );
 }
+
+/// An HTTP listener and an HTTP and a Kubernetes target beside `orders`.
+const HTTP: &str = r#"
+[http]
+address = "127.0.0.1:18443"
+max_body_bytes = "1MiB"
+
+[targets.orders-api]
+kind = "http"
+url = "https://orders.internal:8443/api/"
+hosts = ["Orders-API.example"]
+[targets.orders-api.credential]
+header = "X-Api-Key"
+value_env = "ORDERS_API_KEY"
+[targets.orders-api.masking]
+keys = { password = "redact", "*token" = "partial" }
+
+[targets.prod]
+kind = "kubernetes"
+url = "http://127.0.0.1:6443"
+path_prefix = "/k8s/prod/"
+impersonate = true
+[targets.prod.credential]
+bearer_env = "PROD_TOKEN"
+"#;
+
+#[test]
+fn http_targets_resolve() {
+    let fx = Fixture::new();
+    let config = fx
+        .load_env(
+            &format!("{GOOD}{HTTP}"),
+            &[
+                ("GATEHOUSE_ORDERS_PASSWORD", "pw"),
+                ("ORDERS_API_KEY", "k-123"),
+                ("PROD_TOKEN", "t-456"),
+            ],
+        )
+        .unwrap();
+    let http = config.http.as_ref().unwrap();
+    assert_eq!(http.address.port(), 18443);
+    assert_eq!(http.max_body_bytes, 1 << 20);
+    assert_eq!(http.max_headers, 100);
+    let api = config.targets["orders-api"].http.as_ref().unwrap();
+    assert_eq!(api.kind, HttpKind::Http);
+    assert!(api.tls);
+    assert_eq!((api.host.as_str(), api.port), ("orders.internal", 8443));
+    assert_eq!(api.base_path, "/api");
+    assert_eq!(api.path_prefix, "/orders-api");
+    assert_eq!(api.hosts, ["orders-api.example"]);
+    assert_eq!(api.credential.header_name(), Some("x-api-key"));
+    assert!(format!("{:?}", api.credential).contains("***"));
+    assert!(!format!("{:?}", api.credential).contains("k-123"));
+    assert_eq!(
+        config.targets["orders-api"]
+            .masking
+            .as_ref()
+            .unwrap()
+            .keys
+            .len(),
+        2
+    );
+    let prod = config.targets["prod"].http.as_ref().unwrap();
+    assert_eq!(prod.kind, HttpKind::Kubernetes);
+    assert_eq!(prod.path_prefix, "/k8s/prod");
+    assert!(prod.impersonate && !prod.tls);
+    assert_eq!(prod.credential.header_name(), Some("authorization"));
+    assert!(config.targets["orders"].http.is_none());
+    assert!(
+        config
+            .summary()
+            .contains("HTTP listener 127.0.0.1:18443 (TLS)")
+    );
+}
+
+#[test]
+fn http_mistakes_name_the_key() {
+    let fx = Fixture::new();
+    let env = [
+        ("GATEHOUSE_ORDERS_PASSWORD", "pw"),
+        ("ORDERS_API_KEY", "k"),
+        ("PROD_TOKEN", "t"),
+    ];
+    let cases = [
+        (
+            HTTP.replace("kind = \"http\"", "kind = \"grpc\""),
+            "targets.orders-api.kind: \"grpc\" is not a kind",
+        ),
+        (
+            HTTP.replace("https://orders.internal:8443/api/", "ftp://x"),
+            "targets.orders-api.url: \"ftp://x\": the scheme must be http or https",
+        ),
+        (
+            HTTP.replace("impersonate = true", "impersonate = true\ndatabase = \"x\""),
+            "targets.prod.database: is for PostgreSQL targets",
+        ),
+        (
+            HTTP.replace("value_env = \"ORDERS_API_KEY\"", ""),
+            "targets.orders-api.credential: header needs value_env or value_file",
+        ),
+        (
+            HTTP.replace(
+                "bearer_env = \"PROD_TOKEN\"",
+                "bearer_env = \"PROD_TOKEN\"\nheader = \"x\"\nvalue_env = \"ORDERS_API_KEY\"",
+            ),
+            "targets.prod.credential: set one credential",
+        ),
+        (
+            HTTP.replace("max_body_bytes = \"1MiB\"", "max_headers = 0"),
+            "http.max_headers: must be within 1..=10000",
+        ),
+        (
+            HTTP.replace("\"password\" = \"redact\"", "password = \"scramble\"")
+                .replace("password = \"redact\"", "password = \"scramble\""),
+            "targets.orders-api.masking.keys.password:",
+        ),
+    ];
+    for (http, expected) in cases {
+        let err = fx
+            .load_env(&format!("{GOOD}{http}"), &env)
+            .expect_err(expected);
+        assert!(format!("{err:#}").contains(expected), "{expected}\n{err:#}");
+    }
+    let pg_with_url = GOOD.replace("user = \"app\"", "user = \"app\"\nurl = \"http://x\"");
+    let err = fx.load_env(&pg_with_url, &env).unwrap_err();
+    assert!(
+        format!("{err:#}").contains("targets.orders.url: is for kind = \"http\""),
+        "{err:#}"
+    );
+}

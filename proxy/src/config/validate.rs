@@ -127,6 +127,9 @@ impl ConfigFile {
         let gateway = gateway(&mut f, self.gateway);
         let tls = self.tls.map(|tls| super::tls::tls_files(&mut f, tls, base));
         let listener = listener(&mut f, self.listener, tls.is_some());
+        let http = self
+            .http
+            .and_then(|h| super::http::listener(&mut f, h, tls.is_some()));
         let store = store(&mut f, self.store, base);
         let target_names: BTreeSet<String> = self.targets.keys().cloned().collect();
         let policy_claims = std::mem::take(&mut self.grants.policy_claims);
@@ -164,6 +167,7 @@ impl ConfigFile {
             gateway,
             // `None` only with a problem reported above.
             listener: listener.ok_or_else(|| anyhow::anyhow!("listener: invalid"))?,
+            http,
             tls,
             store,
             grants,

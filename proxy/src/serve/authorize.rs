@@ -147,18 +147,71 @@ impl Authorizer {
         target: &str,
         now_s: i64,
     ) -> Result<(Authorized, TargetAddr, SessionSlot), Rejection> {
+        self.authorize_for(token, target, now_s, false)
+            .map(|(auth, t, slot)| (auth, t.addr.clone(), slot))
+    }
+
+    /// [`authorize`](Self::authorize) for the HTTP listener: the target
+    /// must be an HTTP or Kubernetes one.
+    pub fn authorize_http(
+        &self,
+        token: &str,
+        target: &str,
+        now_s: i64,
+    ) -> Result<(Authorized, Arc<crate::http::HttpUpstream>, SessionSlot), Rejection> {
+        let (auth, t, slot) = self.authorize_for(token, target, now_s, true)?;
+        match &t.http {
+            Some(h) => Ok((auth, Arc::clone(h), slot)),
+            None => Err(unknown_target(target, true)),
+        }
+    }
+
+    /// The HTTP or Kubernetes target a request for `host` (lower case,
+    /// without port) and `path` goes to, and the length of the path
+    /// prefix that chose it (0 when the host did): a target naming the
+    /// host wins, then the longest path prefix ending at a segment
+    /// boundary.
+    pub fn http_route(&self, host: Option<&str>, path: &str) -> Option<(String, usize)> {
         let targets = Arc::clone(&self.targets.read().unwrap_or_else(|e| e.into_inner()));
-        let Some(t) = targets.get(target) else {
-            return Err(Rejection {
-                reason: Refusal::UnknownTarget,
-                sqlstate: "28000",
-                message: format!(
-                    "database \"{target}\" names no target on this gateway; connect with dbname set to a target your grant names"
-                ),
-                subject: None,
-                jti: None,
-            });
+        let http = || {
+            targets
+                .iter()
+                .filter_map(|(n, t)| Some((n, t.http.as_ref()?)))
         };
+        if let Some(host) = host
+            && let Some((name, _)) = http().find(|(_, h)| h.target.hosts.iter().any(|x| x == host))
+        {
+            return Some((name.clone(), 0));
+        }
+        http()
+            .filter(|(_, h)| {
+                let prefix = &h.target.path_prefix;
+                path.strip_prefix(prefix.as_str())
+                    .is_some_and(|rest| rest.is_empty() || rest.starts_with(['/', '?']))
+            })
+            .max_by_key(|(_, h)| h.target.path_prefix.len())
+            .map(|(name, h)| (name.clone(), h.target.path_prefix.len()))
+    }
+
+    /// The upstream of HTTP target `name`, if it is one.
+    pub fn http_upstream(&self, name: &str) -> Option<Arc<crate::http::HttpUpstream>> {
+        let targets = self.targets.read().unwrap_or_else(|e| e.into_inner());
+        targets.get(name)?.http.clone()
+    }
+
+    fn authorize_for(
+        &self,
+        token: &str,
+        target: &str,
+        now_s: i64,
+        http: bool,
+    ) -> Result<(Authorized, Target, SessionSlot), Rejection> {
+        let targets = Arc::clone(&self.targets.read().unwrap_or_else(|e| e.into_inner()));
+        let t = targets.get(target).filter(|t| t.http.is_some() == http);
+        let Some(t) = t else {
+            return Err(unknown_target(target, http));
+        };
+
         let claims = self.verify(token, now_s).map_err(|e| rejection(&e, None))?;
         let known = Some((claims.sub.clone(), claims.jti.clone()));
         grant::check_target(&claims, target).map_err(|e| rejection(&e, known.clone()))?;
@@ -204,7 +257,24 @@ impl Authorizer {
                 approvals: None,
             },
         };
-        Ok((auth, t.addr.clone(), slot))
+        Ok((auth, t.clone(), slot))
+    }
+}
+
+fn unknown_target(target: &str, http: bool) -> Rejection {
+    Rejection {
+        reason: Refusal::UnknownTarget,
+        sqlstate: "28000",
+        message: if http {
+            format!("\"{target}\" names no HTTP or Kubernetes target on this gateway")
+        } else {
+            format!(
+                "database \"{target}\" names no PostgreSQL target on this gateway; connect with \
+                 dbname set to a target your grant names"
+            )
+        },
+        subject: None,
+        jti: None,
     }
 }
 

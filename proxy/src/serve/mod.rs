@@ -36,7 +36,6 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use gatehouse_core::pg::{Authorized, Rejection, SessionConfig};
 use gatehouse_store::Store;
-use limits::SessionSlot;
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
@@ -51,7 +50,11 @@ use ledger::GrantLedger;
 use targets::{Target, TargetAddr};
 
 use cancel::CancelMap;
+pub use connection::now_us;
+pub use limits::SessionSlot;
 pub use socket::Socket;
+pub use stream::Io;
+pub use tls::acceptor_with_alpn as tls_acceptor_with_alpn;
 
 /// What every connection of the gateway shares.
 pub struct Shared {
@@ -129,6 +132,8 @@ pub struct Server {
     /// With a seal key: the sessions the next checkpoint covers, noted as
     /// their events are handed to the store.
     pub sessions: Option<Arc<SessionRegistry>>,
+    /// `[http]`: the HTTP listener's address and settings.
+    pub http: Option<(SocketAddr, Arc<crate::http::HttpShared>)>,
 }
 
 /// Serves `config` until SIGINT or SIGTERM.
@@ -192,12 +197,19 @@ impl Server {
         let mut handles = Vec::new();
         for n in 0..self.workers.max(1) {
             let std_listener = listener::bind(self.address)?;
+            let http = match &self.http {
+                Some((address, http)) => Some((listener::bind(*address)?, http.clone())),
+                None => None,
+            };
             let shared = shared.clone();
             let handle = std::thread::Builder::new()
                 .name(format!("gatehouse-worker-{n}"))
-                .spawn(move || worker(std_listener, shared, engine, n))
+                .spawn(move || worker(std_listener, http, shared, engine, n))
                 .context("spawning a worker thread")?;
             handles.push(handle);
+        }
+        if let Some((address, _)) = &self.http {
+            tracing::info!(%address, "serving HTTP and Kubernetes targets");
         }
         tracing::info!(
             address = %self.address,
@@ -300,7 +312,16 @@ impl Listener {
     }
 }
 
-fn worker(std_listener: std::net::TcpListener, shared: Arc<Shared>, engine: IoEngine, n: usize) {
+/// The HTTP listener of a worker, and what its connections share.
+type HttpListening = (std::net::TcpListener, Arc<crate::http::HttpShared>);
+
+fn worker(
+    std_listener: std::net::TcpListener,
+    http: Option<HttpListening>,
+    shared: Arc<Shared>,
+    engine: IoEngine,
+    n: usize,
+) {
     if engine == IoEngine::Uring {
         crate::uring::pin_to_cpu(n);
     }
@@ -331,6 +352,23 @@ fn worker(std_listener: std::net::TcpListener, shared: Arc<Shared>, engine: IoEn
                 return;
             }
         };
+        let http = match http {
+            Some((l, settings)) => {
+                let l = match engine {
+                    IoEngine::Uring => crate::uring::Acceptor::new(l).map(Listener::Uring),
+                    _ => tokio::net::TcpListener::from_std(l).map(Listener::Tokio),
+                };
+                match l {
+                    Ok(l) => Some((l, settings)),
+                    Err(e) => {
+                        tracing::error!("worker HTTP listener failed: {e}");
+                        return;
+                    }
+                }
+            }
+            None => None,
+        };
+        let (mut http_listener, http_settings) = http.unzip();
         let mut stop = shared.shutdown.clone();
         let mut tasks = tokio::task::JoinSet::new();
         loop {
@@ -344,11 +382,22 @@ fn worker(std_listener: std::net::TcpListener, shared: Arc<Shared>, engine: IoEn
                         tokio::time::sleep(Duration::from_millis(10)).await;
                     }
                 },
+                accepted = accept_opt(&mut http_listener) => match (accepted, &http_settings) {
+                    (Ok((socket, peer)), Some(settings)) => {
+                        tasks.spawn(crate::http::serve(shared.clone(), settings.clone(), socket, peer));
+                    }
+                    (Ok(_), None) => {}
+                    (Err(e), _) => {
+                        tracing::warn!("HTTP accept failed: {e}");
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
+                },
                 Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
                 _ = stop.changed() => break,
             }
         }
         drop(listener);
+        drop(http_listener);
         let drain = async { while tasks.join_next().await.is_some() {} };
         if tokio::time::timeout(DRAIN, drain).await.is_err() {
             tracing::warn!("sessions still open after {DRAIN:?}; cutting them");
@@ -356,6 +405,14 @@ fn worker(std_listener: std::net::TcpListener, shared: Arc<Shared>, engine: IoEn
             while tasks.join_next().await.is_some() {}
         }
     });
+}
+
+/// Accepts on `listener`, or waits forever without one.
+async fn accept_opt(listener: &mut Option<Listener>) -> std::io::Result<(Socket, SocketAddr)> {
+    match listener {
+        Some(l) => l.accept().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Waits for SIGTERM or SIGINT; each SIGHUP calls `reload`.

@@ -118,6 +118,23 @@ pub fn server(config: Config) -> Result<Server> {
         io: config.gateway.io,
         checkpoints,
         sessions,
+        http: match &config.http {
+            Some(settings) => {
+                let tls = match &config.tls {
+                    Some(files) => {
+                        let (cert, key) = files.read()?;
+                        Some(crate::http::acceptor(&cert, &key)?)
+                    }
+                    None => None,
+                };
+                let shared = crate::http::HttpShared {
+                    settings: settings.clone(),
+                    tls,
+                };
+                Some((settings.address, Arc::new(shared)))
+            }
+            None => None,
+        },
     })
 }
 
@@ -145,6 +162,13 @@ pub fn targets(config: &Config) -> Result<BTreeMap<String, Target>> {
             },
             masker,
             masking: t.masking.clone(),
+            http: match &t.http {
+                Some(h) => Some(Arc::new(
+                    crate::http::HttpUpstream::new(h.clone(), t.masking.as_ref())
+                        .with_context(|| format!("setting up the upstream of target {}", t.name))?,
+                )),
+                None => None,
+            },
         };
         targets.insert(t.name.clone(), target);
     }

@@ -33,4 +33,6 @@ pub struct Target {
     /// The same rules and token secret as configured, for grants that
     /// mask more (`plan.targets.NAME.mask`).
     pub masking: Option<crate::config::Masking>,
+    /// An HTTP or Kubernetes target's upstream; `None` for PostgreSQL.
+    pub http: Option<Arc<crate::http::HttpUpstream>>,
 }

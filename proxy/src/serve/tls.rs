@@ -12,6 +12,18 @@ const ALPN_POSTGRESQL: &[u8] = b"postgresql";
 
 /// Builds the acceptor from PEM certificate chain and key files.
 pub fn acceptor(cert_pem: &[u8], key_pem: &[u8]) -> Result<TlsAcceptor> {
+    // Direct TLS requires ALPN `postgresql`; SSLRequest clients may send it
+    // or nothing. rustls refuses a client that offers ALPN without a match,
+    // which is what PostgreSQL does too.
+    acceptor_with_alpn(cert_pem, key_pem, vec![ALPN_POSTGRESQL.to_vec()])
+}
+
+/// An acceptor of the same certificate offering `alpn`.
+pub fn acceptor_with_alpn(
+    cert_pem: &[u8],
+    key_pem: &[u8],
+    alpn: Vec<Vec<u8>>,
+) -> Result<TlsAcceptor> {
     let certs: Vec<CertificateDer<'static>> = rustls_pemfile::certs(&mut &cert_pem[..])
         .collect::<Result<_, _>>()
         .context("reading the TLS certificate chain")?;
@@ -25,9 +37,6 @@ pub fn acceptor(cert_pem: &[u8], key_pem: &[u8]) -> Result<TlsAcceptor> {
         .with_no_client_auth()
         .with_single_cert(certs, key)
         .context("the TLS certificate does not match its key")?;
-    // Direct TLS requires ALPN `postgresql`; SSLRequest clients may send it
-    // or nothing. rustls refuses a client that offers ALPN without a match,
-    // which is what PostgreSQL does too.
-    config.alpn_protocols = vec![ALPN_POSTGRESQL.to_vec()];
+    config.alpn_protocols = alpn;
     Ok(TlsAcceptor::from(Arc::new(config)))
 }

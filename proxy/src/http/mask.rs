@@ -1,0 +1,196 @@
+//! Which response bodies are masked, and how: JSON bodies by key and by
+//! content, text bodies line by line by content. A body the gateway
+//! cannot read (compressed despite `Accept-Encoding: identity`, or
+//! Kubernetes protobuf) is refused when masking applies (fail closed);
+//! other types (images, archives) pass as they are.
+
+use std::sync::Arc;
+
+use bytes::BytesMut;
+use gatehouse_core::event::{Body as EventBody, HttpResponse, MaskHit};
+use gatehouse_core::mask::{JsonKeyRule, JsonKeys, JsonMaskStream, Masker, TextMaskStream};
+use gatehouse_core::pg::Authorized;
+use http::header::{self, HeaderMap};
+use http::{Response, StatusCode};
+use http_body_util::BodyExt as _;
+use hyper::body::Incoming;
+
+use super::body::{StreamMask, Tap};
+use super::respond::Problem;
+use super::session::SessionLog;
+use super::{HttpUpstream, ProxyBody, headers, now_us};
+
+/// The masking of one session's responses.
+#[derive(Clone)]
+pub struct MaskPlan {
+    keys: Arc<JsonKeys>,
+    masker: Option<Arc<Masker>>,
+}
+
+/// The plan for a session of `auth` on `upstream`, or `None` when nothing
+/// is masked. The grant's `mask.columns` patterns that name no table are
+/// JSON keys too: a grant can add keys, never remove the target's.
+pub fn for_response(auth: &Authorized, upstream: &HttpUpstream) -> Option<MaskPlan> {
+    let masker = auth.masker.clone().filter(|m| m.has_content_rules());
+    let extra: Vec<JsonKeyRule> = auth
+        .policy
+        .scope
+        .mask
+        .columns
+        .iter()
+        .filter(|c| !c.pattern.contains('.'))
+        .filter_map(|c| {
+            Some(JsonKeyRule {
+                pattern: c.pattern.clone(),
+                strategy: c.strategy.parse().ok()?,
+            })
+        })
+        .collect();
+    let keys = if extra.is_empty() {
+        Arc::clone(&upstream.keys)
+    } else {
+        let mut rules = upstream.key_rules.clone();
+        rules.extend(extra);
+        match JsonKeys::new(&rules, upstream.token_secret.as_bytes()) {
+            Ok(k) => Arc::new(k),
+            // The grant's strategies were checked at login; a `token` key
+            // on a target without a secret falls back to the target's.
+            Err(_) => Arc::clone(&upstream.keys),
+        }
+    };
+    if keys.is_empty() && masker.is_none() {
+        return None;
+    }
+    Some(MaskPlan { keys, masker })
+}
+
+struct Json(JsonMaskStream);
+struct Text(TextMaskStream);
+
+impl StreamMask for Json {
+    fn feed(&mut self, chunk: &[u8], out: &mut BytesMut) -> Result<(), String> {
+        self.0.feed(chunk, out).map_err(|e| e.to_string())
+    }
+    fn finish(&mut self, out: &mut BytesMut) -> Result<(), String> {
+        self.0.finish(out).map_err(|e| e.to_string())
+    }
+    fn take_hits(&mut self) -> Vec<MaskHit> {
+        self.0.take_hits()
+    }
+}
+
+impl StreamMask for Text {
+    fn feed(&mut self, chunk: &[u8], out: &mut BytesMut) -> Result<(), String> {
+        self.0.feed(chunk, out).map_err(|e| e.to_string())
+    }
+    fn finish(&mut self, out: &mut BytesMut) -> Result<(), String> {
+        self.0.finish(out).map_err(|e| e.to_string())
+    }
+    fn take_hits(&mut self) -> Vec<MaskHit> {
+        self.0.take_hits()
+    }
+}
+
+/// How a body of these headers is masked under `plan`: `Ok(None)` when it
+/// passes as it is, `Err` when it cannot be masked.
+fn masker_for(headers: &HeaderMap, plan: &MaskPlan) -> Result<Option<Box<dyn StreamMask>>, String> {
+    let encoding = headers
+        .get(header::CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.trim().to_ascii_lowercase())
+        .unwrap_or_default();
+    let media = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(|v| v.trim().to_ascii_lowercase())
+        .unwrap_or_default();
+    let json = media == "application/json" || media.ends_with("+json");
+    let text = media.starts_with("text/") || media.is_empty();
+    let unreadable = media.contains("protobuf");
+    if unreadable {
+        return Err(format!("a {media} body cannot be masked; ask for JSON"));
+    }
+    if !(json || text) {
+        return Ok(None);
+    }
+    if !encoding.is_empty() && encoding != "identity" {
+        return Err(format!(
+            "a body with content-encoding {encoding} cannot be masked"
+        ));
+    }
+    if json {
+        return Ok(Some(Box::new(Json(JsonMaskStream::new(
+            Arc::clone(&plan.keys),
+            plan.masker.clone(),
+        )))));
+    }
+    Ok(plan
+        .masker
+        .clone()
+        .map(|m| Box::new(Text(TextMaskStream::new(Some(m)))) as Box<dyn StreamMask>))
+}
+
+/// The upstream's response as the client gets it: hop-by-hop fields
+/// dropped, the body masked and recorded as it streams.
+pub fn respond(
+    log: &Arc<SessionLog>,
+    exchange: u32,
+    response: Response<Incoming>,
+    plan: Option<MaskPlan>,
+    credential_header: Option<&str>,
+    kube: bool,
+) -> Response<ProxyBody> {
+    let (mut parts, body) = response.into_parts();
+    headers::strip_hop_by_hop(&mut parts.headers, false);
+    // The gateway speaks HTTP/1.1 to the client whatever the target spoke.
+    parts.version = http::Version::HTTP_11;
+    let mask = match plan.as_ref().map(|p| masker_for(&parts.headers, p)) {
+        None | Some(Ok(None)) => None,
+        Some(Ok(Some(m))) => Some(m),
+        Some(Err(why)) => {
+            let problem = Problem::new(
+                StatusCode::BAD_GATEWAY,
+                "BadGateway",
+                format!("gatehouse: the target's response was withheld: {why}"),
+            );
+            let body = problem.body(kube);
+            let response = problem.response(kube);
+            record_head(log, exchange, &response, credential_header, true);
+            super::exchange::record_body(
+                log,
+                exchange,
+                gatehouse_core::event::Direction::ToClient,
+                &body,
+            );
+            return response;
+        }
+    };
+    if mask.is_some() {
+        // Masking changes lengths: the body goes chunked.
+        parts.headers.remove(header::CONTENT_LENGTH);
+    }
+    let response = Response::from_parts(parts, ());
+    record_head(log, exchange, &response, credential_header, false);
+    let (parts, ()) = response.into_parts();
+    let tap = Tap::new(body, Arc::clone(log), exchange, mask);
+    Response::from_parts(parts, tap.boxed_unsync())
+}
+
+fn record_head<B>(
+    log: &SessionLog,
+    exchange: u32,
+    response: &Response<B>,
+    credential_header: Option<&str>,
+    from_gateway: bool,
+) {
+    log.record(
+        now_us(),
+        EventBody::HttpResponse(Box::new(HttpResponse {
+            exchange,
+            status: response.status().as_u16(),
+            headers: headers::recorded(response.headers(), credential_header),
+            from_gateway,
+        })),
+    );
+}

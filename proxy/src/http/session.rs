@@ -1,0 +1,156 @@
+//! One HTTP session: a grant's use on one client connection, and its
+//! record. Events are numbered and chained as they happen ([`SessionLog::record`])
+//! and handed to the store in that order: durably before anything is
+//! forwarded upstream ([`SessionLog::flush_durable`]), without waiting for
+//! what the client receives ([`SessionLog::flush`]), with a bounded backlog
+//! (a response body whose events the store has not taken waits).
+
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use gatehouse_core::event::{Body, CloseReason, Closed, Encoded, Recorder, SessionId};
+use gatehouse_store::StoreError;
+
+use crate::metrics::RecordingWriter;
+
+/// Backlog past which a response body waits for the store.
+pub const BACKLOG_BYTES: usize = 4 << 20;
+
+/// A session's record and totals.
+#[derive(Debug)]
+pub struct SessionLog {
+    state: Mutex<State>,
+    /// Held while events are handed to the store, so that they arrive in
+    /// the order they were recorded.
+    submit: tokio::sync::Mutex<()>,
+    writer: RecordingWriter,
+}
+
+#[derive(Debug)]
+struct State {
+    recorder: Recorder,
+    pending: Vec<Encoded>,
+    pending_bytes: usize,
+    started_us: i64,
+    requests: u64,
+    bytes_up: u64,
+    bytes_down: u64,
+    closed: bool,
+}
+
+impl SessionLog {
+    /// A new session's log.
+    pub fn new(recorder: Recorder, writer: RecordingWriter, now_us: i64) -> Arc<SessionLog> {
+        Arc::new(SessionLog {
+            state: Mutex::new(State {
+                recorder,
+                pending: Vec::new(),
+                pending_bytes: 0,
+                started_us: now_us,
+                requests: 0,
+                bytes_up: 0,
+                bytes_down: 0,
+                closed: false,
+            }),
+            submit: tokio::sync::Mutex::new(()),
+            writer,
+        })
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The session's id.
+    pub fn id(&self) -> SessionId {
+        self.state().recorder.session()
+    }
+
+    /// Records `body` as happening at `at_us` (not yet handed to the
+    /// store). Nothing is recorded after the close.
+    pub fn record(&self, at_us: i64, body: Body) {
+        let mut s = self.state();
+        if s.closed {
+            return;
+        }
+        let encoded = s.recorder.record(at_us, body);
+        s.pending_bytes += encoded.bytes.len();
+        s.pending.push(encoded);
+    }
+
+    /// Counts a request and the body bytes that crossed.
+    pub fn count(&self, requests: u64, up: u64, down: u64) {
+        let mut s = self.state();
+        s.requests += requests;
+        s.bytes_up += up;
+        s.bytes_down += down;
+    }
+
+    /// Requests so far.
+    pub fn requests(&self) -> u64 {
+        self.state().requests
+    }
+
+    /// Whether the backlog is past [`BACKLOG_BYTES`].
+    pub fn backlogged(&self) -> bool {
+        self.state().pending_bytes > BACKLOG_BYTES
+    }
+
+    /// Hands what is recorded to the store without waiting for it to be
+    /// durable.
+    pub async fn flush(&self) -> Result<(), StoreError> {
+        let _order = self.submit.lock().await;
+        let events = self.take();
+        if events.is_empty() {
+            return Ok(());
+        }
+        let ack = self.writer.submit(events).await?;
+        drop(ack);
+        Ok(())
+    }
+
+    /// Hands what is recorded to the store and waits until it is durable
+    /// (per the store's durability mode): before anything is forwarded.
+    pub async fn flush_durable(&self) -> Result<(), StoreError> {
+        let ack = {
+            let _order = self.submit.lock().await;
+            let events = self.take();
+            if events.is_empty() {
+                return Ok(());
+            }
+            self.writer.submit(events).await?
+        };
+        ack.await
+    }
+
+    fn take(&self) -> Vec<Encoded> {
+        let mut s = self.state();
+        s.pending_bytes = 0;
+        std::mem::take(&mut s.pending)
+    }
+
+    /// Records the close (sealed when the recorder has a key) and hands
+    /// everything to the store, waiting until it is durable. Later calls
+    /// do nothing.
+    pub async fn close(&self, reason: CloseReason, now_us: i64) {
+        {
+            let mut s = self.state();
+            if s.closed {
+                return;
+            }
+            let closed = Closed {
+                reason,
+                bytes_to_upstream: s.bytes_up,
+                bytes_to_client: s.bytes_down,
+                statements: s.requests,
+                duration_us: u64::try_from(now_us - s.started_us).unwrap_or(0),
+                seal: None,
+            };
+            let encoded = s.recorder.record(now_us, Body::Closed(closed));
+            s.pending.push(encoded);
+            s.closed = true;
+        }
+        if let Err(e) = self.flush_durable().await {
+            tracing::error!("store refused the end of an HTTP session: {e}");
+        }
+    }
+}

@@ -1,0 +1,204 @@
+//! The upstream side of an HTTP target: its TLS client configuration,
+//! built once at load, and a connection per client connection, with the
+//! target's credential in the agent's grant's place.
+
+use std::sync::Arc;
+
+use anyhow::{Context as _, Result};
+use base64::Engine as _;
+use http::header::{self, HeaderMap, HeaderValue};
+use hyper::client::conn::http1::{self, SendRequest};
+use hyper_util::rt::TokioIo;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use tokio_rustls::TlsConnector;
+
+use super::ProxyBody;
+use crate::config::{Credential, HttpKind, HttpTarget, Masking};
+use crate::serve::{Io, Socket};
+use gatehouse_core::mask::{JsonKeyRule, JsonKeys};
+
+/// An HTTP or Kubernetes target, ready to connect to.
+pub struct HttpUpstream {
+    /// What the config says.
+    pub target: HttpTarget,
+    /// With `https://`: the TLS client and the name to verify.
+    tls: Option<(TlsConnector, ServerName<'static>)>,
+    /// The credential's header, ready to insert.
+    header: Option<(header::HeaderName, HeaderValue)>,
+    /// JSON keys masked in its responses, compiled.
+    pub keys: Arc<JsonKeys>,
+    /// The same, as configured (a grant may add to them).
+    pub key_rules: Vec<JsonKeyRule>,
+    /// The `token` strategy's secret (empty without one).
+    pub token_secret: String,
+}
+
+impl std::fmt::Debug for HttpUpstream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpUpstream")
+            .field("target", &self.target)
+            .finish_non_exhaustive()
+    }
+}
+
+impl HttpUpstream {
+    /// Builds the TLS client and the credential header of `target`.
+    pub fn new(target: HttpTarget, masking: Option<&Masking>) -> Result<HttpUpstream> {
+        let key_rules: Vec<JsonKeyRule> = masking
+            .map(|m| {
+                m.keys
+                    .iter()
+                    .map(|(pattern, strategy)| JsonKeyRule {
+                        pattern: pattern.clone(),
+                        strategy: *strategy,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let token_secret = masking
+            .and_then(|m| m.token_secret.as_ref())
+            .map(|s| s.expose().to_owned())
+            .unwrap_or_default();
+        let keys = Arc::new(
+            JsonKeys::new(&key_rules, token_secret.as_bytes())
+                .map_err(|e| anyhow::anyhow!("masking keys: {e}"))?,
+        );
+        let tls = if target.tls {
+            let name = ServerName::try_from(target.host.clone())
+                .with_context(|| format!("{:?} is not a TLS server name", target.host))?;
+            Some((TlsConnector::from(Arc::new(client_config(&target)?)), name))
+        } else {
+            None
+        };
+        let header = match &target.credential {
+            Credential::None | Credential::ClientCert { .. } => None,
+            Credential::Bearer(token) => Some((
+                header::AUTHORIZATION,
+                secret_value(&format!("Bearer {}", token.expose()))?,
+            )),
+            Credential::Basic { user, password } => {
+                let pair = format!("{user}:{}", password.expose());
+                let encoded = base64::engine::general_purpose::STANDARD.encode(pair);
+                Some((
+                    header::AUTHORIZATION,
+                    secret_value(&format!("Basic {encoded}"))?,
+                ))
+            }
+            Credential::Header { name, value } => Some((
+                header::HeaderName::from_bytes(name.as_bytes())
+                    .context("the credential's header name")?,
+                secret_value(value.expose())?,
+            )),
+        };
+        Ok(HttpUpstream {
+            target,
+            tls,
+            header,
+            keys,
+            key_rules,
+            token_secret,
+        })
+    }
+
+    /// Whether this is a Kubernetes API server.
+    pub fn is_kubernetes(&self) -> bool {
+        self.target.kind == HttpKind::Kubernetes
+    }
+
+    /// Puts the target's credential into `headers` (the agent's
+    /// `Authorization` is already gone), and for Kubernetes with
+    /// `impersonate`, `Impersonate-User: subject` (any impersonation the
+    /// agent asked for itself was removed first).
+    pub fn inject(&self, headers: &mut HeaderMap, subject: &str) {
+        if let Some((name, value)) = &self.header {
+            headers.insert(name.clone(), value.clone());
+        }
+        if self.is_kubernetes() {
+            let asked: Vec<_> = headers
+                .keys()
+                .filter(|k| k.as_str().starts_with("impersonate-"))
+                .cloned()
+                .collect();
+            for k in asked {
+                headers.remove(k);
+            }
+            if self.target.impersonate
+                && let Ok(v) = HeaderValue::from_str(subject)
+            {
+                headers.insert("impersonate-user", v);
+            }
+        }
+    }
+
+    /// Opens a connection: TCP, TLS for `https://`, then HTTP/1.1.
+    pub async fn connect(&self) -> std::io::Result<SendRequest<ProxyBody>> {
+        let t = &self.target;
+        let deadline = tokio::time::Instant::now() + t.connect_timeout;
+        let tcp = Socket::connect(&t.host, t.port, deadline).await?;
+        let _ = tcp.set_nodelay(true);
+        let io: Box<dyn Io> = match &self.tls {
+            Some((connector, name)) => {
+                let tls = tokio::time::timeout_at(deadline, connector.connect(name.clone(), tcp))
+                    .await
+                    .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
+                Box::new(tls)
+            }
+            None => Box::new(tcp),
+        };
+        let (sender, conn) = http1::Builder::new()
+            .handshake(TokioIo::new(io))
+            .await
+            .map_err(std::io::Error::other)?;
+        tokio::spawn(async move {
+            if let Err(e) = conn.with_upgrades().await {
+                tracing::debug!("upstream connection ended: {e}");
+            }
+        });
+        Ok(sender)
+    }
+}
+
+/// A header value that is never logged by `http`'s Debug.
+fn secret_value(text: &str) -> Result<HeaderValue> {
+    let mut v =
+        HeaderValue::from_str(text).context("the credential is not a valid header value")?;
+    v.set_sensitive(true);
+    Ok(v)
+}
+
+fn client_config(target: &HttpTarget) -> Result<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    match &target.ca_pem {
+        Some(pem) => {
+            for cert in rustls_pemfile::certs(&mut &pem[..]) {
+                roots
+                    .add(cert.context("reading ca_file")?)
+                    .context("a ca_file certificate")?;
+            }
+            anyhow::ensure!(!roots.is_empty(), "ca_file holds no certificate");
+        }
+        None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .context("TLS protocol versions")?
+        .with_root_certificates(roots);
+    let mut config = match &target.credential {
+        Credential::ClientCert { cert_pem, key_pem } => {
+            let certs: Vec<CertificateDer<'static>> = rustls_pemfile::certs(&mut &cert_pem[..])
+                .collect::<Result<_, _>>()
+                .context("reading the client certificate")?;
+            let key: PrivateKeyDer<'static> =
+                rustls_pemfile::private_key(&mut key_pem.expose().as_bytes())
+                    .context("reading the client key")?
+                    .context("the client key file holds no private key")?;
+            builder
+                .with_client_auth_cert(certs, key)
+                .context("the client certificate does not match its key")?
+        }
+        _ => builder.with_no_client_auth(),
+    };
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(config)
+}
