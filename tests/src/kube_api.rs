@@ -299,6 +299,11 @@ impl FakeKube {
         wait_until(timeout, || self.open_watches() >= n)
     }
 
+    /// Waits up to `timeout` until fewer than `n` watch streams are open.
+    pub fn wait_for_watches_below(&self, n: usize, timeout: Duration) -> bool {
+        wait_until(timeout, || self.open_watches() < n)
+    }
+
     /// Ends every open watch stream (the chunked body finishes cleanly).
     pub fn end_watches(&self) {
         let _ = self.shared.events.send(Broadcast::EndWatches);

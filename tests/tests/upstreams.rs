@@ -240,10 +240,12 @@ fn kubectl_watch_gets_events_as_they_happen() {
     );
     let started = Instant::now();
     kube.add_pod(NAMESPACE, "web-3").expect("new pod");
-    watch.expect("web-3", Duration::from_secs(5));
-    assert!(started.elapsed() < Duration::from_secs(5));
+    watch.expect("web-3", Duration::from_secs(10));
+    assert!(started.elapsed() < Duration::from_secs(10));
     // The stream is still open: the event came before its end.
     assert_eq!(kube.open_watches(), 1);
+    kube.end_watches();
+    assert!(kube.wait_for_watches_below(1, Duration::from_secs(5)));
     let w = kube
         .requests()
         .into_iter()
