@@ -22,7 +22,7 @@
 //!   otherwise (`-o json`) as the objects and `…List`s themselves.
 //! - `pods/<pod>/log` ([`LOG_LINES`]; with `follow=true` a `tick N` line
 //!   every [`FakeKubeOptions::log_interval`] until the client leaves).
-//! - `pods/<pod>/exec` over WebSocket (`v5.channel.k8s.io`, also v4), see
+//! - `pods/<pod>/exec` and `attach` over WebSocket (`v5.channel.k8s.io`, also v4), see
 //!   `exec.rs` for the commands it knows.
 //! - secrets: [`SECRET`] (data [`SECRET_DATA`], an e-mail annotation).
 //! - namespaces ([`NAMESPACES`]), `apps/v1` deployments (always empty).

@@ -344,6 +344,30 @@ fn kubectl_exec_over_websocket() {
 }
 
 #[test]
+fn kubectl_attach_echoes_stdin() {
+    let kube = FakeKube::start();
+    let kubectl = Kubectl::new(&kube, TOKEN);
+    let mut child = kubectl
+        .command(&["attach", "-i", "web-1"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn kubectl attach -i");
+    let mut stdin = child.stdin.take().expect("stdin");
+    stdin.write_all(b"ping\n").expect("write stdin");
+    drop(stdin);
+    let out = gatehouse_tests::command::wait_with_output(child, TIMEOUT).expect("attach ends");
+    assert!(out.status.success(), "{}", render(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "ping\n");
+    assert!(
+        kube.requests()
+            .iter()
+            .any(|r| r.path().ends_with("/pods/web-1/attach"))
+    );
+}
+
+#[test]
 fn kubectl_reads_the_secret() {
     let kube = FakeKube::start();
     let secret = Kubectl::new(&kube, TOKEN).json(&["get", "secret", "db", "-n", NAMESPACE]);

@@ -1,4 +1,4 @@
-//! `pods/<pod>/exec` over WebSocket, as the API server (and kubelet) speak
+//! `pods/<pod>/exec` (and `attach`) over WebSocket, as the API server (and kubelet) speak
 //! it to kubectl: subprotocol `v5.channel.k8s.io` (or `v4`), each binary
 //! message one channel byte then data — 0 stdin, 1 stdout, 2 stderr,
 //! 3 the final `Status`, 4 terminal resize, 255 (v5) "the client closed
@@ -11,6 +11,9 @@
 //! - `true`, `false` (exit 1), `sh -c "exit N"` (exit N);
 //! - `sleep SECONDS`;
 //! - anything else prints `<cmd>: command not found` on stderr, exit 127.
+//!
+//! `pods/<pod>/attach` speaks the same protocol: with `stdin=true` it
+//! echoes stdin like `cat`, without it prints `attached` and ends.
 //!
 //! A non-zero exit is reported as the API server does: a `Failure` status
 //! with reason `NonZeroExitCode` and the code as an `ExitCode` cause.
@@ -56,6 +59,7 @@ pub(crate) fn upgrade(
     headers: &HeaderMap,
     on: Option<OnUpgrade>,
     params: &[(String, String)],
+    attach: bool,
 ) -> Response<Body> {
     let header = |name| {
         headers
@@ -91,12 +95,18 @@ pub(crate) fn upgrade(
             &format!("none of the offered subprotocols {offered:?} is supported"),
         );
     };
-    let command: Vec<String> = params
-        .iter()
-        .filter(|(k, _)| k == "command")
-        .map(|(_, v)| v.clone())
-        .collect();
     let flag = |name| matches!(param(params, name), Some("true" | "1"));
+    let command: Vec<String> = match attach {
+        // Attached to the container's main process: an echoing shell
+        // with stdin, else one line.
+        true if flag("stdin") => vec!["sh".into()],
+        true => vec!["echo".into(), "attached".into()],
+        false => params
+            .iter()
+            .filter(|(k, _)| k == "command")
+            .map(|(_, v)| v.clone())
+            .collect(),
+    };
     let session = Session {
         shared,
         command,

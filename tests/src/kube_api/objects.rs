@@ -91,6 +91,7 @@ pub fn core_v1_resources() -> Value {
         "resources": [
             resource("namespaces", "Namespace", false, &["create", "delete", "get", "list", "patch", "update", "watch"], &["ns"]),
             resource("pods", "Pod", true, &RW, &["po"]),
+            resource("pods/attach", "PodAttachOptions", true, &["create", "get"], &[]),
             resource("pods/exec", "PodExecOptions", true, &["create", "get"], &[]),
             resource("pods/log", "Pod", true, &["get"], &[]),
             resource("pods/status", "Pod", true, &["get", "patch", "update"], &[]),

@@ -260,7 +260,18 @@ async fn handle(shared: Arc<Shared>, mut req: Request<Incoming>) -> Response<Bod
                 false => json_response(StatusCode::NOT_FOUND, &objects::not_found("pods", name)),
             }
         }
-        (Method::GET | Method::POST, ["api", "v1", "namespaces", ns, "pods", name, "exec"]) => {
+        (
+            Method::GET | Method::POST,
+            [
+                "api",
+                "v1",
+                "namespaces",
+                ns,
+                "pods",
+                name,
+                sub @ ("exec" | "attach"),
+            ],
+        ) => {
             let exists = shared
                 .lock()
                 .pods
@@ -268,7 +279,8 @@ async fn handle(shared: Arc<Shared>, mut req: Request<Incoming>) -> Response<Bod
             if !exists {
                 return json_response(StatusCode::NOT_FOUND, &objects::not_found("pods", name));
             }
-            exec::upgrade(shared.clone(), &parts.headers, upgrade_on, &params)
+            let attach = *sub == "attach";
+            exec::upgrade(shared.clone(), &parts.headers, upgrade_on, &params, attach)
         }
         (Method::GET, ["api", "v1", "namespaces", ns, "secrets"]) => {
             let rv = shared.lock().secret_version;
