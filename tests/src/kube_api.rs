@@ -37,6 +37,7 @@
 
 mod discovery;
 mod exec;
+pub mod kubectl;
 mod objects;
 mod server;
 mod state;
@@ -54,6 +55,7 @@ use serde_json::Value;
 use tempfile::TempDir;
 use tokio::sync::oneshot;
 
+pub use kubectl::{Kubectl, Lines};
 pub use objects::{
     CREATED, LOG_LINES, NAMESPACE, NAMESPACES, PODS, SECRET, SECRET_DATA, SECRET_OWNER_EMAIL,
 };

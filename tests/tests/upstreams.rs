@@ -1,114 +1,21 @@
 //! The upstreams of the HTTP and Kubernetes tests, with real clients and
 //! no gateway: kubectl against [`FakeKube`], curl against [`Nginx`].
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc;
+use std::io::{Read, Write};
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use gatehouse_tests::command::{render, run};
 use gatehouse_tests::kube_api::{
-    FakeKube, FakeKubeOptions, LOG_LINES, NAMESPACE, PODS, SECRET_DATA, SECRET_OWNER_EMAIL,
+    FakeKube, FakeKubeOptions, Kubectl, LOG_LINES, NAMESPACE, PODS, SECRET_DATA, SECRET_OWNER_EMAIL,
 };
 use gatehouse_tests::nginx::{self, Nginx};
 use serde_json::Value;
-use tempfile::TempDir;
 
 const TOKEN: &str = "upstream-sa-token";
 const TIMEOUT: Duration = Duration::from_secs(30);
-
-/// kubectl with a kubeconfig for one server and its own discovery cache.
-struct Kubectl {
-    dir: TempDir,
-    config: PathBuf,
-}
-
-impl Kubectl {
-    fn new(kube: &FakeKube, token: &str) -> Kubectl {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let config = kube.write_kubeconfig(&dir.path().join("kubeconfig"), token);
-        Kubectl { dir, config }
-    }
-
-    fn command(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new("kubectl");
-        cmd.arg("--kubeconfig")
-            .arg(&self.config)
-            .arg("--cache-dir")
-            .arg(self.dir.path().join("cache"))
-            .args(["--request-timeout", "20s"])
-            .args(args)
-            .env_remove("KUBECONFIG");
-        cmd
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        run(&mut self.command(args), TIMEOUT)
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(out.status.success(), "kubectl {args:?}\n{}", render(&out));
-        String::from_utf8(out.stdout).expect("utf-8")
-    }
-
-    fn json(&self, args: &[&str]) -> Value {
-        let mut args = args.to_vec();
-        args.extend(["-o", "json"]);
-        serde_json::from_str(&self.ok(&args)).expect("kubectl printed JSON")
-    }
-}
-
-/// A child whose stdout lines arrive on a channel as they are printed.
-struct Lines {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-}
-
-impl Lines {
-    fn spawn(mut cmd: Command) -> Lines {
-        let mut child = cmd
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn");
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { return };
-                if tx.send(line).is_err() {
-                    return;
-                }
-            }
-        });
-        Lines { child, lines }
-    }
-
-    /// The next line that contains `needle`, within `timeout`.
-    fn expect(&self, needle: &str, timeout: Duration) -> String {
-        let deadline = Instant::now() + timeout;
-        let mut seen = Vec::new();
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) if line.contains(needle) => return line,
-                Ok(line) => seen.push(line),
-                Err(e) => panic!("no line with {needle:?} within {timeout:?} ({e}); got {seen:?}"),
-            }
-        }
-    }
-}
-
-impl Drop for Lines {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 #[test]
 fn kubectl_lists_gets_and_deletes_pods() {
@@ -118,7 +25,7 @@ fn kubectl_lists_gets_and_deletes_pods() {
         tls: true,
         ..Default::default()
     });
-    let kubectl = Kubectl::new(&kube, TOKEN);
+    let kubectl = Kubectl::for_fake(&kube, TOKEN);
 
     let table = kubectl.ok(&["get", "pods", "-n", NAMESPACE]);
     // The server printed the columns (a Table), as the API server does.
@@ -196,7 +103,7 @@ fn kubectl_falls_back_to_legacy_discovery() {
         aggregated_discovery: false,
         ..Default::default()
     });
-    let out = Kubectl::new(&kube, TOKEN).ok(&["get", "pods", "-o", "name"]);
+    let out = Kubectl::for_fake(&kube, TOKEN).ok(&["get", "pods", "-o", "name"]);
     assert_eq!(out, "pod/db-0\npod/web-1\npod/web-2\n");
     let paths: Vec<String> = kube
         .requests()
@@ -215,7 +122,7 @@ fn a_wrong_token_is_unauthorized() {
         tls: true,
         ..Default::default()
     });
-    let out = Kubectl::new(&kube, "agent-grant").run(&["get", "pods"]);
+    let out = Kubectl::for_fake(&kube, "agent-grant").run(&["get", "pods"]);
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     // kubectl's words for a 401.
@@ -231,8 +138,8 @@ fn a_wrong_token_is_unauthorized() {
 #[test]
 fn kubectl_watch_gets_events_as_they_happen() {
     let kube = FakeKube::start();
-    let kubectl = Kubectl::new(&kube, TOKEN);
-    let watch = Lines::spawn(kubectl.command(&["get", "pods", "-n", NAMESPACE, "--watch"]));
+    let kubectl = Kubectl::for_fake(&kube, TOKEN);
+    let watch = kubectl.spawn_lines(&["get", "pods", "-n", NAMESPACE, "--watch"]);
     watch.expect("web-2", TIMEOUT);
     assert!(
         kube.wait_for_watches(1, TIMEOUT),
@@ -260,16 +167,9 @@ fn watch_tick_modifies_a_pod_while_watched() {
         watch_tick: Some(Duration::from_millis(100)),
         ..Default::default()
     });
-    let kubectl = Kubectl::new(&kube, TOKEN);
-    let watch = Lines::spawn(kubectl.command(&[
-        "get",
-        "pods",
-        "-n",
-        NAMESPACE,
-        "--watch-only",
-        "-o",
-        "name",
-    ]));
+    let kubectl = Kubectl::for_fake(&kube, TOKEN);
+    let watch =
+        kubectl.spawn_lines(&["get", "pods", "-n", NAMESPACE, "--watch-only", "-o", "name"]);
     watch.expect("pod/web-1", TIMEOUT);
     watch.expect("pod/web-1", Duration::from_secs(5));
     let pod = kube.pod(NAMESPACE, "web-1").expect("web-1");
@@ -282,10 +182,10 @@ fn kubectl_logs_and_follow() {
         log_interval: Duration::from_millis(50),
         ..Default::default()
     });
-    let kubectl = Kubectl::new(&kube, TOKEN);
+    let kubectl = Kubectl::for_fake(&kube, TOKEN);
     let logs = kubectl.ok(&["logs", "web-1", "-n", NAMESPACE]);
     assert_eq!(logs, format!("{}\n", LOG_LINES.join("\n")));
-    let follow = Lines::spawn(kubectl.command(&["logs", "-f", "web-1", "-n", NAMESPACE]));
+    let follow = kubectl.spawn_lines(&["logs", "-f", "web-1", "-n", NAMESPACE]);
     follow.expect(LOG_LINES[0], TIMEOUT);
     follow.expect("tick 2", Duration::from_secs(5));
 }
@@ -293,7 +193,7 @@ fn kubectl_logs_and_follow() {
 #[test]
 fn kubectl_exec_over_websocket() {
     let kube = FakeKube::start();
-    let kubectl = Kubectl::new(&kube, TOKEN);
+    let kubectl = Kubectl::for_fake(&kube, TOKEN);
     let out = kubectl.ok(&["exec", "web-1", "-n", NAMESPACE, "--", "echo", "hello"]);
     assert_eq!(out, "hello\n");
     let upgrade = kube
@@ -346,7 +246,7 @@ fn kubectl_exec_over_websocket() {
 #[test]
 fn kubectl_attach_echoes_stdin() {
     let kube = FakeKube::start();
-    let kubectl = Kubectl::new(&kube, TOKEN);
+    let kubectl = Kubectl::for_fake(&kube, TOKEN);
     let mut child = kubectl
         .command(&["attach", "-i", "web-1"])
         .stdin(Stdio::piped())
@@ -370,7 +270,7 @@ fn kubectl_attach_echoes_stdin() {
 #[test]
 fn kubectl_reads_the_secret() {
     let kube = FakeKube::start();
-    let secret = Kubectl::new(&kube, TOKEN).json(&["get", "secret", "db", "-n", NAMESPACE]);
+    let secret = Kubectl::for_fake(&kube, TOKEN).json(&["get", "secret", "db", "-n", NAMESPACE]);
     for (key, value) in SECRET_DATA {
         let b64 = secret["data"][key].as_str().expect(key);
         let decoded = base64::engine::general_purpose::STANDARD
@@ -392,7 +292,7 @@ fn kubectl_over_tls_trusts_the_ca() {
     });
     assert!(kube.url().starts_with("https://"));
     assert!(kube.ca_pem().expect("CA").contains("BEGIN CERTIFICATE"));
-    let out = Kubectl::new(&kube, TOKEN).ok(&["get", "pods", "-o", "name"]);
+    let out = Kubectl::for_fake(&kube, TOKEN).ok(&["get", "pods", "-o", "name"]);
     assert_eq!(out, "pod/db-0\npod/web-1\npod/web-2\n");
 }
 
@@ -485,8 +385,8 @@ fn path(p: &Path) -> &str {
 #[test]
 fn kubectl_creates_a_pod() {
     let kube = FakeKube::start();
-    let kubectl = Kubectl::new(&kube, TOKEN);
-    let manifest = kubectl.dir.path().join("pod.json");
+    let kubectl = Kubectl::for_fake(&kube, TOKEN);
+    let manifest = kubectl.dir().join("pod.json");
     std::fs::write(
         &manifest,
         r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"job-1"},"spec":{"containers":[{"name":"job","image":"busybox"}]}}"#,
