@@ -1,0 +1,345 @@
+//! HTTP through the gateway with real `curl` to a real nginx: the grant as
+//! bearer token, the target's credential injected, verdicts, masking of
+//! JSON, streaming without buffering, HTTP/1.1 framing (keep-alive,
+//! pipelining, chunked and `Expect: 100-continue` bodies), limits, and
+//! malformed requests that never reach the target.
+//!
+//! Needs the gateway binary: `cargo build --workspace --bins` first.
+
+use std::io::{Read as _, Write as _};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Command, Output};
+use std::sync::Arc;
+use std::time::Duration;
+
+use gatehouse_core::event::{Body, Decision, Direction};
+use gatehouse_store::Reader;
+use gatehouse_tests::command::{audit_verify, render, run};
+use gatehouse_tests::grant::decode_claims;
+use gatehouse_tests::nginx::{LARGE_LEN, Nginx, large_content};
+use gatehouse_tests::{Gateway, GatewayOptions, GrantArgs, PgCluster};
+
+const USER: &str = "svc-orders";
+const PASSWORD: &str = "upstream-secret-pw";
+
+fn start(nginx: &Nginx, pg: &PgCluster) -> Gateway {
+    let options = GatewayOptions {
+        http: Some("max_body_bytes = \"64KiB\"\nmax_header_bytes = \"16KiB\"".to_owned()),
+        env: vec![("ORDERS_API_PASSWORD".to_owned(), PASSWORD.to_owned())],
+        extra_config: format!(
+            r#"
+[targets.orders-api]
+kind = "http"
+url = "{url}"
+hosts = ["orders-api.example"]
+[targets.orders-api.credential]
+basic_user = "{USER}"
+password_env = "ORDERS_API_PASSWORD"
+[targets.orders-api.masking]
+keys = {{ password = "redact", token = "redact" }}
+detectors = {{ email = "redact" }}
+"#,
+            url = nginx.url(),
+        ),
+        ..GatewayOptions::default()
+    };
+    Gateway::start(pg, options)
+}
+
+fn grant(gw: &Gateway, rules: &[&str]) -> String {
+    gw.grant(&GrantArgs {
+        sub: "agent-http".to_owned(),
+        target: "orders-api".to_owned(),
+        allow: Vec::new(),
+        extra: rules.iter().map(|s| (*s).to_owned()).collect(),
+        purpose: "http through gatehouse".to_owned(),
+        ..GrantArgs::default()
+    })
+}
+
+fn ca(gw: &Gateway) -> &Path {
+    &gw.certs().expect("TLS").ca_cert
+}
+
+/// `curl` against the gateway's HTTP listener with `token`.
+fn curl(gw: &Gateway, token: &str, args: &[&str], path: &str) -> Output {
+    run(
+        Command::new("curl")
+            .args(["-sS", "--http1.1", "--cacert"])
+            .arg(ca(gw))
+            .arg("-H")
+            .arg(format!("Authorization: Bearer {token}"))
+            .args(args)
+            .arg(format!("https://127.0.0.1:{}{path}", gw.http_port())),
+        Duration::from_secs(60),
+    )
+}
+
+fn text(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A TLS connection to the listener for hand-written requests.
+fn raw(gw: &Gateway) -> rustls::StreamOwned<rustls::ClientConnection, TcpStream> {
+    let config = gw.certs().expect("TLS").client_config();
+    let conn = rustls::ClientConnection::new(Arc::new(config), "localhost".try_into().unwrap())
+        .expect("TLS client");
+    let tcp = TcpStream::connect(("127.0.0.1", gw.http_port())).expect("connect");
+    tcp.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    rustls::StreamOwned::new(conn, tcp)
+}
+
+/// Sends `request` and reads until the server closes or `until` is seen.
+fn exchange(gw: &Gateway, request: &[u8], until: &str) -> String {
+    let mut s = raw(gw);
+    s.write_all(request).expect("write");
+    let mut got = Vec::new();
+    let mut buf = [0u8; 16 << 10];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+        }
+        if String::from_utf8_lossy(&got).matches(until).count() > 0 {
+            break;
+        }
+    }
+    String::from_utf8_lossy(&got).into_owned()
+}
+
+#[test]
+fn http_through_the_gateway() {
+    let pg = PgCluster::start();
+    let nginx = Nginx::start();
+    let mut gw = start(&nginx, &pg);
+    let token = grant(
+        &gw,
+        &[
+            "--allow",
+            "http:GET,HEAD /**",
+            "--allow",
+            "http:POST /echo/**",
+        ],
+    );
+    let jti = decode_claims(&token).expect("claims")["jti"]
+        .as_str()
+        .expect("jti")
+        .to_owned();
+
+    // JSON masked by key and by content; the credential injected.
+    let out = curl(&gw, &token, &[], "/orders-api/data.json");
+    assert!(out.status.success(), "{}", render(&out));
+    let body: serde_json::Value = serde_json::from_str(&text(&out)).expect("JSON");
+    assert_eq!(body["password"], "****");
+    assert_eq!(body["token"], "****");
+    assert_eq!(body["items"][1]["password"], "****");
+    assert_eq!(body["name"], "Ada");
+    assert!(!text(&out).contains("a@example.com"), "{}", text(&out));
+    let out = curl(&gw, &token, &[], "/orders-api/echo/who");
+    let echoed = text(&out);
+    assert!(echoed.starts_with("GET /echo/who\nBasic "), "{echoed}");
+    assert!(!echoed.contains(&token));
+
+    // By host name: no prefix.
+    let out = curl(
+        &gw,
+        &token,
+        &["-H", "Host: orders-api.example"],
+        "/hello.txt",
+    );
+    assert_eq!(text(&out), "hello from nginx\n", "{}", render(&out));
+
+    // Denied: 403 naming the grant; nginx never sees it.
+    let out = curl(
+        &gw,
+        &token,
+        &["-X", "DELETE", "-w", "\n%{http_code}"],
+        "/orders-api/data.json",
+    );
+    let answer = text(&out);
+    assert!(answer.ends_with("\n403"), "{answer}");
+    assert!(
+        answer.contains(&jti) && answer.contains("DELETE /data.json"),
+        "{answer}"
+    );
+    assert!(nginx.access_log().iter().all(|l| !l.starts_with("DELETE")));
+
+    // Without a grant: 401; with a forged one: 401, recorded as refused.
+    let out = run(
+        Command::new("curl")
+            .args(["-sS", "-o", "/dev/null", "-w", "%{http_code}", "--cacert"])
+            .arg(ca(&gw))
+            .arg(format!(
+                "https://127.0.0.1:{}/orders-api/data.json",
+                gw.http_port()
+            )),
+        Duration::from_secs(30),
+    );
+    assert_eq!(text(&out), "401");
+    let mut forged = token.clone();
+    forged.pop();
+    forged.push(if token.ends_with('A') { 'B' } else { 'A' });
+    let out = curl(
+        &gw,
+        &forged,
+        &["-o", "/dev/null", "-w", "%{http_code}"],
+        "/orders-api/data.json",
+    );
+    assert_eq!(text(&out), "401");
+
+    // A large binary body passes whole; a slow one streams (first bytes
+    // long before its end).
+    let dir = tempfile::tempdir().expect("dir");
+    let file = dir.path().join("large.bin");
+    let out = curl(
+        &gw,
+        &token,
+        &["-o", file.to_str().unwrap()],
+        "/orders-api/large.bin",
+    );
+    assert!(out.status.success(), "{}", render(&out));
+    assert!(std::fs::read(&file).unwrap() == large_content());
+    let slow = dir.path().join("slow.bin");
+    let out = curl(
+        &gw,
+        &token,
+        &["--max-time", "3", "-o", slow.to_str().unwrap()],
+        "/orders-api/slow/large.bin",
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(28),
+        "curl timed out mid-body: {}",
+        render(&out)
+    );
+    let got = std::fs::metadata(&slow).map(|m| m.len()).unwrap_or(0);
+    assert!(
+        got > 0 && (got as usize) < LARGE_LEN,
+        "streamed {got} bytes"
+    );
+
+    // Bodies: chunked, and Expect: 100-continue; past the limit 413.
+    let small = dir.path().join("small.txt");
+    std::fs::write(&small, "x".repeat(40 << 10)).unwrap();
+    let out = run(
+        Command::new("curl")
+            .args(["-sS", "--http1.1", "--cacert"])
+            .arg(ca(&gw))
+            .arg("-H")
+            .arg(format!("Authorization: Bearer {token}"))
+            .args([
+                "-H",
+                "Transfer-Encoding: chunked",
+                "-H",
+                "Expect: 100-continue",
+            ])
+            .arg("--data-binary")
+            .arg(format!("@{}", small.display()))
+            .arg(format!(
+                "https://127.0.0.1:{}/orders-api/echo/upload",
+                gw.http_port()
+            )),
+        Duration::from_secs(30),
+    );
+    assert!(
+        text(&out).starts_with("POST /echo/upload\n"),
+        "{}",
+        render(&out)
+    );
+    let big = dir.path().join("big.txt");
+    std::fs::write(&big, "x".repeat(100 << 10)).unwrap();
+    let out = run(
+        Command::new("curl")
+            .args([
+                "-sS",
+                "--http1.1",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                "--cacert",
+            ])
+            .arg(ca(&gw))
+            .arg("-H")
+            .arg(format!("Authorization: Bearer {token}"))
+            .arg("--data-binary")
+            .arg(format!("@{}", big.display()))
+            .arg(format!(
+                "https://127.0.0.1:{}/orders-api/echo/big",
+                gw.http_port()
+            )),
+        Duration::from_secs(30),
+    );
+    assert_eq!(text(&out), "413");
+
+    // Keep-alive and pipelining: two requests in one write, two answers in
+    // order on one connection.
+    let two = format!(
+        "GET /orders-api/hello.txt HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {token}\r\n\r\n\
+         GET /orders-api/echo/second HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {token}\r\n\r\n"
+    );
+    let answers = exchange(&gw, two.as_bytes(), "GET /echo/second");
+    let first = answers.find("hello from nginx").expect("the first answer");
+    let second = answers.find("GET /echo/second").expect("the second answer");
+    assert!(first < second, "{answers}");
+    assert_eq!(answers.matches("HTTP/1.1 200").count(), 2, "{answers}");
+
+    // Malformed, smuggling-shaped and oversized requests: 400 or 431, and
+    // none of them reaches nginx.
+    let before = nginx.access_log().len();
+    let bad = [
+        format!(
+            "GET /orders-api/echo/a HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nno colon here\r\n\r\n"
+        ),
+        format!(
+            "POST /orders-api/echo/b HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\
+             Content-Length: 3\r\nContent-Length: 4\r\n\r\nabcd"
+        ),
+        format!(
+            "GET /orders-api/echo/c HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nX-Big: {}\r\n\r\n",
+            "y".repeat(32 << 10)
+        ),
+        "GET /orders-api/echo/d HTTP/9.9\r\nHost: x\r\n\r\n".to_owned(),
+    ];
+    for request in &bad {
+        let answer = exchange(&gw, request.as_bytes(), "\r\n\r\n");
+        assert!(
+            answer.starts_with("HTTP/1.1 400") || answer.starts_with("HTTP/1.1 431"),
+            "{}\n→ {answer}",
+            &request[..request.len().min(120)]
+        );
+    }
+    assert_eq!(nginx.access_log().len(), before, "{:?}", nginx.access_log());
+
+    // The record: requests, verdicts, and masked bodies (never the secret).
+    let store = gw.store_dir();
+    gw.stop();
+    let reader = Reader::open(&store).expect("store");
+    let (mut ops, mut denied, mut bodies) = (Vec::new(), 0, Vec::new());
+    for summary in reader.sessions() {
+        let summary = summary.expect("summary");
+        for e in reader.events(summary.id) {
+            match e.expect("event").body {
+                Body::HttpRequest(r) => {
+                    assert!(r.headers.iter().all(|h| !h.value.contains(&token)), "{r:?}");
+                    ops.push(r.operation.clone());
+                }
+                Body::Verdict(v) if v.decision == Decision::Deny => denied += 1,
+                Body::HttpBody(b) if b.dir == Direction::ToClient => {
+                    bodies.extend_from_slice(&b.bytes)
+                }
+                _ => {}
+            }
+        }
+    }
+    assert!(ops.iter().any(|o| o == "GET /data.json"), "{ops:?}");
+    assert!(ops.iter().any(|o| o == "DELETE /data.json"), "{ops:?}");
+    assert!(denied >= 1);
+    let recorded = String::from_utf8_lossy(&bodies);
+    assert!(recorded.contains("\"password\":\"****\""));
+    assert!(!recorded.contains("hunter2") && !recorded.contains("a@example.com"));
+    drop(reader);
+    let out = audit_verify(&store, &gw.seal_public_key());
+    assert!(out.status.success(), "{}", render(&out));
+}
