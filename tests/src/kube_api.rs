@@ -12,28 +12,31 @@
 //!   [`FakeKubeOptions::aggregated_discovery`] is off.
 //! - pods in [`NAMESPACE`] ([`PODS`]): list (`fieldSelector=metadata.name=`
 //!   honoured), get, create (POST; no OpenAPI documents are served, so
-//!   `kubectl create` needs `--validate=false`), delete, and watch (`?watch=true`:
-//!   chunked JSON lines, open until the client leaves, `timeoutSeconds`
-//!   passes or [`FakeKube::end_watches`]; from a `resourceVersion` the
-//!   events after it are replayed first, without one every pod comes as
-//!   `ADDED`). When `Accept` asks `as=Table` (plain `kubectl get` does)
-//!   lists, objects and watch events come as `meta.k8s.io/v1` `Table`s
-//!   (pods: NAME READY STATUS RESTARTS AGE, `-o wide` adds IP and NODE);
-//!   otherwise (`-o json`) as the objects and `…List`s themselves.
+//!   `kubectl create` needs `--validate=false`), delete, and watch
+//!   (`?watch=true`: chunked JSON lines, open until the client leaves,
+//!   `timeoutSeconds` passes or [`FakeKube::end_watches`]; from a
+//!   `resourceVersion` the events after it are replayed first, without one
+//!   every pod comes as `ADDED`). When `Accept` asks `as=Table` (plain
+//!   `kubectl get` does) lists, objects and watch events come as
+//!   `meta.k8s.io/v1` `Table`s (pods: NAME READY STATUS RESTARTS AGE,
+//!   `-o wide` adds IP and NODE); otherwise (`-o json`) as the objects and
+//!   `…List`s themselves.
 //! - `pods/<pod>/log` ([`LOG_LINES`]; with `follow=true` a `tick N` line
 //!   every [`FakeKubeOptions::log_interval`] until the client leaves).
-//! - `pods/<pod>/exec` and `attach` over WebSocket (`v5.channel.k8s.io`, also v4), see
-//!   `exec.rs` for the commands it knows.
+//! - `pods/<pod>/exec` and `pods/<pod>/attach` over WebSocket
+//!   (`v5.channel.k8s.io`, also v4); `exec.rs` lists the commands it knows.
 //! - secrets: [`SECRET`] (data [`SECRET_DATA`], an e-mail annotation).
 //! - namespaces ([`NAMESPACES`]), `apps/v1` deployments (always empty).
 //!
 //! Every request is recorded ([`FakeKube::requests`]) before the optional
 //! bearer-token check ([`FakeKubeOptions::token`]: anything else gets 401
-//! and a `Status`). Note that kubectl itself sends a token over `https`
-//! only: a test where kubectl talks to this server directly with a token
-//! needs [`FakeKubeOptions::tls`] (a gateway in between may use either). Pod changes made through [`FakeKube::add_pod`],
-//! [`FakeKube::update_pod`] and [`FakeKube::remove_pod`] reach open
-//! watches at once. Dropping the server stops it and its streams.
+//! and a `Status`). kubectl itself sends a token over `https` only: a test
+//! where kubectl talks to this server directly with a token needs
+//! [`FakeKubeOptions::tls`] (a gateway in between may use either). Pod
+//! changes made through [`FakeKube::add_pod`], [`FakeKube::update_pod`],
+//! [`FakeKube::remove_pod`] (and a `DELETE`) reach open watches at once.
+//! Dropping the server stops it and its streams. [`Kubectl`] runs the real
+//! kubectl against it or against a gateway.
 
 mod discovery;
 mod exec;
