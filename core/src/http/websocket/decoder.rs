@@ -176,15 +176,16 @@ impl WsDecoder {
     /// Ends the stream: returns the data message the connection cut short,
     /// if any (flagged truncated and [`Notes::incomplete`]), and stops the
     /// decoder. Drain [`next_message`](Self::next_message) first: bytes fed
-    /// and not drained are dropped.
+    /// and not drained are dropped. A decoder stopped by an error stays as
+    /// it is (and keeps its [`error`](Self::error)).
     pub fn finish(&mut self) -> Option<WsMessage> {
-        let failed = matches!(self.state, State::Failed { .. });
-        self.state = State::Done;
+        self.offset = self.offset();
         self.input = BytesMut::new();
-        let mut partial = self.message.take()?;
-        if failed {
+        if matches!(self.state, State::Failed { .. }) {
             return None;
         }
+        self.state = State::Done;
+        let mut partial = self.message.take()?;
         partial.notes.incomplete = true;
         let mut message = partial.into_message();
         message.truncated = true;

@@ -239,6 +239,7 @@ fn protocol_errors() {
         assert_eq!(d.held(), 0, "{name}: stopped decoders hold nothing");
         assert_eq!(d.offset(), (bytes.len() + good.len()) as u64);
         assert_eq!(d.finish(), None);
+        assert_eq!(d.error(), Some(err), "{name}: finish keeps the error");
     }
 }
 
