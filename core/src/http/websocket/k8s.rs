@@ -57,12 +57,13 @@ pub struct K8sFrame {
 }
 
 impl K8sFrame {
-    /// For a v5 close signal, the channel it closes.
+    /// For a v5 close signal, the channel it closes; `None` for anything
+    /// else, including a close signal whose data is not exactly one byte
+    /// (the API server ignores those).
     pub fn closed_channel(&self) -> Option<u8> {
-        if self.name == "close" {
-            self.data.first().copied()
-        } else {
-            None
+        match (self.name, &self.data[..]) {
+            ("close", &[channel]) => Some(channel),
+            _ => None,
         }
     }
 }

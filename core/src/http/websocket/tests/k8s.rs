@@ -15,6 +15,7 @@ fn v5_exec_session() {
         binary(b"\x00ls -l\n"),
         binary(b"\x00"),
         binary(b"\xff\x00"),
+        binary(b"\xff\x01\x02"),
         Message::Ping(Bytes::new()),
         binary(b""),
         close(1000, ""),
@@ -32,7 +33,13 @@ fn v5_exec_session() {
     let names: Vec<_> = frames.iter().map(|f| (f.channel, f.name)).collect();
     assert_eq!(
         names,
-        [(4, "resize"), (0, "stdin"), (0, "stdin"), (255, "close")]
+        [
+            (4, "resize"),
+            (0, "stdin"),
+            (0, "stdin"),
+            (255, "close"),
+            (255, "close")
+        ]
     );
     assert_eq!(
         parse_resize(&frames[0].data),
@@ -44,6 +51,7 @@ fn v5_exec_session() {
     assert_eq!(&frames[1].data[..], b"ls -l\n");
     assert!(frames[2].data.is_empty());
     assert_eq!(frames[3].closed_channel(), Some(0));
+    assert_eq!(frames[4].closed_channel(), None, "malformed close signal");
     assert_eq!(frames[1].closed_channel(), None);
 }
 
