@@ -59,7 +59,7 @@ pub struct K8sFrame {
 impl K8sFrame {
     /// For a v5 close signal, the channel it closes; `None` for anything
     /// else, including a close signal whose data is not exactly one byte
-    /// (the API server ignores those).
+    /// (the API server does not act on those as a close).
     pub fn closed_channel(&self) -> Option<u8> {
         match (self.name, &self.data[..]) {
             ("close", &[channel]) => Some(channel),
