@@ -343,3 +343,70 @@ fn http_through_the_gateway() {
     let out = audit_verify(&store, &gw.seal_public_key());
     assert!(out.status.success(), "{}", render(&out));
 }
+
+/// A client that dribbles its request head is cut at `header_timeout`; a
+/// keep-alive connection left idle is closed at `idle_timeout`; a response
+/// that keeps streaming is not cut by either.
+#[test]
+fn header_and_idle_timeouts() {
+    let pg = PgCluster::start();
+    let nginx = Nginx::start();
+    let mut options = GatewayOptions {
+        http: Some("header_timeout = \"400ms\"\nidle_timeout = \"600ms\"".to_owned()),
+        env: vec![("ORDERS_API_PASSWORD".to_owned(), PASSWORD.to_owned())],
+        ..GatewayOptions::default()
+    };
+    options.extra_config = format!(
+        "[targets.orders-api]\nkind = \"http\"\nurl = \"{}\"\n[targets.orders-api.credential]\n\
+         basic_user = \"{USER}\"\npassword_env = \"ORDERS_API_PASSWORD\"\n",
+        nginx.url()
+    );
+    let gw = Gateway::start(&pg, options);
+    let token = grant(&gw, &["--allow", "http:GET /**"]);
+
+    // Slowloris: half a head, then silence.
+    let mut s = raw(&gw);
+    s.write_all(b"GET /orders-api/hello.txt HTTP/1.1\r\nHost: x\r\n")
+        .expect("write");
+    let started = std::time::Instant::now();
+    let mut rest = Vec::new();
+    let _ = s.read_to_end(&mut rest);
+    assert!(started.elapsed() < Duration::from_secs(10), "cut in time");
+    let answer = String::from_utf8_lossy(&rest);
+    assert!(
+        answer.is_empty() || answer.starts_with("HTTP/1.1 408"),
+        "{answer}"
+    );
+
+    // Idle keep-alive: one answer, then the gateway closes.
+    let mut s = raw(&gw);
+    let req = format!(
+        "GET /orders-api/hello.txt HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\r\n"
+    );
+    s.write_all(req.as_bytes()).expect("write");
+    let started = std::time::Instant::now();
+    let mut all = Vec::new();
+    let _ = s.read_to_end(&mut all);
+    let text = String::from_utf8_lossy(&all);
+    assert!(
+        text.starts_with("HTTP/1.1 200") && text.contains("hello from nginx"),
+        "{text}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "closed when idle"
+    );
+
+    // A slow response streams on past both timeouts.
+    let dir = tempfile::tempdir().expect("dir");
+    let slow = dir.path().join("slow.bin");
+    let out = curl(
+        &gw,
+        &token,
+        &["--max-time", "3", "-o", slow.to_str().unwrap()],
+        "/orders-api/slow/large.bin",
+    );
+    assert_eq!(out.status.code(), Some(28), "{}", render(&out));
+    let got = std::fs::metadata(&slow).map(|m| m.len()).unwrap_or(0);
+    assert!(got > 512 << 10, "streamed only {got} bytes in 3 s");
+}

@@ -232,6 +232,25 @@ fn kubectl_through_the_gateway() {
     let _ = child.kill();
     let _ = child.wait();
 
+    // logs -f: text lines stream, e-mail addresses masked.
+    let mut child = Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(&config)
+        .args(["logs", "web-1", "-n", "billing", "-f"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("kubectl logs");
+    let lines: Vec<String> = BufReader::new(child.stdout.take().expect("stdout"))
+        .lines()
+        .take(4)
+        .map(|l| l.expect("a log line"))
+        .collect();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(lines[1], "user **** logged in", "{lines:?}");
+    assert!(lines[3].starts_with("tick"), "followed: {lines:?}");
+
     // exec: held until approved, then it runs over WebSocket.
     let exec_config = config.clone();
     let exec = std::thread::spawn(move || {
@@ -269,10 +288,15 @@ fn kubectl_through_the_gateway() {
     let mut requests = Vec::new();
     let mut verdicts = Vec::new();
     let mut stdout_channel = Vec::new();
+    let mut exec_session = None;
     for summary in reader.sessions() {
         let summary = summary.expect("summary");
         for e in reader.events(summary.id) {
-            match e.expect("event").body {
+            let body = e.expect("event").body;
+            if matches!(body, Body::WsMessage(_)) {
+                exec_session.get_or_insert(summary.id);
+            }
+            match body {
                 Body::HttpRequest(r) => requests.push(r.operation.clone()),
                 Body::Verdict(v) => verdicts.push((v.decision, v.text.clone(), v.approver.clone())),
                 Body::WsMessage(m) if m.dir == Direction::ToClient && m.channel == Some(1) => {
@@ -309,4 +333,97 @@ fn kubectl_through_the_gateway() {
     drop(reader);
     let out = audit_verify(&store, &gw.seal_public_key());
     assert!(out.status.success(), "{}", render(&out));
+
+    // Replay shows the exec as a terminal; the audit lists the denial.
+    let tools = Gateway::binary().with_file_name("gatehouse-replay");
+    let session = exec_session.expect("an exec session").to_string();
+    let out = run(
+        Command::new(&tools)
+            .args(["show", &session, "--store"])
+            .arg(&store),
+        Duration::from_secs(30),
+    );
+    let shown = stdout(&out);
+    assert!(out.status.success(), "{}", render(&out));
+    assert!(shown.contains("create pods/exec in billing"), "{shown}");
+    assert!(shown.contains("hello"), "{shown}");
+    assert!(shown.contains("approved by alice"), "{shown}");
+    let out = run(
+        Command::new(tools.with_file_name("gatehouse-audit"))
+            .args(["statements", "--decision", "deny", "--store"])
+            .arg(&store),
+        Duration::from_secs(30),
+    );
+    assert!(
+        stdout(&out).contains("delete pods in billing"),
+        "{}",
+        render(&out)
+    );
+}
+
+/// An API server behind TLS with its own CA; SPDY upgrades are refused
+/// with a message that says what to use instead.
+#[test]
+fn a_tls_api_server_and_spdy_refused() {
+    let pg = PgCluster::start();
+    let kube = FakeKube::start_with(FakeKubeOptions {
+        token: Some(CLUSTER_TOKEN.to_owned()),
+        tls: true,
+        ..FakeKubeOptions::default()
+    });
+    let ca = kube.ca_cert().expect("CA").to_owned();
+    let gw = Gateway::start(
+        &pg,
+        GatewayOptions {
+            http: Some(String::new()),
+            env: vec![("PROD_TOKEN".to_owned(), CLUSTER_TOKEN.to_owned())],
+            extra_config: format!(
+                "[targets.prod]\nkind = \"kubernetes\"\nurl = \"{}\"\nca_file = \"{}\"\n\
+                 [targets.prod.credential]\nbearer_env = \"PROD_TOKEN\"\n",
+                kube.url(),
+                ca.display()
+            ),
+            ..GatewayOptions::default()
+        },
+    );
+    let token = gw.grant(&GrantArgs {
+        target: "prod".to_owned(),
+        allow: Vec::new(),
+        extra: vec!["--allow".into(), "kube:* * in billing".into()],
+        ..GrantArgs::default()
+    });
+    let dir = tempfile::tempdir().expect("dir");
+    let config = write_kubeconfig(
+        &dir.path().join("kubeconfig"),
+        &format!("https://localhost:{}/prod", gw.http_port()),
+        &token,
+        gw.certs().map(|c| c.ca_cert.as_path()),
+    );
+    let out = kubectl(&config, &["get", "pods", "-n", "billing", "-o", "name"]);
+    assert!(out.status.success(), "{}", render(&out));
+    assert!(stdout(&out).contains("pod/web-1"));
+
+    let out = run(
+        Command::new("curl")
+            .args(["-sS", "--http1.1", "--cacert"])
+            .arg(&gw.certs().expect("TLS").ca_cert)
+            .args(["-H", &format!("Authorization: Bearer {token}")])
+            .args([
+                "-H",
+                "Connection: Upgrade",
+                "-H",
+                "Upgrade: SPDY/3.1",
+                "-w",
+                "\n%{http_code}",
+            ])
+            .arg(format!(
+                "https://localhost:{}/prod/api/v1/namespaces/billing/pods/web-1/exec?command=ls",
+                gw.http_port()
+            )),
+        Duration::from_secs(30),
+    );
+    let answer = stdout(&out);
+    assert!(answer.ends_with("\n403"), "{answer}");
+    assert!(answer.contains("SPDY/3.1 upgrade is refused"), "{answer}");
+    assert!(kube.requests().iter().all(|r| !r.uri.contains("/exec")));
 }

@@ -19,14 +19,18 @@ pub struct GrantArgs {
     /// The agent the grant is for (`sub`).
     #[arg(long, value_name = "AGENT")]
     pub sub: String,
-    /// A target the grant allows: the database name the client connects
-    /// to. Repeat for several. The rule and limit flags apply to each.
+    /// A target the grant allows: the database name a PostgreSQL client
+    /// connects to, or an HTTP or Kubernetes target's name. Repeat for
+    /// several. The rule and limit flags apply to each.
     #[arg(long = "target", value_name = "NAME", required_unless_present = "plan")]
     pub targets: Vec<String>,
     /// What the agent may run, as `OPS[:RELATIONS]` or `fn:FUNCTIONS`
     /// (`select:public.invoices,public.payments`, `update:public.invoices`,
     /// `select:reporting.*`, `do`, `fn:public.refresh_totals`, `*` for
-    /// everything). Repeat for several rules.
+    /// everything); on HTTP targets `http:METHODS PATH` (`http:GET,HEAD
+    /// /v1/invoices/**`); on Kubernetes targets `kube:VERBS RESOURCES [in
+    /// NAMESPACES]` (`kube:get,list,watch pods,pods/log in billing`).
+    /// Repeat for several rules.
     #[arg(long = "allow", value_name = "RULE", value_parser = plan::parse_rule)]
     pub allow: Vec<Rule>,
     /// What the agent may run once a human approves it; same form as

@@ -695,6 +695,9 @@ impl Conn {
         })?;
         let h = &mut parts.headers;
         headers::strip_hop_by_hop(h, upgrade);
+        if upgrade {
+            headers::strip_websocket_credentials(h);
+        }
         h.remove(header::AUTHORIZATION);
         h.remove(header::EXPECT);
         h.remove(header::CONTENT_LENGTH);
@@ -776,8 +779,14 @@ impl Conn {
 }
 
 /// The grant from `Authorization: Bearer <grant>`.
+/// Or, for a WebSocket upgrade from a client that cannot set headers, from
+/// its `base64url.bearer.authorization.k8s.io.` subprotocol, as the
+/// Kubernetes API server accepts it.
 fn bearer<B>(req: &Request<B>) -> Option<String> {
-    let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
+    let Some(value) = req.headers().get(header::AUTHORIZATION) else {
+        return headers::websocket_bearer(req.headers());
+    };
+    let value = value.to_str().ok()?;
     let (scheme, token) = value.trim().split_once(' ')?;
     scheme
         .eq_ignore_ascii_case("bearer")

@@ -55,8 +55,51 @@ fn is_secret(name: &str, extra: Option<&str>) -> bool {
     ) || extra == Some(name)
 }
 
+/// The WebSocket subprotocol prefix through which Kubernetes clients that
+/// cannot set headers (browsers) send their bearer token.
+pub const K8S_BEARER_PROTOCOL: &str = "base64url.bearer.authorization.k8s.io.";
+
+/// The bearer token a `Sec-WebSocket-Protocol` offer carries, decoded.
+pub fn websocket_bearer(headers: &HeaderMap) -> Option<String> {
+    use base64::Engine as _;
+    headers
+        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .find_map(|p| p.trim().strip_prefix(K8S_BEARER_PROTOCOL))
+        .and_then(|b64| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(b64.trim_end_matches('='))
+                .ok()
+        })
+        .and_then(|t| String::from_utf8(t).ok())
+}
+
+/// Removes the bearer-token subprotocol from the offer, and the
+/// extensions (the recording reads frames as sent, uncompressed).
+pub fn strip_websocket_credentials(headers: &mut HeaderMap) {
+    headers.remove(header::SEC_WEBSOCKET_EXTENSIONS);
+    let offered: Vec<String> = headers
+        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|p| !p.is_empty() && !p.starts_with(K8S_BEARER_PROTOCOL))
+        .map(str::to_owned)
+        .collect();
+    headers.remove(header::SEC_WEBSOCKET_PROTOCOL);
+    if let Ok(v) = header::HeaderValue::from_str(&offered.join(", "))
+        && !offered.is_empty()
+    {
+        headers.insert(header::SEC_WEBSOCKET_PROTOCOL, v);
+    }
+}
+
 /// `headers` for the record, in order, credentials redacted (`extra`
-/// names one more secret header: the target's injected credential).
+/// names one more secret header: the target's injected credential; a
+/// bearer token offered as a WebSocket subprotocol is redacted too).
 pub fn recorded(headers: &HeaderMap, extra: Option<&str>) -> Vec<HttpHeader> {
     headers
         .iter()
@@ -64,6 +107,20 @@ pub fn recorded(headers: &HeaderMap, extra: Option<&str>) -> Vec<HttpHeader> {
             name: name.as_str().to_owned(),
             value: if is_secret(name.as_str(), extra) {
                 "[redacted]".to_owned()
+            } else if name == header::SEC_WEBSOCKET_PROTOCOL
+                && value
+                    .as_bytes()
+                    .windows(K8S_BEARER_PROTOCOL.len())
+                    .any(|w| w == K8S_BEARER_PROTOCOL.as_bytes())
+            {
+                let text = String::from_utf8_lossy(value.as_bytes());
+                text.split(',')
+                    .map(|p| match p.trim().strip_prefix(K8S_BEARER_PROTOCOL) {
+                        Some(_) => format!("{K8S_BEARER_PROTOCOL}[redacted]"),
+                        None => p.trim().to_owned(),
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", ")
             } else {
                 String::from_utf8_lossy(value.as_bytes()).into_owned()
             },
@@ -121,6 +178,31 @@ mod tests {
         strip_hop_by_hop(&mut h, true);
         assert_eq!(h.get("upgrade").unwrap(), "websocket");
         assert_eq!(h.get("connection").unwrap(), "upgrade");
+    }
+
+    #[test]
+    fn a_token_offered_as_a_subprotocol_is_taken_out_and_never_recorded() {
+        let mut h = HeaderMap::new();
+        // base64url("grant-xyz") without padding.
+        h.insert(
+            "sec-websocket-protocol",
+            HeaderValue::from_static(
+                "v5.channel.k8s.io, base64url.bearer.authorization.k8s.io.Z3JhbnQteHl6",
+            ),
+        );
+        h.insert(
+            "sec-websocket-extensions",
+            HeaderValue::from_static("permessage-deflate"),
+        );
+        assert_eq!(websocket_bearer(&h).as_deref(), Some("grant-xyz"));
+        let r = recorded(&h, None);
+        assert!(r.iter().all(|x| !x.value.contains("Z3JhbnQteHl6")), "{r:?}");
+        strip_websocket_credentials(&mut h);
+        assert_eq!(
+            h.get("sec-websocket-protocol").unwrap(),
+            "v5.channel.k8s.io"
+        );
+        assert!(h.get("sec-websocket-extensions").is_none());
     }
 
     #[test]
