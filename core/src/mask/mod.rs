@@ -50,7 +50,8 @@ mod strategy;
 mod tests;
 
 pub use body::{
-    BodyLimits, BodyMaskError, JsonKeyRule, JsonKeys, JsonMaskStream, KeyRuleError, TextMaskStream,
+    BodyKind, BodyLimits, BodyMaskError, JsonKeyRule, JsonKeys, JsonMaskStream, KeyRuleError,
+    TextMaskStream,
 };
 pub use row::RowScratch;
 pub use rules::{

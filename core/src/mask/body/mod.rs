@@ -37,6 +37,40 @@ pub use json::JsonMaskStream;
 pub use keys::{JsonKeyRule, JsonKeys, KeyRuleError};
 pub use text::TextMaskStream;
 
+/// Which stream masks a body, by its media type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyKind {
+    /// [`JsonMaskStream`]: `application/json` (with any parameters, such as
+    /// Kubernetes' `;stream=watch` or `;as=Table`), `application/*+json`
+    /// (`merge-patch+json`, `problem+json`) and `application/x-ndjson`.
+    Json,
+    /// [`TextMaskStream`]: `text/*` (`text/plain` of `kubectl logs`,
+    /// `text/event-stream`, …).
+    Text,
+}
+
+impl BodyKind {
+    /// The kind for a `Content-Type` value, ASCII case-insensitive and
+    /// parameters ignored; `None` for a type neither stream reads
+    /// (Kubernetes protobuf, images, archives, or no type at all): the
+    /// caller decides whether such a body may pass unmasked or must be
+    /// refused (or asks the upstream for JSON through `Accept`).
+    pub fn of_content_type(value: &str) -> Option<BodyKind> {
+        let essence = value.split(';').next().unwrap_or_default().trim();
+        let essence = essence.to_ascii_lowercase();
+        let (kind, subtype) = essence.split_once('/')?;
+        match kind {
+            "application"
+                if subtype == "json" || subtype == "x-ndjson" || subtype.ends_with("+json") =>
+            {
+                Some(BodyKind::Json)
+            }
+            "text" if !subtype.is_empty() => Some(BodyKind::Text),
+            _ => None,
+        }
+    }
+}
+
 /// Bounds on what a stream holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BodyLimits {

@@ -29,7 +29,8 @@ const PLACE: &str = "text";
 /// limit, a piece is cut from its first `max_value` bytes, ending after the
 /// last space or tab among them if there is one, else at the limit (moved
 /// back to the start of a UTF-8 character); each piece is scanned as a line
-/// of its own and written without a separator. A match that straddles a
+/// of its own and written without a separator (a null strategy drops just
+/// that piece). A match that straddles a
 /// cut can be missed; cutting after whitespace makes that unlikely for the
 /// detectors' tokens. The pieces depend only on the line, never on how the
 /// body was chunked.

@@ -81,7 +81,8 @@ struct Frame {
 ///
 /// The body must be zero or more JSON values (RFC 8259, strings in UTF-8;
 /// a lone `\uD800`-style surrogate escape is accepted and scanned as
-/// U+FFFD) separated by optional whitespace. Anything else is an error,
+/// U+FFFD) separated by optional whitespace (so `{}{}` and `true false`
+/// are two values each; a byte order mark is not accepted). Anything else is an error,
 /// after which the stream is poisoned: send nothing more and cut the
 /// response. A string value longer than the limit is replaced by `"****"`
 /// without being scanned or validated past its closing quote's search.
@@ -186,7 +187,11 @@ impl JsonMaskStream {
     }
 
     /// What was masked so far: rule, JSON key path (`$` for a top-level
-    /// scalar, `[]` for array elements: `items[].spec.token`) and count.
+    /// scalar, `[]` for array elements: `items[].spec.token`, each key cut
+    /// to 64 bytes) and count of values. Sorted by rule (key rules in
+    /// configuration order, then content rules, then `limit:max_value`),
+    /// then path; past 1024 distinct (rule, path) pairs new paths are
+    /// counted under `*`.
     pub fn hits(&self) -> Vec<MaskHit> {
         self.tally.summary(Some(&self.keys), self.masker.as_deref())
     }

@@ -180,3 +180,29 @@ fn hit(rule: &str, column: &str, count: u32) -> MaskHit {
         count,
     }
 }
+
+#[test]
+fn content_types_choose_the_stream() {
+    use super::BodyKind;
+    for (value, kind) in [
+        ("application/json", Some(BodyKind::Json)),
+        ("Application/JSON; charset=utf-8", Some(BodyKind::Json)),
+        ("application/json;stream=watch", Some(BodyKind::Json)),
+        (
+            "application/json;as=Table;v=v1;g=meta.k8s.io",
+            Some(BodyKind::Json),
+        ),
+        ("application/merge-patch+json", Some(BodyKind::Json)),
+        ("application/x-ndjson", Some(BodyKind::Json)),
+        ("text/plain", Some(BodyKind::Text)),
+        (" text/plain ; charset=utf-8", Some(BodyKind::Text)),
+        ("application/vnd.kubernetes.protobuf", None),
+        ("application/octet-stream", None),
+        ("application/jsonx", None),
+        ("text/", None),
+        ("json", None),
+        ("", None),
+    ] {
+        assert_eq!(BodyKind::of_content_type(value), kind, "{value}");
+    }
+}
