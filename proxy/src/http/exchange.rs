@@ -41,6 +41,9 @@ pub struct Conn {
     state: tokio::sync::Mutex<State>,
     /// When the last request arrived or was answered.
     last_active: Mutex<Instant>,
+    /// The gateway serves as many connections as it may: every request
+    /// gets 503 and the connection closes.
+    at_capacity: bool,
 }
 
 #[derive(Default)]
@@ -73,6 +76,7 @@ impl Conn {
         peer: SocketAddr,
         tls: Option<TlsInfo>,
         sni: Option<String>,
+        at_capacity: bool,
     ) -> Conn {
         Conn {
             shared,
@@ -82,6 +86,7 @@ impl Conn {
             sni,
             state: tokio::sync::Mutex::default(),
             last_active: Mutex::new(Instant::now()),
+            at_capacity,
         }
     }
 
@@ -112,6 +117,18 @@ impl Conn {
 
     /// Answers one request.
     pub async fn handle(&self, req: Request<Incoming>) -> Response<ProxyBody> {
+        if self.at_capacity {
+            let mut response = Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "ServiceUnavailable",
+                "gatehouse: the gateway serves as many connections as it may; retry shortly",
+            )
+            .response(false);
+            let h = response.headers_mut();
+            h.insert(header::CONNECTION, HeaderValue::from_static("close"));
+            h.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            return response;
+        }
         self.touch();
         let mut state = self.state.lock().await;
         let response = self.exchange(&mut state, req).await;

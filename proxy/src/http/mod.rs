@@ -69,6 +69,15 @@ pub fn now_us() -> i64 {
 pub async fn serve(shared: Arc<Shared>, http: Arc<HttpShared>, socket: Socket, peer: SocketAddr) {
     let _guard = shared.metrics.connection();
     let _ = socket.set_nodelay(true);
+    let open = shared.metrics.open_connections();
+    let at_capacity = open > shared.max_connections as u64;
+    if at_capacity {
+        tracing::warn!(
+            open,
+            limit = shared.max_connections,
+            "answering an HTTP client 503: too many connections"
+        );
+    }
     let (io, tls_info, sni): (Box<dyn Io>, _, _) = match &http.tls {
         Some(acceptor) => {
             let handshake =
@@ -110,6 +119,7 @@ pub async fn serve(shared: Arc<Shared>, http: Arc<HttpShared>, socket: Socket, p
         peer,
         tls_info,
         sni,
+        at_capacity,
     ));
     let service = {
         let conn = conn.clone();
