@@ -13,6 +13,10 @@ use super::keys::JsonKeys;
 /// tally without bound).
 const MAX_PLACES: usize = 1024;
 
+/// The longest place kept (deeper paths are cut, at a character
+/// boundary).
+const MAX_PLACE: usize = 512;
+
 /// The place charged once [`MAX_PLACES`] is reached.
 const OVERFLOW_PLACE: &str = "*";
 
@@ -36,6 +40,11 @@ pub(super) struct Tally {
 impl Tally {
     /// Adds `n` hits of `rule` at `place`.
     pub(super) fn add(&mut self, rule: HitRule, place: &str, n: u32) {
+        let mut end = place.len().min(MAX_PLACE);
+        while !place.is_char_boundary(end) {
+            end -= 1;
+        }
+        let place = place.get(..end).unwrap_or_default();
         let key = if self.counts.len() < MAX_PLACES
             || self.counts.contains_key(&(rule, place.to_owned()))
         {

@@ -9,9 +9,9 @@ use crate::event::MaskHit;
 use crate::mask::{Masker, Strategy};
 
 mod complete;
+mod lex;
 
-use super::escape::in_number;
-use super::hits::{HitRule, Tally};
+use super::hits::Tally;
 use super::keys::JsonKeys;
 use super::{BodyLimits, BodyMaskError};
 
@@ -309,131 +309,6 @@ impl JsonMaskStream {
         out.extend_from_slice(c.get(flushed..).unwrap_or_default());
         Ok(())
     }
-
-    /// Lexes the token starting at `c[s]`. Returns where it ended, or `None`
-    /// when it runs past the chunk (then it is held and `c` fully handled).
-    fn lex(
-        &mut self,
-        c: &[u8],
-        s: usize,
-        flushed: &mut usize,
-        out: &mut BytesMut,
-    ) -> Result<Option<usize>, BodyMaskError> {
-        let from = if matches!(self.token, Token::Str { .. }) {
-            s + 1
-        } else {
-            s
-        };
-        match self.scan(c, from)? {
-            Some(e) => {
-                let raw = c.get(s..e).unwrap_or_default();
-                if self.complete(raw)? {
-                    out.extend_from_slice(c.get(*flushed..s).unwrap_or_default());
-                    out.extend_from_slice(&self.repl);
-                    *flushed = e;
-                }
-                Ok(Some(e))
-            }
-            None => {
-                out.extend_from_slice(c.get(*flushed..s).unwrap_or_default());
-                *flushed = c.len();
-                self.hold.clear();
-                self.hold.extend_from_slice(c.get(s..).unwrap_or_default());
-                self.check_hold(out)?;
-                Ok(None)
-            }
-        }
-    }
-
-    /// Continues a held token at the start of `c`: where it ended, or `None`
-    /// when it runs past this chunk too.
-    fn resume(&mut self, c: &[u8], out: &mut BytesMut) -> Result<Option<usize>, BodyMaskError> {
-        let skip = matches!(self.token, Token::Str { skip: true, .. });
-        let Some(e) = self.scan(c, 0)? else {
-            if !skip {
-                self.hold.extend_from_slice(c);
-                self.check_hold(out)?;
-            }
-            return Ok(None);
-        };
-        let mut hold = std::mem::take(&mut self.hold);
-        if !skip {
-            hold.extend_from_slice(c.get(..e).unwrap_or_default());
-        }
-        let replaced = self.complete(&hold);
-        if let Ok(replaced) = replaced
-            && !skip
-        {
-            out.extend_from_slice(if replaced { &self.repl } else { &hold });
-        }
-        hold.clear();
-        self.hold = hold;
-        replaced.map(|_| Some(e))
-    }
-
-    /// Scans the current token from `c[from]`: the end of the token, or
-    /// `None` if it goes on past `c`.
-    fn scan(&mut self, c: &[u8], from: usize) -> Result<Option<usize>, BodyMaskError> {
-        match &mut self.token {
-            Token::None => Ok(Some(from)),
-            Token::Str { escape, .. } => Ok(scan_string(c, from, escape)),
-            Token::Num => Ok(c
-                .get(from..)
-                .unwrap_or_default()
-                .iter()
-                .position(|&b| !in_number(b))
-                .map(|p| from + p)),
-            Token::Lit { word, seen } => {
-                let offset = self.token_start;
-                let mut i = from;
-                loop {
-                    let Some(&want) = word.get(*seen) else {
-                        return Ok(Some(i));
-                    };
-                    let Some(&b) = c.get(i) else {
-                        return Ok(None);
-                    };
-                    if b != want {
-                        return Err(BodyMaskError::Syntax {
-                            offset,
-                            what: "invalid literal",
-                        });
-                    }
-                    *seen += 1;
-                    i += 1;
-                }
-            }
-        }
-    }
-
-    /// Enforces the limit on the held token; a string value past it is
-    /// replaced now and its remaining bytes dropped as they come.
-    fn check_hold(&mut self, out: &mut BytesMut) -> Result<(), BodyMaskError> {
-        if self.hold.len() <= self.limits.max_value {
-            return Ok(());
-        }
-        match self.token {
-            Token::Str {
-                key: false,
-                escape,
-                skip: false,
-            } => {
-                self.hold.clear();
-                self.token = Token::Str {
-                    key: false,
-                    escape,
-                    skip: true,
-                };
-                self.tally.add(HitRule::Limit, place(&self.path), 1);
-                out.extend_from_slice(LIMIT_REPLACEMENT);
-                Ok(())
-            }
-            Token::Str { key: true, .. } | Token::Num => Err(BodyMaskError::TooLong {
-                offset: self.token_start,
-            }),
-            _ => Ok(()),
-        }
-    }
 }
 
 fn lit(word: &'static [u8]) -> Token {
@@ -443,30 +318,4 @@ fn lit(word: &'static [u8]) -> Token {
 /// The place a hit is charged to.
 pub(super) fn place(path: &str) -> &str {
     if path.is_empty() { "$" } else { path }
-}
-
-/// Scans a string's bytes from `from`, after its opening quote: the index
-/// just past its closing quote, or `None` if it goes on past `c` (with
-/// `escape` set when `c` ends in the middle of an escape).
-fn scan_string(c: &[u8], from: usize, escape: &mut bool) -> Option<usize> {
-    let mut i = from;
-    if *escape {
-        if i >= c.len() {
-            return None;
-        }
-        *escape = false;
-        i += 1;
-    }
-    loop {
-        let rest = c.get(i..)?;
-        let j = i + rest.iter().position(|&b| b == b'"' || b == b'\\')?;
-        if c.get(j) == Some(&b'"') {
-            return Some(j + 1);
-        }
-        if j + 1 >= c.len() {
-            *escape = true;
-            return None;
-        }
-        i = j + 2;
-    }
 }

@@ -383,3 +383,30 @@ fn streams_are_send() {
     send::<JsonMaskStream>();
     send::<TextMaskStream>();
 }
+
+#[test]
+fn hit_places_are_bounded() {
+    // Deep paths are cut; many distinct places fold into `*`.
+    let deep = format!(
+        "{}\"a@example.com\"{}",
+        "{\"kkkkkkkkkk\":".repeat(100),
+        "}".repeat(100)
+    );
+    let (_, hits) = mask_json(&deep);
+    assert_eq!(hits.len(), 1);
+    assert_eq!(hits[0].column.len(), 512);
+    let mut wide = String::from("{");
+    for i in 0..1100 {
+        wide.push_str(&format!("\"k{i}\":{{\"password\":1}},"));
+    }
+    wide.push_str("\"end\":0}");
+    let keys = keys();
+    let mut s = JsonMaskStream::new(keys, None);
+    let mut out = BytesMut::new();
+    s.feed(wide.as_bytes(), &mut out).unwrap();
+    s.finish(&mut out).unwrap();
+    let hits = s.hits();
+    assert_eq!(hits.len(), 1025);
+    assert_eq!(hits.iter().map(|h| h.count).sum::<u32>(), 1100);
+    assert!(hits.contains(&hit("key:password", "*", 76)));
+}
