@@ -1244,3 +1244,49 @@ fn http_mistakes_name_the_key() {
         "{err:#}"
     );
 }
+
+#[test]
+fn the_examples_commented_http_section_is_valid() {
+    let fx = Fixture::new();
+    let cert = std::fs::read_to_string(fx.root().join("certs/gatehouse.crt")).unwrap();
+    write(&fx.root().join("certs/orders-ca.pem"), &cert, 0o644);
+    write(&fx.root().join("certs/prod-ca.pem"), &cert, 0o644);
+    write(&fx.root().join("secrets/prod-sa.token"), "sa-token", 0o600);
+    let mut inside = false;
+    let uncommented: String = EXAMPLE
+        .lines()
+        .map(|line| {
+            if line == "# --- begin HTTP example ---" {
+                inside = true;
+            } else if line == "# --- end HTTP example ---" {
+                inside = false;
+            }
+            match line.strip_prefix("# ") {
+                Some(rest) if inside && !rest.starts_with("---") => rest.to_owned(),
+                _ if line == "#" => String::new(),
+                _ => line.to_owned(),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(uncommented.contains("\n[http]\n"), "{uncommented}");
+    let env = [
+        ("GATEHOUSE_ORDERS_PASSWORD", "pw"),
+        ("ORDERS_API_KEY", "key-1"),
+    ];
+    let config = fx.load_env(&uncommented, &env).unwrap();
+    assert_eq!(config.http.unwrap().address.port(), 18443);
+    assert_eq!(
+        config.targets["prod"].http.as_ref().unwrap().kind,
+        HttpKind::Kubernetes
+    );
+    assert_eq!(
+        config.targets["orders-api"]
+            .masking
+            .as_ref()
+            .unwrap()
+            .keys
+            .len(),
+        3
+    );
+}
