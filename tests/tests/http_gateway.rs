@@ -410,3 +410,71 @@ fn header_and_idle_timeouts() {
     let got = std::fs::metadata(&slow).map(|m| m.len()).unwrap_or(0);
     assert!(got > 512 << 10, "streamed only {got} bytes in 3 s");
 }
+
+/// `[approvals] mode = "reject"`: a request that needs approval is refused
+/// at once with the approval's id; once approved, the identical request
+/// passes once.
+#[test]
+fn reject_and_retry_approvals() {
+    const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
+    let pg = PgCluster::start();
+    let nginx = Nginx::start();
+    let dir = tempfile::tempdir().expect("dir");
+    let admin_token = dir.path().join("admin.token");
+    std::fs::write(&admin_token, ADMIN_TOKEN).expect("token file");
+    let admin_port = gatehouse_tests::ports::free_port();
+    let gw = Gateway::start(
+        &pg,
+        GatewayOptions {
+            http: Some(String::new()),
+            env: vec![("ORDERS_API_PASSWORD".to_owned(), PASSWORD.to_owned())],
+            extra_config: format!(
+                "[targets.orders-api]\nkind = \"http\"\nurl = \"{}\"\n\
+                 [targets.orders-api.credential]\nbasic_user = \"{USER}\"\n\
+                 password_env = \"ORDERS_API_PASSWORD\"\n\n[approvals]\nmode = \"reject\"\n\n\
+                 [admin]\nlisten = \"127.0.0.1:{admin_port}\"\n[[admin.tokens]]\n\
+                 name = \"alice\"\ntoken_file = \"{}\"\n",
+                nginx.url(),
+                admin_token.display()
+            ),
+            ..GatewayOptions::default()
+        },
+    );
+    let token = grant(&gw, &["--approve", "http:POST /echo/**"]);
+    let post = |path: &str| curl(&gw, &token, &["-X", "POST", "-w", "\n%{http_code}"], path);
+    let out = post("/orders-api/echo/refund?order=7");
+    let first = text(&out);
+    assert!(
+        first.ends_with("\n403") && first.contains("needs approval"),
+        "{first}"
+    );
+    let approvals = |args: &[&str]| {
+        let out = run(
+            Command::new(Gateway::binary())
+                .arg("approvals")
+                .args(args)
+                .arg("--admin")
+                .arg(format!("http://127.0.0.1:{admin_port}"))
+                .arg("--token-file")
+                .arg(&admin_token),
+            Duration::from_secs(30),
+        );
+        assert!(out.status.success(), "{}", render(&out));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let list: serde_json::Value =
+        serde_json::from_str(&approvals(&["list", "--json"])).expect("JSON");
+    let pending = &list[0];
+    assert_eq!(pending["statement"], "POST /echo/refund?order=7");
+    let id = pending["id"].as_str().expect("id").to_owned();
+    assert!(first.contains(&id), "{first}");
+    approvals(&["approve", &id]);
+    // Another request is still refused; the identical one passes, once.
+    assert!(text(&post("/orders-api/echo/refund?order=8")).ends_with("\n403"));
+    let retried = text(&post("/orders-api/echo/refund?order=7"));
+    assert!(
+        retried.starts_with("POST /echo/refund?order=7\n"),
+        "{retried}"
+    );
+    assert!(text(&post("/orders-api/echo/refund?order=7")).ends_with("\n403"));
+}

@@ -272,7 +272,14 @@ fn kubectl_through_the_gateway() {
         }
     });
     assert!(appeared, "the exec was not held");
-    assert_eq!(pending["statement"], "create pods/exec in billing");
+    assert_eq!(pending["needs"][0], "create pods/exec in billing");
+    let asked = pending["statement"].as_str().expect("statement");
+    assert!(
+        asked.starts_with("GET /api/v1/namespaces/billing/pods/web-1/exec?")
+            && asked.contains("command=echo")
+            && asked.contains("command=hello"),
+        "the approver sees the command: {asked}"
+    );
     assert!(!exec.is_finished(), "the exec waits for approval");
     let id = pending["id"].as_str().expect("id").to_owned();
     s.approvals(&["approve", &id, "--reason", "debugging INC-7"]);

@@ -21,8 +21,9 @@ use hyper::client::conn::http1::SendRequest;
 use super::respond::{Problem, full};
 use super::session::SessionLog;
 use super::{HttpShared, HttpUpstream, ProxyBody, headers, now_us, route};
-use crate::approvals::PendingApproval;
+use crate::approvals::{ApprovalMode, PendingApproval};
 use crate::serve::Shared;
+use gatehouse_core::pg::ApprovedStatements as _;
 
 /// Request body pieces recorded per event at most.
 const BODY_EVENT_BYTES: usize = 256 << 10;
@@ -291,7 +292,8 @@ impl Conn {
             Decision::Hold => {
                 active.approvals += 1;
                 let id = format!("{}-h{}", log.id(), active.approvals);
-                if let Some(problem) = self.hold(active, &log, &verdict, &id).await {
+                let request = format!("{} {rest}", req.method());
+                if let Some(problem) = self.hold(active, &log, &verdict, &id, &request).await {
                     return self.refuse(&log, exchange, problem, kube).await;
                 }
             }
@@ -616,15 +618,24 @@ impl Conn {
     }
 
     /// Holds a request for approval; `Some` is the refusal when it was not
-    /// approved.
+    /// approved. `request` (method, path and query: what an approver reads,
+    /// e.g. the command of an exec) is what reject-and-retry matches a
+    /// retry by; the body is not part of it.
     async fn hold(
         &self,
         active: &Active,
         log: &SessionLog,
         verdict: &HttpVerdict,
         id: &str,
+        request: &str,
     ) -> Option<Problem> {
         let approvals = &self.shared.approvals;
+        let reject = approvals.mode() == ApprovalMode::Reject;
+        if reject && let Some(earlier) = approvals.take_approved(&active.auth.jti, request) {
+            let reason = "approved earlier (reject-and-retry)";
+            record_verdict(log, verdict, EventDecision::Allow, reason, &earlier, "");
+            return None;
+        }
         record_verdict(log, verdict, EventDecision::Hold, &verdict.reason, id, "");
         let pending = PendingApproval {
             id: id.to_owned(),
@@ -634,7 +645,7 @@ impl Conn {
             target: active.target.clone(),
             purpose: active.auth.purpose.clone(),
             ticket: active.auth.ticket.clone(),
-            statement: verdict.operation.clone(),
+            statement: request.to_owned(),
             needs: vec![verdict.operation.clone()],
             requested_at_us: now_us(),
         };
@@ -649,6 +660,22 @@ impl Conn {
         }
         tracing::info!(approval = id, operation = %verdict.operation, "HTTP request held for approval");
         let decision = approvals.request(pending);
+        if reject {
+            drop(decision);
+            return Some(Problem {
+                rule: verdict.rule.clone(),
+                jti: Some(active.auth.jti.clone()),
+                ..Problem::new(
+                    StatusCode::FORBIDDEN,
+                    "Forbidden",
+                    format!(
+                        "gatehouse: {} needs approval; requested as {id}. Once an approver \
+                         approves it, send the identical request again",
+                        verdict.operation
+                    ),
+                )
+            });
+        }
         let timeout = approvals.timeout();
         let decided = match tokio::time::timeout(timeout, decision).await {
             Ok(Ok(d)) => d,
