@@ -288,3 +288,22 @@ pub fn mtls_server_config(server: &TestCerts, client_ca: &Path) -> Arc<ServerCon
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Arc::new(config)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_subject_common_name_not_the_issuers() {
+        let dir = tempfile::tempdir().expect("dir");
+        let pki = ClientPki::generate(dir.path(), "agent-client-1");
+        let cert = CertificateDer::from_pem_file(&pki.cert).expect("PEM");
+        assert_eq!(common_name(&cert).as_deref(), Some("agent-client-1"));
+        let ca = CertificateDer::from_pem_file(&pki.ca_cert).expect("PEM");
+        assert_eq!(
+            common_name(&ca).as_deref(),
+            Some("Gatehouse test client CA")
+        );
+        assert_eq!(common_name(&CertificateDer::from(vec![1, 2, 3])), None);
+    }
+}

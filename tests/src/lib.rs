@@ -31,6 +31,7 @@ pub mod command;
 pub mod gateway;
 pub mod gateway_config;
 pub mod grant;
+pub mod http_client;
 pub mod http_upstream;
 mod janitor;
 pub mod kube_api;

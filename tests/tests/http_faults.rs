@@ -20,73 +20,17 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use gatehouse_core::event::{Body, Decision, Direction, Refusal};
-use gatehouse_store::Reader;
-use gatehouse_tests::command::{audit_verify, render, run};
+use gatehouse_core::event::{Body, CloseReason, Decision, Direction, Refusal};
+use gatehouse_tests::command::{render, run};
 use gatehouse_tests::grant::decode_claims;
+use gatehouse_tests::http_client::{Answer, KeepAlive, curl, recorded_events};
 use gatehouse_tests::http_upstream::{ClientPki, Reply, ScriptedServer, mtls_server_config};
 use gatehouse_tests::ports::free_port;
 use gatehouse_tests::{Gateway, GatewayOptions, GrantArgs, PgCluster, TestCerts};
 
-/// One answer as `curl` saw it.
-#[derive(Debug)]
-struct Answer {
-    status: u16,
-    retry_after: String,
-    body: String,
-}
-
-impl Answer {
-    /// The gateway's JSON `message`.
-    fn message(&self) -> String {
-        let v: serde_json::Value = serde_json::from_str(&self.body)
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body));
-        assert_eq!(v["gateway"], "gatehouse", "{}", self.body);
-        assert_eq!(v["status"], self.status, "{}", self.body);
-        let message = v["message"].as_str().unwrap_or_default().to_owned();
-        eprintln!("{} {message}", self.status);
-        message
-    }
-}
-
-const MARK: &str = "\n~~gatehouse-test~~";
-
-/// `curl` with `token` for each of `paths` in turn, on one connection
-/// (curl reuses it): each answer, and curl's own output.
-fn fetch(gw: &Gateway, token: &str, paths: &[&str]) -> (Vec<Answer>, Output) {
-    let mut cmd = Command::new("curl");
-    cmd.args(["-sS", "--http1.1", "--max-time", "20", "--cacert"])
-        .arg(&gw.certs().expect("TLS").ca_cert)
-        .arg("-H")
-        .arg(format!("Authorization: Bearer {token}"))
-        .arg("-w")
-        .arg(format!("{MARK} %{{http_code}} %header{{retry-after}}~~\n"));
-    for p in paths {
-        cmd.arg(format!("https://localhost:{}{p}", gw.http_port()));
-    }
-    let out = run(&mut cmd, Duration::from_secs(60));
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let mut answers = Vec::new();
-    let mut rest = text.as_str();
-    while let Some(at) = rest.find(MARK) {
-        let body = &rest[..at];
-        let after = &rest[at + MARK.len()..];
-        let end = after.find("~~\n").expect("the mark's end");
-        let mut fields = after[..end].split_whitespace();
-        answers.push(Answer {
-            status: fields.next().and_then(|s| s.parse().ok()).unwrap_or(0),
-            retry_after: fields.next().unwrap_or("").to_owned(),
-            body: body.to_owned(),
-        });
-        rest = &after[end + 3..];
-    }
-    (answers, out)
-}
-
 /// The one answer to a single request.
 fn one(gw: &Gateway, token: &str, path: &str) -> (Answer, Output) {
-    let (mut answers, out) = fetch(gw, token, &[path]);
-    assert_eq!(answers.len(), 1, "{}", render(&out));
+    let (mut answers, out) = curl(gw, token, &[path]);
     (answers.remove(0), out)
 }
 
@@ -118,25 +62,6 @@ fn jti(token: &str) -> String {
         .as_str()
         .expect("jti")
         .to_owned()
-}
-
-/// Stops the gateway, checks the seal, and returns every recorded event
-/// body.
-fn record(gw: &mut Gateway) -> Vec<Body> {
-    let store = gw.store_dir();
-    gw.stop();
-    let reader = Reader::open(&store).expect("store");
-    let mut bodies = Vec::new();
-    for summary in reader.sessions() {
-        let summary = summary.expect("summary");
-        for e in reader.events(summary.id) {
-            bodies.push(e.expect("event").body);
-        }
-    }
-    drop(reader);
-    let out = audit_verify(&store, &gw.seal_public_key());
-    assert!(out.status.success(), "{}", render(&out));
-    bodies
 }
 
 /// What the client was sent, as the record has it.
@@ -286,7 +211,7 @@ fn client_certificate_and_upstream_ca() {
     assert_eq!(upstream.seen().len(), 1, "nothing forwarded");
 
     // Still serving, on the same connection too.
-    let (answers, out) = fetch(&gw, &token, &["/wrong-ca/who", "/mtls/again"]);
+    let (answers, out) = curl(&gw, &token, &["/wrong-ca/who", "/mtls/again"]);
     let got: Vec<u16> = answers.iter().map(|a| a.status).collect();
     assert_eq!(got, [502, 200], "{}", render(&out));
     let seen = upstream.seen();
@@ -297,7 +222,7 @@ fn client_certificate_and_upstream_ca() {
         "{seen:?}"
     );
 
-    let events = record(&mut gw);
+    let events = recorded_events(&mut gw);
     assert_eq!(gateway_502s(&events), 3);
     let sent = String::from_utf8_lossy(&to_client(&events)).into_owned();
     assert_eq!(sent.matches("hello gatehouse-agent-client").count(), 2);
@@ -404,7 +329,7 @@ fn unreachable_cut_and_unmaskable() {
 
     // Unreachable: a quick 502; then another target on the same connection.
     let started = Instant::now();
-    let (answers, out) = fetch(&gw, &token, &["/closed/x", "/faulty/ok"]);
+    let (answers, out) = curl(&gw, &token, &["/closed/x", "/faulty/ok"]);
     assert!(
         started.elapsed() < Duration::from_secs(5),
         "{:?}",
@@ -463,7 +388,7 @@ fn unreachable_cut_and_unmaskable() {
 
     // The plan's limit: requests count as statements, per session.
     let limited = grant(&gw, &["faulty"], &["--max-statements", "2"]);
-    let (answers, out) = fetch(&gw, &limited, &["/faulty/a", "/faulty/b", "/faulty/c"]);
+    let (answers, out) = curl(&gw, &limited, &["/faulty/a", "/faulty/b", "/faulty/c"]);
     let got: Vec<u16> = answers.iter().map(|a| a.status).collect();
     assert_eq!(got, [200, 200, 429], "{}", render(&out));
     let message = answers[2].message();
@@ -480,7 +405,7 @@ fn unreachable_cut_and_unmaskable() {
         0
     );
 
-    let events = record(&mut gw);
+    let events = recorded_events(&mut gw);
     let errors = errors(&events);
     assert!(
         errors
@@ -511,7 +436,9 @@ fn unreachable_cut_and_unmaskable() {
 const ADMIN_TOKEN: &str = "http-faults-admin-token-0123456789";
 
 /// Expired, revoked and other targets' grants: 401s naming why, each a
-/// `Refused` event; over the gateway's rate limit: 429 with Retry-After.
+/// `Refused` event (and a session open when its grant expires or is
+/// revoked ends at its next request); over the gateway's rate limit: 429
+/// with Retry-After.
 #[test]
 fn grant_refusals_and_rate_limit() {
     let pg = PgCluster::start();
@@ -540,18 +467,21 @@ fn grant_refusals_and_rate_limit() {
     // Valid for 1 s, plus the gateway's 5 s leeway.
     let expiring = grant_for(&gw, &["api"], "1s", &[]);
     let minted = Instant::now();
+    let mut early = KeepAlive::open(&gw);
+    let a = early.get("/api/hello", &expiring).expect("an answer");
+    assert_eq!((a.status, a.body.as_str()), (200, "fine"));
 
     // Another target's grant.
     let other = grant(&gw, &["other"], &[]);
-    let (a, out) = one(&gw, &other, "/api/ok");
+    let (a, out) = one(&gw, &other, "/api/hello");
     assert_eq!(a.status, 401, "{}", render(&out));
     let message = a.message();
-    eprintln!("another target's grant: {message}");
     assert!(message.contains("api"), "{message}");
 
-    // Revoked: works, then refused.
+    // Revoked: works, then ends its open session, then is refused.
     let revoked = grant(&gw, &["api"], &[]);
-    let (a, _) = one(&gw, &revoked, "/api/ok");
+    let mut held = KeepAlive::open(&gw);
+    let a = held.get("/api/hello", &revoked).expect("an answer");
     assert_eq!(a.status, 200);
     let out = run(
         Command::new(Gateway::binary())
@@ -564,7 +494,15 @@ fn grant_refusals_and_rate_limit() {
     );
     assert!(out.status.success(), "{}", render(&out));
     std::thread::sleep(Duration::from_millis(1100));
-    let (a, out) = one(&gw, &revoked, "/api/ok");
+    let a = held.get("/api/hello", &revoked).expect("an answer");
+    assert_eq!(a.status, 401, "{a:?}");
+    assert!(
+        a.message()
+            .contains(&format!("grant {} was revoked", jti(&revoked))),
+        "{a:?}"
+    );
+    assert!(held.get("/api/hello", &revoked).is_none(), "closed");
+    let (a, out) = one(&gw, &revoked, "/api/hello");
     assert_eq!(a.status, 401, "{}", render(&out));
     let message = a.message();
     assert!(
@@ -574,7 +512,7 @@ fn grant_refusals_and_rate_limit() {
 
     // A burst over 1 request per second per grant.
     let bursty = grant(&gw, &["api"], &[]);
-    let (answers, out) = fetch(&gw, &bursty, &["/api/1", "/api/2", "/api/3"]);
+    let (answers, out) = curl(&gw, &bursty, &["/api/1", "/api/2", "/api/3"]);
     let got: Vec<(u16, &str)> = answers
         .iter()
         .map(|a| (a.status, a.retry_after.as_str()))
@@ -593,16 +531,20 @@ fn grant_refusals_and_rate_limit() {
     // Expired (past the leeway).
     let wait = Duration::from_millis(7_000).saturating_sub(minted.elapsed());
     std::thread::sleep(wait);
-    let (a, out) = one(&gw, &expiring, "/api/ok");
+    let a = early.get("/api/hello", &expiring).expect("an answer");
+    assert_eq!(a.status, 401, "{a:?}");
+    assert!(a.message().contains("has expired"), "{a:?}");
+    assert!(early.get("/api/hello", &expiring).is_none(), "closed");
+    let (a, out) = one(&gw, &expiring, "/api/hello");
     assert_eq!(a.status, 401, "{}", render(&out));
     let message = a.message();
     assert!(message.contains("expired"), "{message}");
 
     // Still serving.
-    let (a, _) = one(&gw, &bursty, "/api/ok");
+    let (a, _) = one(&gw, &bursty, "/api/hello");
     assert_eq!(a.status, 200);
 
-    let events = record(&mut gw);
+    let events = recorded_events(&mut gw);
     let refused: Vec<(Refusal, Option<String>)> = events
         .iter()
         .filter_map(|e| match e {
@@ -622,6 +564,17 @@ fn grant_refusals_and_rate_limit() {
         );
     }
     assert_eq!(refused.len(), 3, "{refused:?}");
+    // The open sessions ended for their reasons.
+    let closed: Vec<CloseReason> = events
+        .iter()
+        .filter_map(|e| match e {
+            Body::Closed(c) => Some(c.reason),
+            _ => None,
+        })
+        .collect();
+    assert!(closed.contains(&CloseReason::Revoked), "{closed:?}");
+    assert!(closed.contains(&CloseReason::LimitReached), "{closed:?}");
+    assert_eq!(upstream.seen().len(), 4, "{:?}", upstream.seen());
     let denied = events
         .iter()
         .filter(|e| matches!(e, Body::Verdict(v) if v.decision == Decision::Deny))
