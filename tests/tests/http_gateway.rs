@@ -411,64 +411,89 @@ fn header_and_idle_timeouts() {
     assert!(got > 512 << 10, "streamed only {got} bytes in 3 s");
 }
 
+/// A gateway whose approvals run in `mode`, with an admin API, in front
+/// of `nginx`.
+struct WithAdmin {
+    gw: Gateway,
+    admin_port: u16,
+    admin_token: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl WithAdmin {
+    fn start(pg: &PgCluster, nginx: &Nginx, mode: &str) -> WithAdmin {
+        let dir = tempfile::tempdir().expect("dir");
+        let admin_token = dir.path().join("admin.token");
+        std::fs::write(&admin_token, "test-admin-token-0123456789").expect("token file");
+        let admin_port = gatehouse_tests::ports::free_port();
+        let gw = Gateway::start(
+            pg,
+            GatewayOptions {
+                http: Some(String::new()),
+                env: vec![("ORDERS_API_PASSWORD".to_owned(), PASSWORD.to_owned())],
+                extra_config: format!(
+                    "[targets.orders-api]\nkind = \"http\"\nurl = \"{}\"\n\
+                     [targets.orders-api.credential]\nbasic_user = \"{USER}\"\n\
+                     password_env = \"ORDERS_API_PASSWORD\"\n\n[approvals]\nmode = \"{mode}\"\n\n\
+                     [admin]\nlisten = \"127.0.0.1:{admin_port}\"\n[[admin.tokens]]\n\
+                     name = \"alice\"\ntoken_file = \"{}\"\n",
+                    nginx.url(),
+                    admin_token.display()
+                ),
+                ..GatewayOptions::default()
+            },
+        );
+        WithAdmin {
+            gw,
+            admin_port,
+            admin_token,
+            _dir: dir,
+        }
+    }
+
+    fn approvals(&self, args: &[&str]) -> String {
+        let out = run(
+            Command::new(Gateway::binary())
+                .arg("approvals")
+                .args(args)
+                .arg("--admin")
+                .arg(format!("http://127.0.0.1:{}", self.admin_port))
+                .arg("--token-file")
+                .arg(&self.admin_token),
+            Duration::from_secs(30),
+        );
+        assert!(out.status.success(), "{}", render(&out));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn pending(&self) -> serde_json::Value {
+        serde_json::from_str(&self.approvals(&["list", "--json"])).expect("JSON")
+    }
+}
+
 /// `[approvals] mode = "reject"`: a request that needs approval is refused
 /// at once with the approval's id; once approved, the identical request
 /// passes once.
 #[test]
 fn reject_and_retry_approvals() {
-    const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
     let pg = PgCluster::start();
     let nginx = Nginx::start();
-    let dir = tempfile::tempdir().expect("dir");
-    let admin_token = dir.path().join("admin.token");
-    std::fs::write(&admin_token, ADMIN_TOKEN).expect("token file");
-    let admin_port = gatehouse_tests::ports::free_port();
-    let gw = Gateway::start(
-        &pg,
-        GatewayOptions {
-            http: Some(String::new()),
-            env: vec![("ORDERS_API_PASSWORD".to_owned(), PASSWORD.to_owned())],
-            extra_config: format!(
-                "[targets.orders-api]\nkind = \"http\"\nurl = \"{}\"\n\
-                 [targets.orders-api.credential]\nbasic_user = \"{USER}\"\n\
-                 password_env = \"ORDERS_API_PASSWORD\"\n\n[approvals]\nmode = \"reject\"\n\n\
-                 [admin]\nlisten = \"127.0.0.1:{admin_port}\"\n[[admin.tokens]]\n\
-                 name = \"alice\"\ntoken_file = \"{}\"\n",
-                nginx.url(),
-                admin_token.display()
-            ),
-            ..GatewayOptions::default()
-        },
-    );
-    let token = grant(&gw, &["--approve", "http:POST /echo/**"]);
-    let post = |path: &str| curl(&gw, &token, &["-X", "POST", "-w", "\n%{http_code}"], path);
+    let s = WithAdmin::start(&pg, &nginx, "reject");
+    let gw = &s.gw;
+    let token = grant(gw, &["--approve", "http:POST /echo/**"]);
+    let post = |path: &str| curl(gw, &token, &["-X", "POST", "-w", "\n%{http_code}"], path);
     let out = post("/orders-api/echo/refund?order=7");
     let first = text(&out);
     assert!(
         first.ends_with("\n403") && first.contains("needs approval"),
         "{first}"
     );
-    let approvals = |args: &[&str]| {
-        let out = run(
-            Command::new(Gateway::binary())
-                .arg("approvals")
-                .args(args)
-                .arg("--admin")
-                .arg(format!("http://127.0.0.1:{admin_port}"))
-                .arg("--token-file")
-                .arg(&admin_token),
-            Duration::from_secs(30),
-        );
-        assert!(out.status.success(), "{}", render(&out));
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
-    let list: serde_json::Value =
-        serde_json::from_str(&approvals(&["list", "--json"])).expect("JSON");
+    let list = s.pending();
     let pending = &list[0];
     assert_eq!(pending["statement"], "POST /echo/refund?order=7");
     let id = pending["id"].as_str().expect("id").to_owned();
     assert!(first.contains(&id), "{first}");
-    approvals(&["approve", &id]);
+    s.approvals(&["approve", &id]);
     // Another request is still refused; the identical one passes, once.
     assert!(text(&post("/orders-api/echo/refund?order=8")).ends_with("\n403"));
     let retried = text(&post("/orders-api/echo/refund?order=7"));
@@ -477,4 +502,31 @@ fn reject_and_retry_approvals() {
         "{retried}"
     );
     assert!(text(&post("/orders-api/echo/refund?order=7")).ends_with("\n403"));
+}
+
+/// A client that gives up while its request waits for approval withdraws
+/// the request: approvers no longer see it, and nginx never does.
+#[test]
+fn a_held_request_is_withdrawn_when_its_client_leaves() {
+    let pg = PgCluster::start();
+    let nginx = Nginx::start();
+    let s = WithAdmin::start(&pg, &nginx, "wait");
+    let token = grant(&s.gw, &["--approve", "http:POST /echo/**"]);
+    let out = curl(
+        &s.gw,
+        &token,
+        &["-X", "POST", "--max-time", "2"],
+        "/orders-api/echo/held",
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(28),
+        "curl gave up: {}",
+        render(&out)
+    );
+    let gone = gatehouse_tests::ports::wait_until(Duration::from_secs(10), || {
+        s.pending().as_array().is_some_and(Vec::is_empty)
+    });
+    assert!(gone, "still pending: {}\n{}", s.pending(), s.gw.log());
+    assert!(nginx.access_log().iter().all(|l| !l.contains("/echo/held")));
 }

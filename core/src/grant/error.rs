@@ -138,8 +138,9 @@ pub enum GrantError {
     },
     /// The plan does not name the target the client asked for.
     #[error(
-        "grant does not allow target {target:?}; connect to a database the grant names, \
-         or ask the planner for a grant that includes {target:?}"
+        "grant does not allow target {target:?}; use a target the grant names (for \
+         PostgreSQL, the database you connect to), or ask the planner for a grant that \
+         includes {target:?}"
     )]
     WrongTarget {
         /// The target name the client asked for.

@@ -609,7 +609,7 @@ fn messages_say_what_to_do() {
             GrantError::WrongTarget {
                 target: "billing".to_owned(),
             },
-            "grant does not allow target \"billing\"; connect to a database the grant names, or ask the planner for a grant that includes \"billing\"",
+            "grant does not allow target \"billing\"; use a target the grant names (for PostgreSQL, the database you connect to), or ask the planner for a grant that includes \"billing\"",
         ),
         (
             GrantError::UnknownKey {

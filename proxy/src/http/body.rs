@@ -35,6 +35,12 @@ pub struct Tap<B> {
     mask: Option<Box<dyn StreamMask>>,
     flushing: Option<Flushing>,
     done: bool,
+    /// Masked output read ahead by [`Tap::read_ahead`], not yet sent.
+    initial: Option<Bytes>,
+    /// Trailers read ahead, not yet sent.
+    trailers: Option<Frame<Bytes>>,
+    /// The upstream body ended during the read-ahead.
+    inner_done: bool,
 }
 
 impl<B> Tap<B> {
@@ -52,6 +58,9 @@ impl<B> Tap<B> {
             mask,
             flushing: None,
             done: false,
+            initial: None,
+            trailers: None,
+            inner_done: false,
         }
     }
 
@@ -104,6 +113,62 @@ impl<B> Tap<B> {
     }
 }
 
+impl<B> Tap<B>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: Into<BoxError>,
+{
+    /// Reads and masks the body until it has something to send (or it
+    /// ends), so that a body the masker refuses from its very start is
+    /// answered 502 before the response head goes out, instead of being
+    /// cut. `Err` says why. A body that sends nothing within `limit` is
+    /// left to stream (a watch with no events yet).
+    pub async fn read_ahead(&mut self, limit: std::time::Duration) -> Result<(), String> {
+        let Some(mask) = self.mask.as_mut() else {
+            return Ok(());
+        };
+        let inner = &mut self.inner;
+        let read = async {
+            loop {
+                let frame = std::future::poll_fn(|cx| Pin::new(&mut *inner).poll_frame(cx)).await;
+                match frame {
+                    Some(Ok(frame)) => match frame.into_data() {
+                        Ok(data) => {
+                            let mut out = BytesMut::with_capacity(data.len());
+                            mask.feed(&data, &mut out)
+                                .map_err(|e| format!("it cannot be masked: {e}"))?;
+                            if !out.is_empty() {
+                                return Ok((Some(out.freeze()), None, false));
+                            }
+                        }
+                        Err(trailers) => return Ok((None, Some(trailers), false)),
+                    },
+                    Some(Err(e)) => {
+                        let e: BoxError = e.into();
+                        return Err(format!("the target failed: {e}"));
+                    }
+                    None => {
+                        let mut out = BytesMut::new();
+                        mask.finish(&mut out)
+                            .map_err(|e| format!("it cannot be masked: {e}"))?;
+                        return Ok((Some(out.freeze()), None, true));
+                    }
+                }
+            }
+        };
+        match tokio::time::timeout(limit, read).await {
+            Err(_) => Ok(()),
+            Ok(Err(why)) => Err(why),
+            Ok(Ok((initial, trailers, done))) => {
+                self.initial = initial;
+                self.trailers = trailers;
+                self.inner_done = done;
+                Ok(())
+            }
+        }
+    }
+}
+
 impl<B> Body for Tap<B>
 where
     B: Body<Data = Bytes> + Unpin,
@@ -126,6 +191,22 @@ where
             }
             if self.done {
                 return Poll::Ready(None);
+            }
+            if let Some(first) = self.initial.take() {
+                let end = self.inner_done;
+                self.record(&first, end);
+                if end {
+                    self.done = true;
+                    let log = Arc::clone(&self.log);
+                    self.flushing = Some(Box::pin(async move { log.flush().await }));
+                }
+                if !first.is_empty() {
+                    return Poll::Ready(Some(Ok(Frame::data(first))));
+                }
+                continue;
+            }
+            if let Some(trailers) = self.trailers.take() {
+                return Poll::Ready(Some(Ok(trailers)));
             }
             match ready!(Pin::new(&mut self.inner).poll_frame(cx)) {
                 Some(Ok(frame)) => {

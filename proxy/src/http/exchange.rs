@@ -45,6 +45,9 @@ pub struct Conn {
     /// The gateway serves as many connections as it may: every request
     /// gets 503 and the connection closes.
     at_capacity: bool,
+    /// A second handle on the client's socket, to notice it leaving while
+    /// a request is held ([`crate::serve::peer_gone`]).
+    watcher: Option<tokio::net::TcpStream>,
 }
 
 #[derive(Default)]
@@ -78,6 +81,7 @@ impl Conn {
         tls: Option<TlsInfo>,
         sni: Option<String>,
         at_capacity: bool,
+        watcher: Option<tokio::net::TcpStream>,
     ) -> Conn {
         Conn {
             shared,
@@ -88,6 +92,7 @@ impl Conn {
             state: tokio::sync::Mutex::default(),
             last_active: Mutex::new(Instant::now()),
             at_capacity,
+            watcher,
         }
     }
 
@@ -428,6 +433,7 @@ impl Conn {
             active.upstream.target.credential.header_name(),
             kube,
         )
+        .await
     }
 
     fn is_kubernetes(&self, target: &str) -> bool {
@@ -677,7 +683,31 @@ impl Conn {
             });
         }
         let timeout = approvals.timeout();
-        let decided = match tokio::time::timeout(timeout, decision).await {
+        // A client that goes away while its request waits withdraws it
+        // (this future is dropped with the connection).
+        let pending = Withdraw {
+            approvals,
+            id,
+            armed: true,
+        };
+        let gone = async {
+            match &self.watcher {
+                Some(w) => crate::serve::peer_gone(w).await,
+                None => std::future::pending().await,
+            }
+        };
+        let waited = tokio::select! {
+            waited = tokio::time::timeout(timeout, decision) => waited,
+            () = gone => {
+                // The guard withdraws the request; the session closes with
+                // the connection.
+                record_verdict(log, verdict, EventDecision::Deny, "the client left while the request waited", id, "");
+                return Some(Problem::new(StatusCode::REQUEST_TIMEOUT, "ClientClosedRequest", "gatehouse: the client left"));
+            }
+        };
+        let mut pending = pending;
+        pending.armed = false;
+        let decided = match waited {
             Ok(Ok(d)) => d,
             _ => {
                 approvals.withdraw(id);
@@ -757,11 +787,15 @@ impl Conn {
             h.insert(header::HOST, v);
         }
         if masking {
-            // Masking reads bodies as they are: no compression.
+            // Masking reads bodies as they are: no compression, and no
+            // Kubernetes protobuf (which it cannot read) where JSON will do.
             h.insert(
                 header::ACCEPT_ENCODING,
                 HeaderValue::from_static("identity"),
             );
+            if let Some(accept) = without_protobuf(h.get(header::ACCEPT)) {
+                h.insert(header::ACCEPT, accept);
+            }
         }
         if !body.is_empty() || !matches!(parts.method, http::Method::GET | http::Method::HEAD) {
             h.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
@@ -785,9 +819,9 @@ impl Conn {
         };
         let mut sender = match reusable {
             Some(s) => s,
-            None => active.upstream.connect().await.map_err(|e| e.to_string())?,
+            None => active.upstream.connect().await.map_err(|e| causes(&e))?,
         };
-        let response = sender.send_request(req).await.map_err(|e| e.to_string())?;
+        let response = sender.send_request(req).await.map_err(|e| causes(&e))?;
         active.sender = Some(sender);
         Ok(response)
     }
@@ -819,6 +853,61 @@ impl Conn {
             tracing::error!("store refused events: {e}");
         }
         response
+    }
+}
+
+/// An `Accept` value without its protobuf media ranges (JSON when nothing
+/// else is left), or `None` when it names no protobuf.
+fn without_protobuf(accept: Option<&HeaderValue>) -> Option<HeaderValue> {
+    let text = accept?.to_str().ok()?;
+    if !text.contains("protobuf") {
+        return None;
+    }
+    let kept: Vec<&str> = text
+        .split(',')
+        .map(str::trim)
+        .filter(|r| !r.is_empty() && !r.contains("protobuf"))
+        .collect();
+    let value = if kept.is_empty() {
+        "application/json".to_owned()
+    } else {
+        kept.join(", ")
+    };
+    HeaderValue::from_str(&value).ok()
+}
+
+/// `e` and its causes, outermost first: hyper's own message alone ("connection
+/// error") hides why (a TLS alert, a refused connection).
+fn causes(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let more = cause.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+/// Withdraws a pending approval when dropped armed.
+struct Withdraw<'a> {
+    approvals: &'a crate::approvals::ApprovalRegistry,
+    id: &'a str,
+    armed: bool,
+}
+
+impl Drop for Withdraw<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            tracing::info!(
+                approval = self.id,
+                "the client left; its held request is withdrawn"
+            );
+            self.approvals.withdraw(self.id);
+        }
     }
 }
 
@@ -908,5 +997,41 @@ pub(super) fn record_body(log: &SessionLog, exchange: u32, dir: Direction, body:
             break;
         }
         at = end;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn protobuf_is_not_asked_for_when_masking() {
+        let v = |s: &'static str| Some(HeaderValue::from_static(s));
+        assert_eq!(
+            without_protobuf(v("application/vnd.kubernetes.protobuf, application/json").as_ref()),
+            v("application/json")
+        );
+        assert_eq!(
+            without_protobuf(
+                v("application/vnd.kubernetes.protobuf;as=Table;v=v1;g=meta.k8s.io").as_ref()
+            ),
+            v("application/json")
+        );
+        assert_eq!(without_protobuf(v("application/json").as_ref()), None);
+        assert_eq!(without_protobuf(None), None);
+    }
+
+    #[test]
+    fn bearer_tokens() {
+        let req = |v: &'static str| {
+            Request::builder()
+                .header("authorization", v)
+                .body(())
+                .unwrap()
+        };
+        assert_eq!(bearer(&req("Bearer abc")).as_deref(), Some("abc"));
+        assert_eq!(bearer(&req("bearer  abc ")).as_deref(), Some("abc"));
+        assert_eq!(bearer(&req("Basic abc")), None);
+        assert_eq!(bearer(&req("Bearer ")), None);
     }
 }

@@ -131,9 +131,13 @@ fn masker_for(headers: &HeaderMap, plan: &MaskPlan) -> Result<Option<Box<dyn Str
         .map(|m| Box::new(Text(TextMaskStream::new(Some(m)))) as Box<dyn StreamMask>))
 }
 
+/// How long a masked response's head waits for its body's first piece
+/// (see [`Tap::read_ahead`]).
+const READ_AHEAD: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// The upstream's response as the client gets it: hop-by-hop fields
 /// dropped, the body masked and recorded as it streams.
-pub fn respond(
+pub async fn respond(
     log: &Arc<SessionLog>,
     exchange: u32,
     response: Response<Incoming>,
@@ -145,35 +149,49 @@ pub fn respond(
     headers::strip_hop_by_hop(&mut parts.headers, false);
     // The gateway speaks HTTP/1.1 to the client whatever the target spoke.
     parts.version = http::Version::HTTP_11;
+    let withheld = |why: String| {
+        let problem = Problem::new(
+            StatusCode::BAD_GATEWAY,
+            "BadGateway",
+            format!("gatehouse: the target's response was withheld: {why}"),
+        );
+        let body = problem.body(kube);
+        let response = problem.response(kube);
+        log.record(
+            now_us(),
+            EventBody::Error(gatehouse_core::event::ErrorInfo {
+                severity: "ERROR".into(),
+                code: "502".into(),
+                message: format!("the response was withheld: {why}"),
+                from_gateway: true,
+            }),
+        );
+        record_head(log, exchange, &response, credential_header, true);
+        super::exchange::record_body(
+            log,
+            exchange,
+            gatehouse_core::event::Direction::ToClient,
+            &body,
+        );
+        response
+    };
     let mask = match plan.as_ref().map(|p| masker_for(&parts.headers, p)) {
         None | Some(Ok(None)) => None,
         Some(Ok(Some(m))) => Some(m),
-        Some(Err(why)) => {
-            let problem = Problem::new(
-                StatusCode::BAD_GATEWAY,
-                "BadGateway",
-                format!("gatehouse: the target's response was withheld: {why}"),
-            );
-            let body = problem.body(kube);
-            let response = problem.response(kube);
-            record_head(log, exchange, &response, credential_header, true);
-            super::exchange::record_body(
-                log,
-                exchange,
-                gatehouse_core::event::Direction::ToClient,
-                &body,
-            );
-            return response;
-        }
+        Some(Err(why)) => return withheld(why),
     };
-    if mask.is_some() {
+    let masked = mask.is_some();
+    let mut tap = Tap::new(body, Arc::clone(log), exchange, mask);
+    if masked {
         // Masking changes lengths: the body goes chunked.
         parts.headers.remove(header::CONTENT_LENGTH);
+        if let Err(why) = tap.read_ahead(READ_AHEAD).await {
+            return withheld(why);
+        }
     }
     let response = Response::from_parts(parts, ());
     record_head(log, exchange, &response, credential_header, false);
     let (parts, ()) = response.into_parts();
-    let tap = Tap::new(body, Arc::clone(log), exchange, mask);
     Response::from_parts(parts, tap.boxed_unsync())
 }
 

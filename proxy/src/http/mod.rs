@@ -69,6 +69,8 @@ pub fn now_us() -> i64 {
 pub async fn serve(shared: Arc<Shared>, http: Arc<HttpShared>, socket: Socket, peer: SocketAddr) {
     let _guard = shared.metrics.connection();
     let _ = socket.set_nodelay(true);
+    // Notices a client that leaves while its request waits for approval.
+    let watcher = socket.watcher().ok();
     let open = shared.metrics.open_connections();
     let at_capacity = open > shared.max_connections as u64;
     if at_capacity {
@@ -120,6 +122,7 @@ pub async fn serve(shared: Arc<Shared>, http: Arc<HttpShared>, socket: Socket, p
         tls_info,
         sni,
         at_capacity,
+        watcher,
     ));
     let service = {
         let conn = conn.clone();
@@ -137,13 +140,15 @@ pub async fn serve(shared: Arc<Shared>, http: Arc<HttpShared>, socket: Socket, p
         .max_buf_size(s.max_header_bytes.max(8192))
         .max_headers(s.max_headers)
         .header_read_timeout(s.header_timeout);
-    let connection = builder
-        .serve_connection(TokioIo::new(io), service)
-        .with_upgrades();
-    tokio::pin!(connection);
     let mut stop = shared.shutdown.clone();
     let mut idle = tokio::time::interval(s.idle_timeout / 4 + std::time::Duration::from_millis(1));
     let mut closing = false;
+    // The connection (and with it a request still in progress) is dropped
+    // before the session is closed.
+    let connection = builder
+        .serve_connection(TokioIo::new(io), service)
+        .with_upgrades();
+    let mut connection = Box::pin(connection);
     loop {
         tokio::select! {
             ended = connection.as_mut() => {
@@ -164,6 +169,7 @@ pub async fn serve(shared: Arc<Shared>, http: Arc<HttpShared>, socket: Socket, p
             }
         }
     }
+    drop(connection);
     conn.finished().await;
 }
 

@@ -52,7 +52,7 @@ use targets::{Target, TargetAddr};
 use cancel::CancelMap;
 pub use connection::now_us;
 pub use limits::SessionSlot;
-pub use socket::Socket;
+pub use socket::{Socket, peer_gone};
 pub use stream::Io;
 pub use tls::acceptor_with_alpn as tls_acceptor_with_alpn;
 

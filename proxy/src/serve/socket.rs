@@ -60,6 +60,18 @@ impl Socket {
         }
     }
 
+    /// A second handle on the same connection, on tokio's reactor, for
+    /// noticing that the peer went away while the first handle is busy
+    /// elsewhere (see [`peer_gone`]). Never read from it.
+    pub fn watcher(&self) -> io::Result<TcpStream> {
+        let dup = match self {
+            Socket::Tokio(s) => socket2::SockRef::from(s).try_clone()?,
+            Socket::Uring(s) => s.socket().try_clone()?,
+        };
+        dup.set_nonblocking(true)?;
+        TcpStream::from_std(dup.into())
+    }
+
     /// The peer's address.
     pub fn peer_addr(&self) -> io::Result<SocketAddr> {
         match self {
@@ -136,5 +148,45 @@ impl AsyncWrite for Socket {
             Socket::Tokio(s) => Pin::new(s).poll_shutdown(cx),
             Socket::Uring(s) => Pin::new(s).poll_shutdown(cx),
         }
+    }
+}
+
+/// Resolves once the peer of `watcher` ([`Socket::watcher`]) has closed
+/// its side (the reactor's read-closed readiness, which also shows behind
+/// unread bytes such as a TLS close_notify) or the connection failed.
+/// Bytes waiting to be read are left alone; while there are some, it looks
+/// again every 250 ms.
+pub async fn peer_gone(watcher: &TcpStream) {
+    loop {
+        match watcher.ready(tokio::io::Interest::READABLE).await {
+            Ok(r) if r.is_read_closed() || r.is_error() => return,
+            Ok(_) => tokio::time::sleep(std::time::Duration::from_millis(250)).await,
+            Err(_) => return,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+    use tokio::io::AsyncWriteExt as _;
+
+    #[tokio::test]
+    async fn a_watcher_notices_the_peer_leaving_behind_unread_bytes() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut client = TcpStream::connect(addr).await.unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        let socket = Socket::Tokio(server);
+        let watcher = socket.watcher().unwrap();
+        client.write_all(b"unread bytes").await.unwrap();
+        let early = tokio::time::timeout(Duration::from_millis(600), peer_gone(&watcher)).await;
+        assert!(early.is_err(), "the peer is still there");
+        drop(client);
+        tokio::time::timeout(Duration::from_secs(5), peer_gone(&watcher))
+            .await
+            .expect("noticed");
+        drop(socket);
     }
 }
