@@ -410,6 +410,31 @@ fn a_tls_api_server_and_spdy_refused() {
     assert!(out.status.success(), "{}", render(&out));
     assert!(stdout(&out).contains("pod/web-1"));
 
+    // exec -i: the agent's stdin goes through, and is recorded on channel 0.
+    let mut child = Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(&config)
+        .args(["exec", "-i", "web-1", "-n", "billing", "--", "cat"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("kubectl exec -i");
+    {
+        use std::io::Write as _;
+        let mut stdin = child.stdin.take().expect("stdin");
+        stdin.write_all(b"typed by the agent\n").expect("stdin");
+    }
+    let out = child.wait_with_output().expect("kubectl exec -i");
+    assert!(out.status.success(), "{}", render(&out));
+    assert_eq!(stdout(&out), "typed by the agent\n");
+    assert!(
+        kube.exec_frames()
+            .iter()
+            .any(|f| f.from_client && f.channel == 0 && f.data == b"typed by the agent\n"),
+        "the API server got the stdin"
+    );
+
     let out = run(
         Command::new("curl")
             .args(["-sS", "--http1.1", "--cacert"])
@@ -432,5 +457,28 @@ fn a_tls_api_server_and_spdy_refused() {
     let answer = stdout(&out);
     assert!(answer.ends_with("\n403"), "{answer}");
     assert!(answer.contains("SPDY/3.1 upgrade is refused"), "{answer}");
-    assert!(kube.requests().iter().all(|r| !r.uri.contains("/exec")));
+    assert!(
+        kube.requests()
+            .iter()
+            .all(|r| !r.uri.contains("/exec?command=ls")),
+        "the SPDY exec never reached the API server"
+    );
+
+    // The stdin is in the record, on its channel.
+    let store = gw.store_dir();
+    let mut gw = gw;
+    gw.stop();
+    let reader = Reader::open(&store).expect("store");
+    let mut stdin = Vec::new();
+    for summary in reader.sessions() {
+        for e in reader.events(summary.expect("summary").id) {
+            if let Body::WsMessage(m) = e.expect("event").body
+                && m.dir == Direction::ToUpstream
+                && m.channel == Some(0)
+            {
+                stdin.extend_from_slice(&m.bytes);
+            }
+        }
+    }
+    assert_eq!(String::from_utf8_lossy(&stdin), "typed by the agent\n");
 }

@@ -146,6 +146,22 @@ pub fn upgrade_of(headers: &HeaderMap) -> Option<String> {
         .map(|v| v.trim().to_owned())
 }
 
+/// The grant from `Authorization: Bearer <grant>`.
+/// Or, for a WebSocket upgrade from a client that cannot set headers, from
+/// its `base64url.bearer.authorization.k8s.io.` subprotocol, as the
+/// Kubernetes API server accepts it.
+pub fn bearer<B>(req: &http::Request<B>) -> Option<String> {
+    let Some(value) = req.headers().get(header::AUTHORIZATION) else {
+        return websocket_bearer(req.headers());
+    };
+    let value = value.to_str().ok()?;
+    let (scheme, token) = value.trim().split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim().to_owned())
+        .filter(|t| !t.is_empty())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -217,5 +233,19 @@ mod tests {
                 .all(|h| h.name == "accept" || h.value == "[redacted]")
         );
         assert_eq!(r.len(), 3);
+    }
+
+    #[test]
+    fn bearer_tokens() {
+        let req = |v: &'static str| {
+            http::Request::builder()
+                .header("authorization", v)
+                .body(())
+                .unwrap()
+        };
+        assert_eq!(bearer(&req("Bearer abc")).as_deref(), Some("abc"));
+        assert_eq!(bearer(&req("bearer  abc ")).as_deref(), Some("abc"));
+        assert_eq!(bearer(&req("Basic abc")), None);
+        assert_eq!(bearer(&req("Bearer ")), None);
     }
 }

@@ -167,7 +167,7 @@ pub async fn respond(
             }),
         );
         record_head(log, exchange, &response, credential_header, true);
-        super::exchange::record_body(
+        super::session::record_body(
             log,
             exchange,
             gatehouse_core::event::Direction::ToClient,

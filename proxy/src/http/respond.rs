@@ -92,6 +92,31 @@ impl Problem {
     }
 }
 
+/// A denial the agent can act on.
+pub fn denial(
+    verdict: &gatehouse_core::http::rules::HttpVerdict,
+    jti: &str,
+    kube: bool,
+) -> Problem {
+    let next = if kube {
+        "ask the planner for a grant whose plan allows it (e.g. --allow 'kube:VERBS RESOURCES in NAMESPACE')"
+    } else {
+        "ask the planner for a grant whose plan allows it (e.g. --allow 'http:METHOD /path/**')"
+    };
+    Problem {
+        rule: verdict.rule.clone(),
+        jti: Some(jti.to_owned()),
+        ..Problem::new(
+            StatusCode::FORBIDDEN,
+            "Forbidden",
+            format!(
+                "gatehouse denied {} under grant {jti}: {}; {next}",
+                verdict.operation, verdict.reason
+            ),
+        )
+    }
+}
+
 /// A body of these bytes.
 pub fn full(bytes: Bytes) -> ProxyBody {
     Full::new(bytes)

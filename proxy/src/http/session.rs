@@ -7,10 +7,20 @@
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use gatehouse_core::event::{Body, CloseReason, Closed, Encoded, Recorder, SessionId};
+use bytes::Bytes;
+use gatehouse_core::event::{
+    Body, CloseReason, Closed, Decision as EventDecision, Direction, Encoded, HttpBody, Recorder,
+    SessionId, StatementProtocol, Verdict,
+};
+use gatehouse_core::http::rules::HttpVerdict;
+
+use super::now_us;
 use gatehouse_store::StoreError;
 
 use crate::metrics::RecordingWriter;
+
+/// Request body pieces recorded per event at most.
+const BODY_EVENT_BYTES: usize = 256 << 10;
 
 /// Backlog past which a response body waits for the store.
 pub const BACKLOG_BYTES: usize = 4 << 20;
@@ -152,5 +162,58 @@ impl SessionLog {
         if let Err(e) = self.flush_durable().await {
             tracing::error!("store refused the end of an HTTP session: {e}");
         }
+    }
+}
+
+/// Records the plan's answer to a request.
+pub fn record_verdict(
+    log: &SessionLog,
+    verdict: &HttpVerdict,
+    decision: EventDecision,
+    reason: &str,
+    approval: &str,
+    approver: &str,
+) {
+    log.record(
+        now_us(),
+        Body::Verdict(Verdict {
+            decision,
+            protocol: StatementProtocol::Http,
+            statement_name: String::new(),
+            text: verdict.operation.clone(),
+            kinds: vec![
+                verdict
+                    .operation
+                    .split_whitespace()
+                    .next()
+                    .unwrap_or("")
+                    .to_owned(),
+            ],
+            accesses: vec![verdict.operation.clone()],
+            reason: reason.to_owned(),
+            approval: approval.to_owned(),
+            approver: approver.to_owned(),
+        }),
+    );
+}
+
+/// Records a whole body in pieces of at most [`BODY_EVENT_BYTES`].
+pub fn record_body(log: &SessionLog, exchange: u32, dir: Direction, body: &Bytes) {
+    let mut at = 0;
+    loop {
+        let end = (at + BODY_EVENT_BYTES).min(body.len());
+        log.record(
+            now_us(),
+            Body::HttpBody(Box::new(HttpBody {
+                exchange,
+                dir,
+                bytes: body.slice(at..end),
+                end: end == body.len(),
+            })),
+        );
+        if end == body.len() {
+            break;
+        }
+        at = end;
     }
 }

@@ -269,8 +269,8 @@ fn unknown_target(target: &str, http: bool) -> Rejection {
             format!("\"{target}\" names no HTTP or Kubernetes target on this gateway")
         } else {
             format!(
-                "database \"{target}\" names no PostgreSQL target on this gateway; connect with \
-                 dbname set to a target your grant names"
+                "database \"{target}\" names no target on this gateway; connect with dbname set \
+                 to a target your grant names"
             )
         },
         subject: None,

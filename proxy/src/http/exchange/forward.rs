@@ -1,0 +1,170 @@
+//! The request as the target gets it, its sending on the session's
+//! upstream connection, and the gateway's own answers.
+
+use super::*;
+
+impl Conn {
+    /// The request as the target gets it.
+    pub(super) fn upstream_request(
+        &self,
+        active: &Active,
+        mut parts: http::request::Parts,
+        rest: &str,
+        body: Bytes,
+        masking: bool,
+        upgrade: bool,
+    ) -> Result<Request<ProxyBody>, Box<Problem>> {
+        let t = &active.upstream.target;
+        let uri: Uri = format!("{}{rest}", t.base_path).parse().map_err(|e| {
+            Box::new(Problem::new(
+                StatusCode::BAD_REQUEST,
+                "BadRequest",
+                format!("gatehouse: the request path cannot be forwarded: {e}"),
+            ))
+        })?;
+        let h = &mut parts.headers;
+        headers::strip_hop_by_hop(h, upgrade);
+        if upgrade {
+            headers::strip_websocket_credentials(h);
+        }
+        h.remove(header::AUTHORIZATION);
+        h.remove(header::EXPECT);
+        h.remove(header::CONTENT_LENGTH);
+        let default_port = if t.tls { 443 } else { 80 };
+        let authority = if t.port == default_port {
+            t.host.clone()
+        } else if t.host.contains(':') {
+            format!("[{}]:{}", t.host, t.port)
+        } else {
+            format!("{}:{}", t.host, t.port)
+        };
+        if let Ok(v) = HeaderValue::from_str(&authority) {
+            h.insert(header::HOST, v);
+        }
+        if masking {
+            // Masking reads bodies as they are: no compression, and no
+            // Kubernetes protobuf (which it cannot read) where JSON will do.
+            h.insert(
+                header::ACCEPT_ENCODING,
+                HeaderValue::from_static("identity"),
+            );
+            if let Some(accept) = without_protobuf(h.get(header::ACCEPT)) {
+                h.insert(header::ACCEPT, accept);
+            }
+        }
+        if !body.is_empty() || !matches!(parts.method, http::Method::GET | http::Method::HEAD) {
+            h.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+        }
+        active.upstream.inject(h, &active.auth.subject);
+        parts.uri = uri;
+        parts.version = http::Version::HTTP_11;
+        Ok(Request::from_parts(parts, full(body)))
+    }
+
+    /// Sends on the session's upstream connection, opening one when there
+    /// is none or it closed.
+    pub(super) async fn send(
+        &self,
+        active: &mut Active,
+        req: Request<ProxyBody>,
+    ) -> Result<Response<Incoming>, String> {
+        let reusable = match active.sender.take() {
+            Some(mut s) => s.ready().await.is_ok().then_some(s),
+            None => None,
+        };
+        let mut sender = match reusable {
+            Some(s) => s,
+            None => active.upstream.connect().await.map_err(|e| causes(&e))?,
+        };
+        let response = sender.send_request(req).await.map_err(|e| causes(&e))?;
+        active.sender = Some(sender);
+        Ok(response)
+    }
+
+    /// Answers with the gateway's own response, recorded (and durable)
+    /// before the client sees it.
+    pub(super) async fn refuse(
+        &self,
+        log: &SessionLog,
+        exchange: u32,
+        problem: Problem,
+        kube: bool,
+    ) -> Response<ProxyBody> {
+        let body = problem.body(kube);
+        let mut response = problem.response(kube);
+        *response.body_mut() = full(body.clone());
+        log.record(
+            now_us(),
+            EventBody::HttpResponse(Box::new(HttpResponse {
+                exchange,
+                status: response.status().as_u16(),
+                headers: headers::recorded(response.headers(), None),
+                from_gateway: true,
+            })),
+        );
+        record_body(log, exchange, Direction::ToClient, &body);
+        log.count(0, 0, body.len() as u64);
+        if let Err(e) = log.flush_durable().await {
+            tracing::error!("store refused events: {e}");
+        }
+        response
+    }
+}
+
+/// An `Accept` value without its protobuf media ranges (JSON when nothing
+/// else is left), or `None` when it names no protobuf.
+fn without_protobuf(accept: Option<&HeaderValue>) -> Option<HeaderValue> {
+    let text = accept?.to_str().ok()?;
+    if !text.contains("protobuf") {
+        return None;
+    }
+    let kept: Vec<&str> = text
+        .split(',')
+        .map(str::trim)
+        .filter(|r| !r.is_empty() && !r.contains("protobuf"))
+        .collect();
+    let value = if kept.is_empty() {
+        "application/json".to_owned()
+    } else {
+        kept.join(", ")
+    };
+    HeaderValue::from_str(&value).ok()
+}
+
+/// `e` and its causes, outermost first: hyper's own message alone ("connection
+/// error") hides why (a TLS alert, a refused connection).
+fn causes(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let more = cause.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn protobuf_is_not_asked_for_when_masking() {
+        let v = |s: &'static str| Some(HeaderValue::from_static(s));
+        assert_eq!(
+            without_protobuf(v("application/vnd.kubernetes.protobuf, application/json").as_ref()),
+            v("application/json")
+        );
+        assert_eq!(
+            without_protobuf(
+                v("application/vnd.kubernetes.protobuf;as=Table;v=v1;g=meta.k8s.io").as_ref()
+            ),
+            v("application/json")
+        );
+        assert_eq!(without_protobuf(v("application/json").as_ref()), None);
+        assert_eq!(without_protobuf(None), None);
+    }
+}
