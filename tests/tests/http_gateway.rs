@@ -530,3 +530,42 @@ fn a_held_request_is_withdrawn_when_its_client_leaves() {
     assert!(gone, "still pending: {}\n{}", s.pending(), s.gw.log());
     assert!(nginx.access_log().iter().all(|l| !l.contains("/echo/held")));
 }
+
+/// Content nginx proxies (unbuffered, chunked) from a streaming backend —
+/// the test suite's Kubernetes API server, watched — reaches curl through
+/// the gateway event by event, through the JSON masker (each event still
+/// one valid JSON line).
+#[test]
+fn chunked_content_proxied_by_nginx_streams_through_the_masker() {
+    use gatehouse_tests::kube_api::{FakeKube, FakeKubeOptions};
+    let pg = PgCluster::start();
+    let kube = FakeKube::start_with(FakeKubeOptions {
+        watch_tick: Some(Duration::from_millis(200)),
+        ..FakeKubeOptions::default()
+    });
+    let nginx = Nginx::start_proxy(kube.port());
+    let gw = start(&nginx, &pg);
+    let token = grant(&gw, &["--allow", "http:GET /**"]);
+    let out = curl(
+        &gw,
+        &token,
+        &["-N", "--max-time", "3"],
+        "/orders-api/proxy/api/v1/namespaces/billing/pods?watch=true",
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(28),
+        "the watch went on: {}",
+        render(&out)
+    );
+    let events: Vec<serde_json::Value> = text(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON event a line"))
+        .collect();
+    assert!(events.len() >= 4, "{events:?}");
+    assert!(events.iter().any(|e| e["type"] == "MODIFIED"), "{events:?}");
+    assert!(
+        events.iter().all(|e| e["object"]["kind"] == "Pod"),
+        "{events:?}"
+    );
+}
