@@ -383,12 +383,19 @@ fn a_tls_api_server_and_spdy_refused() {
         &pg,
         GatewayOptions {
             http: Some(String::new()),
-            env: vec![("PROD_TOKEN".to_owned(), CLUSTER_TOKEN.to_owned())],
+            // The second target trusts the system's store, here the
+            // API server's CA through SSL_CERT_FILE.
+            env: vec![
+                ("PROD_TOKEN".to_owned(), CLUSTER_TOKEN.to_owned()),
+                ("SSL_CERT_FILE".to_owned(), ca.display().to_string()),
+            ],
             extra_config: format!(
-                "[targets.prod]\nkind = \"kubernetes\"\nurl = \"{}\"\nca_file = \"{}\"\n\
-                 [targets.prod.credential]\nbearer_env = \"PROD_TOKEN\"\n",
-                kube.url(),
-                ca.display()
+                "[targets.prod]\nkind = \"kubernetes\"\nurl = \"{url}\"\nca_file = \"{ca}\"\n\
+                 [targets.prod.credential]\nbearer_env = \"PROD_TOKEN\"\n\n\
+                 [targets.prod-system]\nkind = \"kubernetes\"\nurl = \"{url}\"\n\
+                 [targets.prod-system.credential]\nbearer_env = \"PROD_TOKEN\"\n",
+                url = kube.url(),
+                ca = ca.display()
             ),
             ..GatewayOptions::default()
         },
@@ -396,7 +403,12 @@ fn a_tls_api_server_and_spdy_refused() {
     let token = gw.grant(&GrantArgs {
         target: "prod".to_owned(),
         allow: Vec::new(),
-        extra: vec!["--allow".into(), "kube:* * in billing".into()],
+        extra: vec![
+            "--allow".into(),
+            "kube:* * in billing".into(),
+            "--target".into(),
+            "prod-system".into(),
+        ],
         ..GrantArgs::default()
     });
     let dir = tempfile::tempdir().expect("dir");
@@ -409,6 +421,18 @@ fn a_tls_api_server_and_spdy_refused() {
     let out = kubectl(&config, &["get", "pods", "-n", "billing", "-o", "name"]);
     assert!(out.status.success(), "{}", render(&out));
     assert!(stdout(&out).contains("pod/web-1"));
+    let system = write_kubeconfig(
+        &dir.path().join("kubeconfig-system"),
+        &format!("https://localhost:{}/prod-system", gw.http_port()),
+        &token,
+        gw.certs().map(|c| c.ca_cert.as_path()),
+    );
+    let out = kubectl(&system, &["get", "pods", "-n", "billing", "-o", "name"]);
+    assert!(
+        out.status.success(),
+        "the system's CA store: {}",
+        render(&out)
+    );
 
     // exec -i: the agent's stdin goes through, and is recorded on channel 0.
     let mut child = Command::new("kubectl")

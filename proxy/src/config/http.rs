@@ -14,7 +14,7 @@
 //! [targets.orders-api]
 //! kind = "http"                   # or "kubernetes"
 //! url = "https://orders.internal:8443/api"
-//! ca_file = "certs/orders-ca.pem" # default: the public web roots
+//! ca_file = "certs/orders-ca.pem" # default: the system's CA store
 //! path_prefix = "/orders-api"     # default: "/" + the target's name
 //! hosts = ["orders-api.gatehouse.example"]  # chosen by Host / SNI too
 //! [targets.orders-api.credential]
@@ -80,7 +80,7 @@ pub struct HttpTarget {
     /// prepended to what follows the prefix.
     pub base_path: String,
     /// PEM certificates the upstream's chain must lead to; `None`: the
-    /// public web roots.
+    /// system's CA store (the public web roots when it has none).
     pub ca_pem: Option<Vec<u8>>,
     /// What the gateway sends upstream in the agent's grant's place.
     pub credential: Credential,

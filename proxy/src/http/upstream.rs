@@ -177,7 +177,19 @@ fn client_config(target: &HttpTarget) -> Result<rustls::ClientConfig> {
             }
             anyhow::ensure!(!roots.is_empty(), "ca_file holds no certificate");
         }
-        None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+        None => {
+            // The system's store (SSL_CERT_FILE / SSL_CERT_DIR honoured), so
+            // that a private CA the host trusts works; the public web roots
+            // compiled in when the system has none.
+            let native = rustls_native_certs::load_native_certs();
+            for e in &native.errors {
+                tracing::debug!("reading the system's CA certificates: {e}");
+            }
+            let (added, _) = roots.add_parsable_certificates(native.certs);
+            if added == 0 {
+                roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+            }
+        }
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = rustls::ClientConfig::builder_with_provider(provider)
