@@ -77,6 +77,18 @@ pub fn curl(gw: &Gateway, token: &str, paths: &[&str]) -> (Vec<Answer>, Output) 
     (answers, out)
 }
 
+/// A TLS connection to `gw`'s HTTP listener (trusting the test CA, 20 s
+/// read timeout), for requests written by hand.
+pub fn tls_stream(gw: &Gateway) -> rustls::StreamOwned<rustls::ClientConnection, TcpStream> {
+    let config = gw.certs().expect("TLS").client_config();
+    let name = "localhost".try_into().expect("server name");
+    let conn = rustls::ClientConnection::new(Arc::new(config), name).expect("TLS client");
+    let tcp = TcpStream::connect(("127.0.0.1", gw.http_port())).expect("connect");
+    tcp.set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
+    rustls::StreamOwned::new(conn, tcp)
+}
+
 /// One TLS connection to the HTTP listener, kept alive between requests
 /// the test sends when it chooses. Answers must have a `Content-Length`
 /// (the gateway's own do).
@@ -88,14 +100,8 @@ pub struct KeepAlive {
 impl KeepAlive {
     /// Connects to `gw`'s HTTP listener.
     pub fn open(gw: &Gateway) -> KeepAlive {
-        let config = gw.certs().expect("TLS").client_config();
-        let name = "localhost".try_into().expect("server name");
-        let conn = rustls::ClientConnection::new(Arc::new(config), name).expect("TLS client");
-        let tcp = TcpStream::connect(("127.0.0.1", gw.http_port())).expect("connect");
-        tcp.set_read_timeout(Some(Duration::from_secs(20)))
-            .expect("timeout");
         KeepAlive {
-            stream: rustls::StreamOwned::new(conn, tcp),
+            stream: tls_stream(gw),
             buf: Vec::new(),
         }
     }

@@ -7,10 +7,8 @@
 //! Needs the gateway binary: `cargo build --workspace --bins` first.
 
 use std::io::{Read as _, Write as _};
-use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Command, Output};
-use std::sync::Arc;
 use std::time::Duration;
 
 use gatehouse_core::event::{Body, Decision, Direction};
@@ -80,15 +78,7 @@ fn text(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// A TLS connection to the listener for hand-written requests.
-fn raw(gw: &Gateway) -> rustls::StreamOwned<rustls::ClientConnection, TcpStream> {
-    let config = gw.certs().expect("TLS").client_config();
-    let conn = rustls::ClientConnection::new(Arc::new(config), "localhost".try_into().unwrap())
-        .expect("TLS client");
-    let tcp = TcpStream::connect(("127.0.0.1", gw.http_port())).expect("connect");
-    tcp.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    rustls::StreamOwned::new(conn, tcp)
-}
+use gatehouse_tests::http_client::tls_stream as raw;
 
 /// Sends `request` and reads until the server closes or `until` is seen.
 fn exchange(gw: &Gateway, request: &[u8], until: &str) -> String {
