@@ -3,17 +3,22 @@
 use http::Request;
 use http::header;
 
-/// The host a request names: its Host header (HTTP/1.1 requires one) or
-/// the authority of an absolute-form target, lower case, without a port;
-/// the TLS SNI name when neither is there.
+/// The host a request names: the authority of an absolute-form target
+/// (which RFC 9112 §3.2.2 says wins over Host), else its Host header
+/// (HTTP/1.1 requires one), lower case, without a port; the TLS SNI name
+/// when neither is there.
 pub fn host_of<B>(req: &Request<B>, sni: Option<&str>) -> Option<String> {
-    let from_header = req
-        .headers()
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .map(str::to_owned);
-    let host = from_header
-        .or_else(|| req.uri().authority().map(|a| a.as_str().to_owned()))
+    let from_header = || {
+        req.headers()
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .map(str::to_owned)
+    };
+    let host = req
+        .uri()
+        .authority()
+        .map(|a| a.host().to_owned())
+        .or_else(from_header)
         .or_else(|| sni.map(str::to_owned))?;
     Some(strip_port(&host).to_ascii_lowercase())
 }
@@ -59,6 +64,21 @@ mod tests {
         assert_eq!(host_of(&req, None).as_deref(), Some("orders.example"));
         assert_eq!(strip_port("[::1]:80"), "::1");
         assert_eq!(strip_port("example"), "example");
+    }
+
+    #[test]
+    fn an_absolute_form_target_names_the_host_not_the_host_header() {
+        let req = Request::builder()
+            .uri("https://Orders.Example:18443/v1/x")
+            .header("host", "other.example")
+            .body(())
+            .unwrap();
+        assert_eq!(host_of(&req, None).as_deref(), Some("orders.example"));
+        let req = Request::builder()
+            .uri("http://[::1]:8080/x")
+            .body(())
+            .unwrap();
+        assert_eq!(host_of(&req, None).as_deref(), Some("::1"));
     }
 
     #[test]
