@@ -108,8 +108,11 @@ impl HttpUpstream {
     /// Puts the target's credential into `headers` (the agent's
     /// `Authorization` is already gone), and for Kubernetes with
     /// `impersonate`, `Impersonate-User: subject` (any impersonation the
-    /// agent asked for itself was removed first).
-    pub fn inject(&self, headers: &mut HeaderMap, subject: &str) {
+    /// agent asked for itself was removed first). `Err` (the request must
+    /// not go) when the subject cannot be a header value (a CR or LF, a
+    /// control character, empty): without the header the request would
+    /// run as the gateway's own identity.
+    pub fn inject(&self, headers: &mut HeaderMap, subject: &str) -> Result<(), String> {
         if let Some((name, value)) = &self.header {
             headers.insert(name.clone(), value.clone());
         }
@@ -122,12 +125,21 @@ impl HttpUpstream {
             for k in asked {
                 headers.remove(k);
             }
-            if self.target.impersonate
-                && let Ok(v) = HeaderValue::from_str(subject)
-            {
-                headers.insert("impersonate-user", v);
+            if self.target.impersonate {
+                let value = HeaderValue::from_str(subject)
+                    .ok()
+                    .filter(|v| !subject.trim().is_empty() && !v.is_empty())
+                    .ok_or_else(|| {
+                        format!(
+                            "gatehouse: the grant's subject {subject:?} cannot be sent as \
+                             Impersonate-User, so the request was not forwarded; ask the planner \
+                             for a grant with a plain subject"
+                        )
+                    })?;
+                headers.insert("impersonate-user", value);
             }
         }
+        Ok(())
     }
 
     /// Opens a connection: TCP, TLS for `https://`, then HTTP/1.1.
@@ -213,4 +225,62 @@ fn client_config(target: &HttpTarget) -> Result<rustls::ClientConfig> {
     };
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(config)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::HttpKind;
+
+    fn kube(impersonate: bool) -> HttpUpstream {
+        let target = HttpTarget {
+            kind: HttpKind::Kubernetes,
+            tls: false,
+            host: "127.0.0.1".into(),
+            port: 6443,
+            base_path: String::new(),
+            ca_pem: None,
+            credential: Credential::None,
+            impersonate,
+            path_prefix: "/k8s".into(),
+            hosts: Vec::new(),
+            allow_spdy: false,
+            connect_timeout: std::time::Duration::from_secs(1),
+        };
+        HttpUpstream::new(target, None).unwrap()
+    }
+
+    #[test]
+    fn the_subject_is_impersonated_and_the_agents_own_impersonation_dropped() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            "impersonate-group",
+            HeaderValue::from_static("system:masters"),
+        );
+        kube(true).inject(&mut h, "agent-7").unwrap();
+        assert_eq!(h.get("impersonate-user").unwrap(), "agent-7");
+        assert!(h.get("impersonate-group").is_none());
+    }
+
+    #[test]
+    fn a_subject_that_cannot_be_a_header_value_stops_the_request() {
+        // Without Impersonate-User the request would run as the gateway's
+        // own service account: it must not go at all.
+        for subject in [
+            "agent\r\nImpersonate-Group: system:masters",
+            "a\nb",
+            "",
+            " ",
+        ] {
+            let mut h = HeaderMap::new();
+            let err = kube(true).inject(&mut h, subject).unwrap_err();
+            assert!(err.contains("Impersonate-User"), "{err}");
+            assert!(h.get("impersonate-user").is_none());
+            assert!(h.get("impersonate-group").is_none());
+        }
+        // Without impersonation the subject is not sent anywhere.
+        let mut h = HeaderMap::new();
+        kube(false).inject(&mut h, "a\nb").unwrap();
+        assert!(h.is_empty());
+    }
 }

@@ -30,15 +30,7 @@ impl Conn {
         h.remove(header::AUTHORIZATION);
         h.remove(header::EXPECT);
         h.remove(header::CONTENT_LENGTH);
-        let default_port = if t.tls { 443 } else { 80 };
-        let authority = if t.port == default_port {
-            t.host.clone()
-        } else if t.host.contains(':') {
-            format!("[{}]:{}", t.host, t.port)
-        } else {
-            format!("{}:{}", t.host, t.port)
-        };
-        if let Ok(v) = HeaderValue::from_str(&authority) {
+        if let Ok(v) = HeaderValue::from_str(&host_header(&t.host, t.port, t.tls)) {
             h.insert(header::HOST, v);
         }
         if masking {
@@ -55,7 +47,15 @@ impl Conn {
         if !body.is_empty() || !matches!(parts.method, http::Method::GET | http::Method::HEAD) {
             h.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
         }
-        active.upstream.inject(h, &active.auth.subject);
+        active
+            .upstream
+            .inject(h, &active.auth.subject)
+            .map_err(|why| {
+                Box::new(Problem {
+                    jti: Some(active.auth.jti.clone()),
+                    ..Problem::new(StatusCode::FORBIDDEN, "Forbidden", why)
+                })
+            })?;
         parts.uri = uri;
         parts.version = http::Version::HTTP_11;
         Ok(Request::from_parts(parts, full(body)))
@@ -111,6 +111,22 @@ impl Conn {
     }
 }
 
+/// The Host field for the target at `host`:`port` (RFC 9110 §7.2): the
+/// port only when it is not the scheme's default, an IPv6 literal always
+/// in brackets.
+fn host_header(host: &str, port: u16, tls: bool) -> String {
+    let host = if host.contains(':') {
+        format!("[{host}]")
+    } else {
+        host.to_owned()
+    };
+    if port == if tls { 443 } else { 80 } {
+        host
+    } else {
+        format!("{host}:{port}")
+    }
+}
+
 /// An `Accept` value without its protobuf media ranges (JSON when nothing
 /// else is left), or `None` when it names no protobuf.
 fn without_protobuf(accept: Option<&HeaderValue>) -> Option<HeaderValue> {
@@ -150,6 +166,16 @@ fn causes(e: &(dyn std::error::Error + 'static)) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_host_field_brackets_ipv6_literals_and_drops_default_ports() {
+        assert_eq!(host_header("::1", 443, true), "[::1]");
+        assert_eq!(host_header("::1", 80, false), "[::1]");
+        assert_eq!(host_header("::1", 8443, true), "[::1]:8443");
+        assert_eq!(host_header("api.example", 443, true), "api.example");
+        assert_eq!(host_header("api.example", 443, false), "api.example:443");
+        assert_eq!(host_header("10.0.0.1", 8080, false), "10.0.0.1:8080");
+    }
 
     #[test]
     fn protobuf_is_not_asked_for_when_masking() {
