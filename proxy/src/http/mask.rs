@@ -135,16 +135,29 @@ fn masker_for(headers: &HeaderMap, plan: &MaskPlan) -> Result<Option<Box<dyn Str
 /// (see [`Tap::read_ahead`]).
 const READ_AHEAD: std::time::Duration = std::time::Duration::from_secs(1);
 
+/// Whether a response has no body whatever its header fields say (RFC
+/// 9110 §6.4.1, §9.3.2): one to HEAD, 1xx, 204 and 304. Its
+/// Content-Length describes another response, so it is kept as it is and
+/// nothing is masked.
+fn bodiless(head: bool, status: StatusCode) -> bool {
+    head || status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED
+}
+
 /// The upstream's response as the client gets it: hop-by-hop fields
-/// dropped, the body masked and recorded as it streams.
+/// dropped, the body masked and recorded as it streams. `head`: the
+/// request was HEAD.
 pub async fn respond(
     log: &Arc<SessionLog>,
     exchange: u32,
     response: Response<Incoming>,
+    head: bool,
     plan: Option<MaskPlan>,
     credential_header: Option<&str>,
     kube: bool,
 ) -> Response<ProxyBody> {
+    let plan = plan.filter(|_| !bodiless(head, response.status()));
     let (mut parts, body) = response.into_parts();
     headers::strip_hop_by_hop(&mut parts.headers, false);
     // The gateway speaks HTTP/1.1 to the client whatever the target spoke.
@@ -211,4 +224,19 @@ fn record_head<B>(
             from_gateway,
         })),
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn responses_without_a_body_are_not_masked() {
+        assert!(bodiless(true, StatusCode::OK));
+        assert!(bodiless(false, StatusCode::NO_CONTENT));
+        assert!(bodiless(false, StatusCode::NOT_MODIFIED));
+        assert!(bodiless(false, StatusCode::CONTINUE));
+        assert!(!bodiless(false, StatusCode::OK));
+        assert!(!bodiless(false, StatusCode::NOT_FOUND));
+    }
 }

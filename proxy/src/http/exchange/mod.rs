@@ -147,6 +147,9 @@ impl Conn {
     }
 
     async fn exchange(&self, state: &mut State, mut req: Request<Incoming>) -> Response<ProxyBody> {
+        if let Some(problem) = unforwardable(&req) {
+            return problem.response(false);
+        }
         let host = route::host_of(&req, self.sni.as_deref());
         let authorizer = &self.shared.authorizer;
         let Some((target, prefix_len)) = authorizer.http_route(host.as_deref(), req.uri().path())
@@ -205,6 +208,7 @@ impl Conn {
         let exchange = state.exchanges;
         let rest = route::rest_of(&req, prefix_len);
         let upgrade = headers::upgrade_of(req.headers());
+        let head = req.method() == http::Method::HEAD;
         let Some(active) = state.session.as_mut() else {
             return Problem::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
@@ -433,6 +437,7 @@ impl Conn {
             &log,
             exchange,
             response,
+            head,
             masking,
             active.upstream.target.credential.header_name(),
             kube,
@@ -445,5 +450,60 @@ impl Conn {
             .authorizer
             .http_upstream(target)
             .is_some_and(|u| u.is_kubernetes())
+    }
+}
+
+/// Why the gateway answers a request itself without routing it:
+/// `CONNECT` (a tunnel to anywhere, RFC 9110 §9.3.6) and `TRACE` (the
+/// target would echo the credential the gateway put in, which RFC 9110
+/// §9.3.8 forbids sending in one) are not forwarded; nor is a request
+/// whose target is no path (`OPTIONS *`, or CONNECT's authority form),
+/// which no path rule can cover.
+fn unforwardable<B>(req: &Request<B>) -> Option<Problem> {
+    let method = req.method();
+    if *method == http::Method::CONNECT || *method == http::Method::TRACE {
+        return Some(Problem::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "MethodNotAllowed",
+            format!("gatehouse: {method} is not forwarded to targets"),
+        ));
+    }
+    if !req.uri().path().starts_with('/') {
+        return Some(Problem::new(
+            StatusCode::BAD_REQUEST,
+            "BadRequest",
+            format!(
+                "gatehouse: {method} {} names no path; the gateway forwards requests for a \
+                 target's paths only",
+                req.uri()
+            ),
+        ));
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(method: &str, uri: &str) -> Request<()> {
+        Request::builder().method(method).uri(uri).body(()).unwrap()
+    }
+
+    #[test]
+    fn connect_trace_and_pathless_targets_are_answered_by_the_gateway() {
+        let status = |m, u| unforwardable(&req(m, u)).map(|p| p.status);
+        assert_eq!(
+            status("CONNECT", "db.internal:5432"),
+            Some(StatusCode::METHOD_NOT_ALLOWED)
+        );
+        assert_eq!(
+            status("TRACE", "/orders-api/x"),
+            Some(StatusCode::METHOD_NOT_ALLOWED)
+        );
+        assert_eq!(status("OPTIONS", "*"), Some(StatusCode::BAD_REQUEST));
+        assert_eq!(status("OPTIONS", "/orders-api/x"), None);
+        assert_eq!(status("GET", "https://orders.example/v1"), None);
+        assert_eq!(status("GET", "/"), None);
     }
 }
