@@ -11,6 +11,8 @@
 //!   a Content-Length; the Host it gets is the target's;
 //! - a denied request with `Expect: 100-continue` gets its 403 without
 //!   the gateway asking for (or forwarding) the body;
+//! - a grant sent as the Kubernetes bearer WebSocket subprotocol on a
+//!   plain request never goes upstream;
 //! - `CONNECT`, `TRACE` and `OPTIONS *` get a 4xx and never reach it;
 //! - an HTTP/1.0 client gets a masked body it can read (no chunking);
 //! - the record: no grant, no credential, nothing unmasked.
@@ -308,6 +310,29 @@ fn http_protocol_edges() {
         "{query}"
     );
     assert!(query.ends_with("{\"q\":1}"), "{query}");
+
+    // The grant as a WebSocket subprotocol on a plain request (as the API
+    // server accepts it): it never goes upstream.
+    let offered = {
+        use base64::Engine as _;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&token)
+    };
+    let (text, _) = raw(
+        &gw,
+        &format!(
+            "GET /api/offered HTTP/1.1\r\nHost: localhost\r\nSec-WebSocket-Protocol: \
+             v5.channel.k8s.io, base64url.bearer.authorization.k8s.io.{offered}\r\n\r\n"
+        ),
+        |t| t.contains("\"ok\":true"),
+    );
+    assert!(text.starts_with("HTTP/1.1 200 "), "{text}");
+    let seen = upstream.seen();
+    let offered_req = seen
+        .iter()
+        .find(|r| r.starts_with("GET /offered "))
+        .expect("offered");
+    assert!(!offered_req.contains("base64url.bearer"), "{offered_req}");
+    assert!(!offered_req.contains(&offered), "{offered_req}");
 
     // Denied with Expect: 100-continue: the 403 comes without the body
     // being asked for (no 100 Continue first) and nothing goes upstream.

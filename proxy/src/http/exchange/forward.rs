@@ -24,9 +24,9 @@ impl Conn {
         })?;
         let h = &mut parts.headers;
         headers::strip_hop_by_hop(h, upgrade);
-        if upgrade {
-            headers::strip_websocket_credentials(h);
-        }
+        // The grant may come as a WebSocket subprotocol on any request
+        // ([`headers::bearer`]): it never goes upstream.
+        headers::strip_websocket_credentials(h);
         h.remove(header::AUTHORIZATION);
         h.remove(header::EXPECT);
         h.remove(header::CONTENT_LENGTH);
@@ -62,7 +62,10 @@ impl Conn {
     }
 
     /// Sends on the session's upstream connection, opening one when there
-    /// is none or it closed.
+    /// is none or it closed. A kept-alive connection the target closed
+    /// just as the request went out (nothing of it written: hyper hands it
+    /// back) is retried once on a new connection, as RFC 9112 §9.3.1
+    /// allows for a request never sent.
     pub(super) async fn send(
         &self,
         active: &mut Active,
@@ -72,13 +75,31 @@ impl Conn {
             Some(mut s) => s.ready().await.is_ok().then_some(s),
             None => None,
         };
-        let mut sender = match reusable {
-            Some(s) => s,
-            None => active.upstream.connect().await.map_err(|e| causes(&e))?,
+        let (mut sender, mut fresh) = match reusable {
+            Some(s) => (s, false),
+            None => (
+                active.upstream.connect().await.map_err(|e| causes(&e))?,
+                true,
+            ),
         };
-        let response = sender.send_request(req).await.map_err(|e| causes(&e))?;
-        active.sender = Some(sender);
-        Ok(response)
+        let mut req = req;
+        loop {
+            match sender.try_send_request(req).await {
+                Ok(response) => {
+                    active.sender = Some(sender);
+                    return Ok(response);
+                }
+                Err(mut e) => match e.take_message() {
+                    Some(unsent) if !fresh => {
+                        tracing::debug!("the target closed a kept-alive connection; retrying");
+                        req = unsent;
+                        sender = active.upstream.connect().await.map_err(|e| causes(&e))?;
+                        fresh = true;
+                    }
+                    _ => return Err(causes(e.error())),
+                },
+            }
+        }
     }
 
     /// Answers with the gateway's own response, recorded (and durable)
