@@ -347,6 +347,45 @@ fn http_protocol_edges() {
     assert!(took < Duration::from_secs(5), "{took:?}");
     assert!(text.starts_with("HTTP/1.1 403 "), "{text}");
     assert!(!text.contains("100 Continue"), "{text}");
+    assert!(
+        text.to_ascii_lowercase()
+            .contains("\r\nconnection: close\r\n"),
+        "{text}"
+    );
+    // A client that sends more anyway: the connection closes, and nothing
+    // is read as a request.
+    let mut s = tls_stream(&gw);
+    s.write_all(
+        format!(
+            "POST /api/secret HTTP/1.1\r\nHost: localhost\r\n{auth}Content-Length: 20\r\n\
+             Expect: 100-continue\r\n\r\n"
+        )
+        .as_bytes(),
+    )
+    .expect("write");
+    let mut got = Vec::new();
+    let mut buf = [0u8; 8192];
+    while !String::from_utf8_lossy(&got).contains("\"gateway\":\"gatehouse\"") {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+        }
+    }
+    let after = format!(
+        "GET /x HTTP/1.1\r\nHost: x\r\n\r\nGET /api/after-expect HTTP/1.1\r\nHost: localhost\r\n{auth}Connection: close\r\n\r\n"
+    );
+    let _ = s.write_all(after.as_bytes());
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+        }
+    }
+    let text = String::from_utf8_lossy(&got).into_owned();
+    eprintln!("{text}");
+    assert!(text.starts_with("HTTP/1.1 403 "), "{text}");
+    assert!(!text.contains("HTTP/1.1 400"), "{text}");
+    assert!(!text.contains("HTTP/1.1 404"), "{text}");
 
     // CONNECT, TRACE, OPTIONS *: the gateway's own 4xx.
     for (request, status) in [

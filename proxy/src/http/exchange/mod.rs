@@ -140,13 +140,28 @@ impl Conn {
             return response;
         }
         self.touch();
+        let pending_body = !hyper::body::Body::is_end_stream(req.body());
+        let mut body_read = false;
         let mut state = self.state.lock().await;
-        let response = self.exchange(&mut state, req).await;
+        let mut response = self.exchange(&mut state, req, &mut body_read).await;
+        if pending_body && !body_read {
+            // Answered before its body was read (a denial, a 413): the
+            // connection closes, and says so (RFC 9110 §10.1.1), so that a
+            // client waiting on `Expect: 100-continue` sends no body.
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
         self.touch();
         response
     }
 
-    async fn exchange(&self, state: &mut State, mut req: Request<Incoming>) -> Response<ProxyBody> {
+    async fn exchange(
+        &self,
+        state: &mut State,
+        mut req: Request<Incoming>,
+        body_read: &mut bool,
+    ) -> Response<ProxyBody> {
         if let Some(problem) = unforwardable(&req) {
             return problem.response(false);
         }
@@ -334,7 +349,10 @@ impl Conn {
         let (parts, body) = req.into_parts();
         let limit = usize::try_from(self.http.settings.max_body_bytes).unwrap_or(usize::MAX);
         let body = match Limited::new(body, limit).collect().await {
-            Ok(b) => b.to_bytes(),
+            Ok(b) => {
+                *body_read = true;
+                b.to_bytes()
+            }
             Err(e) => {
                 let too_large = e
                     .downcast_ref::<http_body_util::LengthLimitError>()
