@@ -107,7 +107,9 @@ fn masker_for(headers: &HeaderMap, plan: &MaskPlan) -> Result<Option<Box<dyn Str
         .unwrap_or_default();
     let json = media == "application/json" || media.ends_with("+json");
     let text = media.starts_with("text/") || media.is_empty();
-    let unreadable = media.contains("protobuf");
+    // YAML carries the same objects as JSON (the Kubernetes API serves
+    // it on request) but its keys cannot be masked here: refused too.
+    let unreadable = media.contains("protobuf") || media.contains("yaml");
     if unreadable {
         return Err(format!("a {media} body cannot be masked; ask for JSON"));
     }
@@ -229,6 +231,28 @@ fn record_head<B>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bodies_masking_cannot_read_are_refused() {
+        let plan = MaskPlan {
+            keys: Arc::new(JsonKeys::new(&[], b"").unwrap()),
+            masker: None,
+        };
+        let with = |ct: &'static str, ce: Option<&'static str>| {
+            let mut h = HeaderMap::new();
+            h.insert(header::CONTENT_TYPE, http::HeaderValue::from_static(ct));
+            if let Some(ce) = ce {
+                h.insert(header::CONTENT_ENCODING, http::HeaderValue::from_static(ce));
+            }
+            masker_for(&h, &plan).map(|m| m.is_some())
+        };
+        assert!(with("application/yaml", None).is_err());
+        assert!(with("text/yaml; charset=utf-8", None).is_err());
+        assert!(with("application/vnd.kubernetes.protobuf", None).is_err());
+        assert!(with("application/json", Some("gzip")).is_err());
+        assert_eq!(with("application/json", None), Ok(true));
+        assert_eq!(with("image/png", None), Ok(false));
+    }
 
     #[test]
     fn responses_without_a_body_are_not_masked() {

@@ -35,12 +35,13 @@ impl Conn {
         }
         if masking {
             // Masking reads bodies as they are: no compression, and no
-            // Kubernetes protobuf (which it cannot read) where JSON will do.
+            // Kubernetes protobuf or YAML (which it cannot read) where JSON
+            // will do.
             h.insert(
                 header::ACCEPT_ENCODING,
                 HeaderValue::from_static("identity"),
             );
-            if let Some(accept) = without_protobuf(h.get(header::ACCEPT)) {
+            if let Some(accept) = without_unreadable(h.get(header::ACCEPT)) {
                 h.insert(header::ACCEPT, accept);
             }
         }
@@ -148,17 +149,23 @@ fn host_header(host: &str, port: u16, tls: bool) -> String {
     }
 }
 
-/// An `Accept` value without its protobuf media ranges (JSON when nothing
-/// else is left), or `None` when it names no protobuf.
-fn without_protobuf(accept: Option<&HeaderValue>) -> Option<HeaderValue> {
+/// Whether a media type or range is one masking cannot read.
+fn unreadable(media: &str) -> bool {
+    let media = media.to_ascii_lowercase();
+    media.contains("protobuf") || media.contains("yaml")
+}
+
+/// An `Accept` value without its protobuf and YAML media ranges (JSON when
+/// nothing else is left), or `None` when it names neither.
+fn without_unreadable(accept: Option<&HeaderValue>) -> Option<HeaderValue> {
     let text = accept?.to_str().ok()?;
-    if !text.contains("protobuf") {
+    if !unreadable(text) {
         return None;
     }
     let kept: Vec<&str> = text
         .split(',')
         .map(str::trim)
-        .filter(|r| !r.is_empty() && !r.contains("protobuf"))
+        .filter(|r| !r.is_empty() && !unreadable(r))
         .collect();
     let value = if kept.is_empty() {
         "application/json".to_owned()
@@ -202,16 +209,24 @@ mod tests {
     fn protobuf_is_not_asked_for_when_masking() {
         let v = |s: &'static str| Some(HeaderValue::from_static(s));
         assert_eq!(
-            without_protobuf(v("application/vnd.kubernetes.protobuf, application/json").as_ref()),
+            without_unreadable(v("application/vnd.kubernetes.protobuf, application/json").as_ref()),
             v("application/json")
         );
         assert_eq!(
-            without_protobuf(
+            without_unreadable(
                 v("application/vnd.kubernetes.protobuf;as=Table;v=v1;g=meta.k8s.io").as_ref()
             ),
             v("application/json")
         );
-        assert_eq!(without_protobuf(v("application/json").as_ref()), None);
-        assert_eq!(without_protobuf(None), None);
+        assert_eq!(
+            without_unreadable(v("application/yaml, application/json;q=0.9").as_ref()),
+            v("application/json;q=0.9")
+        );
+        assert_eq!(
+            without_unreadable(v("Application/YAML").as_ref()),
+            v("application/json")
+        );
+        assert_eq!(without_unreadable(v("application/json").as_ref()), None);
+        assert_eq!(without_unreadable(None), None);
     }
 }
