@@ -445,6 +445,34 @@ fn http_protocol_edges() {
         .flatten()
         .collect();
     assert!(String::from_utf8_lossy(&up).contains("hello world"));
+    // In order per exchange: request head, its body, response head, its
+    // body; every session opened is closed; the grant never in a header.
+    let mut stage = std::collections::HashMap::new();
+    let (mut opened, mut closed) = (0, 0);
+    for e in &events {
+        match e {
+            Body::Opened(_) => {
+                opened += 1;
+                stage.clear();
+            }
+            Body::Closed(_) => closed += 1,
+            Body::HttpRequest(r) => {
+                assert!(stage.insert(r.exchange, 1).is_none(), "{r:?}");
+                let auth = r.headers.iter().find(|h| h.name == "authorization");
+                assert!(auth.is_none_or(|h| h.value == "[redacted]"), "{r:?}");
+            }
+            Body::HttpBody(b) if b.dir == Direction::ToUpstream => {
+                assert_eq!(stage.get(&b.exchange), Some(&1), "{b:?}");
+            }
+            Body::HttpResponse(r) => {
+                assert_eq!(stage.insert(r.exchange, 2), Some(1), "{r:?}");
+            }
+            Body::HttpBody(b) => assert_eq!(stage.get(&b.exchange), Some(&2), "{b:?}"),
+            _ => {}
+        }
+    }
+    assert!(opened >= 7, "{opened} sessions");
+    assert_eq!(opened, closed, "every session is closed");
     let all = format!("{events:?}");
     for secret in [
         token.as_str(),
