@@ -13,7 +13,8 @@
 //!   the gateway asking for (or forwarding) the body;
 //! - a grant sent as the Kubernetes bearer WebSocket subprotocol on a
 //!   plain request never goes upstream;
-//! - `CONNECT`, `TRACE` and `OPTIONS *` get a 4xx and never reach it;
+//! - `CONNECT`, `TRACE` and `OPTIONS *` get a 4xx, a body in a transfer
+//!   coding other than chunked a 501, and none reaches it;
 //! - an HTTP/1.0 client gets a masked body it can read (no chunking);
 //! - the record: no grant, no credential, nothing unmasked.
 //!
@@ -404,6 +405,13 @@ fn http_protocol_edges() {
             format!("OPTIONS * HTTP/1.1\r\nHost: localhost\r\n{auth}\r\n"),
             "400",
         ),
+        (
+            format!(
+                "POST /api/upload HTTP/1.1\r\nHost: localhost\r\n{auth}\
+                 Transfer-Encoding: gzip, chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"
+            ),
+            "501",
+        ),
     ] {
         let (text, _) = raw(&gw, &request, |t| t.contains("\"gateway\":\"gatehouse\""));
         assert!(
@@ -417,6 +425,13 @@ fn http_protocol_edges() {
             && !r.starts_with("CONNECT")
             && !r.starts_with("TRACE")
             && !r.starts_with("OPTIONS")),
+        "{seen:#?}"
+    );
+    assert_eq!(
+        seen.iter()
+            .filter(|r| r.starts_with("POST /upload "))
+            .count(),
+        1,
         "{seen:#?}"
     );
 

@@ -476,7 +476,8 @@ impl Conn {
 /// target would echo the credential the gateway put in, which RFC 9110
 /// §9.3.8 forbids sending in one) are not forwarded; nor is a request
 /// whose target is no path (`OPTIONS *`, or CONNECT's authority form),
-/// which no path rule can cover.
+/// which no path rule can cover; nor a body in a transfer coding other
+/// than chunked (RFC 9112 §6.1: 501).
 fn unforwardable<B>(req: &Request<B>) -> Option<Problem> {
     let method = req.method();
     if *method == http::Method::CONNECT || *method == http::Method::TRACE {
@@ -484,6 +485,25 @@ fn unforwardable<B>(req: &Request<B>) -> Option<Problem> {
             StatusCode::METHOD_NOT_ALLOWED,
             "MethodNotAllowed",
             format!("gatehouse: {method} is not forwarded to targets"),
+        ));
+    }
+    // hyper undoes `chunked` only: a body with another transfer coding
+    // (`gzip, chunked`) would go upstream still coded, as if it were not.
+    let codings = req
+        .headers()
+        .get_all(header::TRANSFER_ENCODING)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+        .map(|c| String::from_utf8_lossy(c).trim().to_ascii_lowercase())
+        .find(|c| !c.is_empty() && c != "chunked");
+    if let Some(coding) = codings {
+        return Some(Problem::new(
+            StatusCode::NOT_IMPLEMENTED,
+            "NotImplemented",
+            format!(
+                "gatehouse: the transfer coding {coding:?} is not supported; send the body \
+                 chunked or with a Content-Length"
+            ),
         ));
     }
     if !req.uri().path().starts_with('/') {
@@ -523,5 +543,13 @@ mod tests {
         assert_eq!(status("OPTIONS", "/orders-api/x"), None);
         assert_eq!(status("GET", "https://orders.example/v1"), None);
         assert_eq!(status("GET", "/"), None);
+        let coded = |te: &'static str| {
+            let mut r = req("POST", "/orders-api/x");
+            r.headers_mut()
+                .insert(header::TRANSFER_ENCODING, HeaderValue::from_static(te));
+            unforwardable(&r).map(|p| p.status)
+        };
+        assert_eq!(coded("gzip, chunked"), Some(StatusCode::NOT_IMPLEMENTED));
+        assert_eq!(coded("Chunked"), None);
     }
 }
