@@ -77,6 +77,14 @@ fn reply(line: &str) -> (String, bool) {
                 .to_owned(),
             true,
         ),
+        // Both framings: Transfer-Encoding wins (RFC 9112 §6.3).
+        "/both-framings" => (
+            "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n\
+             Transfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n\
+             5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"
+                .to_owned(),
+            false,
+        ),
         _ => (json("200 OK", r#"{"token":"tok-plain","ok":true}"#), false),
     }
 }
@@ -269,6 +277,31 @@ fn http_protocol_edges() {
     for secret in ["pw-hinted", "tok-closing", "tok-plain"] {
         assert!(!text.contains(secret), "{secret} unmasked: {text}");
     }
+
+    // A response with both framings: the client gets the chunked body
+    // whole, with no stale Content-Length, and the connection goes on.
+    let (text, _) = raw(
+        &gw,
+        &format!(
+            "GET /api/both-framings HTTP/1.1\r\nHost: localhost\r\n{auth}\r\n\
+             GET /api/plain HTTP/1.1\r\nHost: localhost\r\n{auth}Connection: close\r\n\r\n"
+        ),
+        |_| false,
+    );
+    assert!(text.starts_with("HTTP/1.1 200 "), "{text}");
+    assert!(
+        !text.to_ascii_lowercase().contains("content-length: 3\r\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("hello\r\n") || text.contains("hello world"),
+        "{text}"
+    );
+    assert!(
+        text.contains(" world\r\n") || text.contains("hello world"),
+        "{text}"
+    );
+    assert_eq!(count(&text, "HTTP/1.1 200 "), 2, "{text}");
 
     // A chunked body, and a GET with a body: each with its length upstream.
     let (text, _) = raw(

@@ -161,6 +161,12 @@ pub async fn respond(
 ) -> Response<ProxyBody> {
     let plan = plan.filter(|_| !bodiless(head, response.status()));
     let (mut parts, body) = response.into_parts();
+    if parts.headers.contains_key(header::TRANSFER_ENCODING) {
+        // Transfer-Encoding framed the body, not Content-Length, which an
+        // intermediary removes before forwarding (RFC 9112 §6.3): left in,
+        // it cut the client's copy short without an error.
+        parts.headers.remove(header::CONTENT_LENGTH);
+    }
     headers::strip_hop_by_hop(&mut parts.headers, false);
     // The gateway speaks HTTP/1.1 to the client whatever the target spoke.
     parts.version = http::Version::HTTP_11;
