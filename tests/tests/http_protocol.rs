@@ -13,6 +13,8 @@
 //!   the gateway asking for (or forwarding) the body;
 //! - a grant sent as the Kubernetes bearer WebSocket subprotocol on a
 //!   plain request never goes upstream;
+//! - a client that leaves while the target has not answered releases the
+//!   target's connection and its session;
 //! - `CONNECT`, `TRACE` and `OPTIONS *` get a 4xx, a body in a transfer
 //!   coding other than chunked a 501, and none reaches it;
 //! - an HTTP/1.0 client gets a masked body it can read (no chunking);
@@ -142,6 +144,15 @@ fn serve(mut s: TcpStream, seen: &Mutex<Vec<String>>) {
         seen.lock()
             .unwrap_or_else(|e| e.into_inner())
             .push(text.clone());
+        if text.starts_with("GET /stall ") {
+            // Never answers; notes when the gateway lets go.
+            let mut chunk = [0u8; 64];
+            while matches!(s.read(&mut chunk), Ok(n) if n > 0) {}
+            seen.lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push("released /stall".to_owned());
+            return;
+        }
         let (bytes, close) = reply(text.lines().next().unwrap_or(""));
         if s.write_all(bytes.as_bytes()).is_err() || close {
             return;
@@ -467,6 +478,41 @@ fn http_protocol_edges() {
         1,
         "{seen:#?}"
     );
+
+    // A client that leaves while the target has not answered: the
+    // gateway lets go of the target's connection (and ends the session).
+    {
+        let mut s = tls_stream(&gw);
+        s.write_all(format!("GET /api/stall HTTP/1.1\r\nHost: localhost\r\n{auth}\r\n").as_bytes())
+            .expect("write");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !upstream.seen().iter().any(|r| r.starts_with("GET /stall ")) {
+            assert!(Instant::now() < deadline, "the request never arrived");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        s.sock.shutdown(std::net::Shutdown::Both).expect("shutdown");
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !upstream.seen().iter().any(|r| r == "released /stall") {
+        assert!(
+            Instant::now() < deadline,
+            "the gateway still holds the stalled request of a client that left"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    // Clients that send a request and leave at once, while their session
+    // opens: each session still ends with its Closed (checked below).
+    for _ in 0..20 {
+        let mut s = tls_stream(&gw);
+        s.write_all(format!("GET /api/plain HTTP/1.1\r\nHost: localhost\r\n{auth}\r\n").as_bytes())
+            .expect("write");
+        s.flush().expect("flush");
+        s.conn.send_close_notify();
+        let _ = s.flush();
+        let _ = s.sock.shutdown(std::net::Shutdown::Both);
+    }
+    std::thread::sleep(Duration::from_millis(500));
 
     // HTTP/1.0: an answer it can read (masked, not chunked, ends by close).
     let (text, _) = raw(

@@ -140,8 +140,10 @@ impl SessionLog {
 
     /// Records the close (sealed when the recorder has a key) and hands
     /// everything to the store, waiting until it is durable. Later calls
-    /// do nothing.
-    pub async fn close(&self, reason: CloseReason, now_us: i64) {
+    /// do nothing. The hand-over runs on a task of its own: a caller
+    /// dropped while it waits (hyper drops a request's future when its
+    /// client leaves) does not lose the Closed event.
+    pub async fn close(self: &Arc<Self>, reason: CloseReason, now_us: i64) {
         {
             let mut s = self.state();
             if s.closed {
@@ -159,8 +161,41 @@ impl SessionLog {
             s.pending.push(encoded);
             s.closed = true;
         }
-        if let Err(e) = self.flush_durable().await {
-            tracing::error!("store refused the end of an HTTP session: {e}");
+        let log = Arc::clone(self);
+        let flushed = tokio::spawn(async move { log.flush_durable().await });
+        match flushed.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!("store refused the end of an HTTP session: {e}"),
+            Err(e) => tracing::error!("the end of an HTTP session was not recorded: {e}"),
+        }
+    }
+
+    /// Closes the session from a destructor: on a task, when there is a
+    /// runtime to run one.
+    pub fn close_later(self: &Arc<Self>, reason: CloseReason) {
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let log = Arc::clone(self);
+            runtime.spawn(async move { log.close(reason, now_us()).await });
+        }
+    }
+}
+
+/// Closes a session that is dropped before it is handed on (its opening
+/// request's future dropped while the Opened event was being made
+/// durable): the record never holds an Opened without its Closed.
+pub struct CloseOnDrop(pub Option<Arc<SessionLog>>);
+
+impl CloseOnDrop {
+    /// The session is handed on: its new owner closes it.
+    pub fn disarm(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for CloseOnDrop {
+    fn drop(&mut self) {
+        if let Some(log) = self.0.take() {
+            log.close_later(CloseReason::ClientDisconnected);
         }
     }
 }

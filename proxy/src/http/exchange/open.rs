@@ -114,9 +114,13 @@ impl Conn {
                 expires_at: auth.expires_at,
             }),
         );
+        // Until the session is handed on, dropping this future closes it.
+        let guard = super::super::session::CloseOnDrop(Some(Arc::clone(&log)));
         // The grant's use is durable before the target is touched.
         if let Err(e) = log.flush_durable().await {
             tracing::error!("store refused an HTTP session: {e}");
+            guard.disarm();
+            log.close(CloseReason::StoreFailed, now_us()).await;
             return Err(Box::new(
                 Problem::new(
                     StatusCode::SERVICE_UNAVAILABLE,
@@ -127,6 +131,7 @@ impl Conn {
                 .response(kube),
             ));
         }
+        guard.disarm();
         Ok(Active {
             token: token.to_owned(),
             target: target.to_owned(),
