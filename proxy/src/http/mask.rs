@@ -196,7 +196,13 @@ pub async fn respond(
         );
         response
     };
+    let partial = parts.status == StatusCode::PARTIAL_CONTENT;
     let mask = match plan.as_ref().map(|p| masker_for(&parts.headers, p)) {
+        // A part cannot be masked as a whole body (a value cut by the
+        // range's start would pass as it is); none was asked for.
+        Some(Ok(Some(_))) if partial => {
+            return withheld("a partial (206) body cannot be masked".to_owned());
+        }
         None | Some(Ok(None)) => None,
         Some(Ok(Some(m))) => Some(m),
         Some(Err(why)) => return withheld(why),
