@@ -105,7 +105,18 @@ fn masker_for(headers: &HeaderMap, plan: &MaskPlan) -> Result<Option<Box<dyn Str
         .and_then(|v| v.split(';').next())
         .map(|v| v.trim().to_ascii_lowercase())
         .unwrap_or_default();
-    let json = media == "application/json" || media.ends_with("+json");
+    // JSON lines (`application/x-ndjson`, `jsonl`) are JSON values one
+    // after another, as a Kubernetes watch is: masked by key too.
+    let json = media == "application/json"
+        || media.ends_with("+json")
+        || matches!(
+            media.as_str(),
+            "application/x-ndjson"
+                | "application/ndjson"
+                | "application/jsonl"
+                | "application/x-jsonlines"
+                | "application/json-seq"
+        );
     let text = media.starts_with("text/") || media.is_empty();
     // YAML carries the same objects as JSON (the Kubernetes API serves
     // it on request) but its keys cannot be masked here: refused too.
@@ -263,7 +274,35 @@ mod tests {
         assert!(with("application/vnd.kubernetes.protobuf", None).is_err());
         assert!(with("application/json", Some("gzip")).is_err());
         assert_eq!(with("application/json", None), Ok(true));
+        assert_eq!(with("application/x-ndjson", None), Ok(true));
+        assert_eq!(with("application/jsonl; charset=utf-8", None), Ok(true));
         assert_eq!(with("image/png", None), Ok(false));
+    }
+
+    #[test]
+    fn json_lines_are_masked_line_by_line() {
+        let rules = [JsonKeyRule {
+            pattern: "password".into(),
+            strategy: gatehouse_core::mask::Strategy::Redact,
+        }];
+        let plan = MaskPlan {
+            keys: Arc::new(JsonKeys::new(&rules, b"").unwrap()),
+            masker: None,
+        };
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/x-ndjson"),
+        );
+        let mut m = masker_for(&h, &plan).unwrap().unwrap();
+        let mut out = BytesMut::new();
+        m.feed(b"{\"password\":\"pw-1\"}\n{\"password\":", &mut out)
+            .unwrap();
+        m.feed(b"\"pw-2\"}\n", &mut out).unwrap();
+        m.finish(&mut out).unwrap();
+        let text = String::from_utf8_lossy(&out);
+        assert!(!text.contains("pw-1") && !text.contains("pw-2"), "{text}");
+        assert_eq!(text.lines().count(), 2, "{text}");
     }
 
     #[test]
