@@ -14,9 +14,13 @@
 //!
 //! HTTP/1.1 framing is hyper's: keep-alive, pipelining (answered in
 //! order), chunked and length-delimited bodies, `Expect: 100-continue`
-//! (answered when the gateway reads the body, after the verdict), upgrades,
+//! (answered when the gateway reads the body, after the verdict; a request
+//! refused before its body is read gets `Connection: close`), upgrades,
 //! and 400/431 for malformed or oversized heads, which never reach a
-//! target.
+//! target. The gateway answers `CONNECT`, `TRACE` and `OPTIONS *` itself
+//! (4xx), and a body in a transfer coding other than chunked (501). Under
+//! masking, `Range` is not passed on, and HEAD, 204 and 304 answers pass
+//! unmasked with their Content-Length.
 //!
 //! A session is one grant's use on one client connection: it opens at the
 //! connection's first request and closes with the connection (or when a
