@@ -87,6 +87,18 @@ fn reply(line: &str) -> (String, bool) {
                 .to_owned(),
             false,
         ),
+        "/digested" => {
+            let body = r#"{"password":"pw-digested"}"#;
+            (
+                format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\
+                     Content-Digest: sha-256=:AAAA:\r\nRepr-Digest: sha-256=:AAAA:\r\n\
+                     Digest: SHA-256=AAAA\r\nContent-MD5: AAAA\r\nContent-Length: {}\r\n\r\n{body}",
+                    body.len()
+                ),
+                false,
+            )
+        }
         // An unasked-for part of a JSON document: just a value, and valid
         // JSON by itself (a string no key names).
         "/part" => (
@@ -345,6 +357,18 @@ fn http_protocol_edges() {
         !text.contains("tok-in-range") && !text.contains("tok-plain"),
         "{text}"
     );
+
+    // A masked body loses the digests of the target's bytes.
+    let (text, _) = raw(
+        &gw,
+        &format!(
+            "GET /api/digested HTTP/1.1\r\nHost: localhost\r\n{auth}Connection: close\r\n\r\n"
+        ),
+        |_| false,
+    );
+    assert!(text.starts_with("HTTP/1.1 200 "), "{text}");
+    assert!(!text.contains("pw-digested"), "{text}");
+    assert!(!text.contains("AAAA"), "{text}");
 
     // A chunked body, and a GET with a body: each with its length upstream.
     let (text, _) = raw(

@@ -221,8 +221,13 @@ pub async fn respond(
     let masked = mask.is_some();
     let mut tap = Tap::new(body, Arc::clone(log), exchange, mask);
     if masked {
-        // Masking changes lengths: the body goes chunked.
+        // Masking changes lengths: the body goes chunked. Digests of the
+        // target's bytes would be wrong, and would let a client confirm a
+        // guess of a masked value: they go too.
         parts.headers.remove(header::CONTENT_LENGTH);
+        for digest in ["content-digest", "repr-digest", "digest", "content-md5"] {
+            parts.headers.remove(digest);
+        }
         if let Err(why) = tap.read_ahead(READ_AHEAD).await {
             return withheld(why);
         }
