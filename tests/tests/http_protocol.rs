@@ -219,7 +219,7 @@ fn http_protocol_edges() {
             env: vec![("API_KEY".to_owned(), UPSTREAM_SECRET.to_owned())],
             extra_config: format!(
                 "\n[targets.api]\nkind = \"http\"\nurl = \"http://127.0.0.1:{}\"\n\
-                 [targets.api.credential]\nheader = \"x-api-key\"\nvalue_env = \"API_KEY\"\n\
+                 [targets.api.credential]\nheader = \"x-upstream-token\"\nvalue_env = \"API_KEY\"\n\
                  [targets.api.masking]\nkeys = {{ password = \"redact\", token = \"redact\" }}\n",
                 upstream.port
             ),
@@ -374,7 +374,8 @@ fn http_protocol_edges() {
     let (text, _) = raw(
         &gw,
         &format!(
-            "POST /api/upload HTTP/1.1\r\nHost: localhost\r\n{auth}Transfer-Encoding: chunked\r\n\r\n\
+            "POST /api/upload HTTP/1.1\r\nHost: localhost\r\n{auth}Transfer-Encoding: chunked\r\n\
+             X-Upstream-Token: agent-own-token\r\nCookie: session=cookie-secret\r\n\r\n\
              5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n\
              GET /api/query HTTP/1.1\r\nHost: localhost\r\n{auth}Content-Length: 7\r\n\r\n{{\"q\":1}}"
         ),
@@ -395,7 +396,7 @@ fn http_protocol_edges() {
         "{upload}"
     );
     assert!(
-        lower.contains(&format!("x-api-key: {UPSTREAM_SECRET}\r\n")),
+        lower.contains(&format!("x-upstream-token: {UPSTREAM_SECRET}\r\n")),
         "{upload}"
     );
     assert!(
@@ -631,6 +632,8 @@ fn http_protocol_edges() {
         "tok-closing",
         "tok-plain",
         "tok-in-range",
+        "agent-own-token",
+        "cookie-secret",
     ] {
         assert!(!all.contains(secret), "{secret} is in the record");
     }

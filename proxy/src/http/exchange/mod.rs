@@ -248,7 +248,10 @@ impl Conn {
                     .unwrap_or_default(),
                 upstream_target: format!("{}{rest}", active.upstream.target.base_path),
                 version: format!("{:?}", req.version()),
-                headers: headers::recorded(req.headers(), None),
+                headers: headers::recorded(
+                    req.headers(),
+                    active.upstream.target.credential.header_name(),
+                ),
                 operation: verdict.operation.clone(),
             })),
         );
