@@ -127,7 +127,11 @@ pub fn request_policy(data: &[u8]) {
         }
         Decision::Hold => {
             let info = info.unwrap_or_else(|e| panic!("held but unreadable: {e}"));
-            assert_eq!(info.describe(), "create pods/exec in billing");
+            let exec = info.describe() == "create pods/exec in billing";
+            // The approve rule's `http` entry, on a non-resource URL.
+            let refunds =
+                !info.is_resource_request && method == "POST" && info.path == "/v1/refunds";
+            assert!(exec || refunds, "{info:?}");
         }
         Decision::Deny => assert!(!verdict.reason.is_empty()),
     }
