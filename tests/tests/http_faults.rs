@@ -291,6 +291,11 @@ fn faulty(line: &str) -> Reply {
                 close: false,
             }
         }
+        // Answers after the gateway's response_timeout (700 ms here).
+        "/stall" => {
+            std::thread::sleep(Duration::from_millis(2500));
+            Reply::ok("text/plain", b"too late")
+        }
         _ => Reply::ok("text/plain", b"fine"),
     }
 }
@@ -307,7 +312,7 @@ fn unreachable_cut_and_unmaskable() {
         http_target(
             "faulty",
             &format!("http://127.0.0.1:{}", upstream.port()),
-            "[targets.faulty.masking]\nkeys = { password = \"redact\" }",
+            "response_timeout = \"700ms\"\n[targets.faulty.masking]\nkeys = { password = \"redact\" }",
         ),
         http_target(
             "closed",
@@ -346,6 +351,17 @@ fn unreachable_cut_and_unmaskable() {
     assert_eq!(ok["password"], "****");
 
     // Cut by the upstream: the client's body is cut too (curl: error 18).
+    // A target that does not answer in time: 504 naming the setting.
+    let started = Instant::now();
+    let (a, out) = one(&gw, &token, "/faulty/stall");
+    assert_eq!(a.status, 504, "{}", render(&out));
+    assert!(a.message().contains("response_timeout"), "{}", a.body);
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+
     let (a, out) = one(&gw, &token, "/faulty/cut");
     assert_eq!(a.status, 200);
     assert_eq!(a.body, "0123456789", "{}", render(&out));

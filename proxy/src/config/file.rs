@@ -359,6 +359,9 @@ pub struct TargetSection {
     pub allow_spdy: bool,
     /// `impersonate`: Kubernetes `Impersonate-User` = the grant's subject.
     pub impersonate: bool,
+    /// `response_timeout`: how long an HTTP target may take to answer a
+    /// request with its response's head. Default 60s.
+    pub response_timeout: String,
     /// `[targets.NAME.credential]`: what an HTTP target gets instead of
     /// the grant.
     pub credential: Option<super::http::CredentialSection>,
@@ -438,6 +441,7 @@ impl Default for TargetSection {
             hosts: Vec::new(),
             allow_spdy: false,
             impersonate: false,
+            response_timeout: "60s".to_owned(),
             credential: None,
             host: None,
             port: 5432,

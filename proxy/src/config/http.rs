@@ -17,6 +17,7 @@
 //! ca_file = "certs/orders-ca.pem" # default: the system's CA store
 //! path_prefix = "/orders-api"     # default: "/" + the target's name
 //! hosts = ["orders-api.gatehouse.example"]  # chosen by Host / SNI too
+//! response_timeout = "60s"        # for the response's head; bodies stream on
 //! [targets.orders-api.credential]
 //! bearer_env = "ORDERS_API_TOKEN" # or bearer_file; basic_user + password_env/_file;
 //!                                 # header + value_env/_file; cert_file + key_file
@@ -97,6 +98,9 @@ pub struct HttpTarget {
     pub allow_spdy: bool,
     /// How long connecting to the upstream (TCP and TLS) may take.
     pub connect_timeout: Duration,
+    /// How long the upstream may take to send a response's head once the
+    /// request is sent (a body may then stream as long as it likes).
+    pub response_timeout: Duration,
 }
 
 /// The credential injected upstream.
@@ -351,8 +355,15 @@ pub(super) fn target(
         Duration::from_millis(1),
         Duration::from_secs(600),
     );
+    let response_timeout = f.duration(
+        &format!("{at}.response_timeout"),
+        &s.response_timeout,
+        Duration::from_millis(10),
+        Duration::from_secs(86_400),
+    );
     Some(HttpTarget {
         kind,
+        response_timeout,
         tls,
         host,
         port,

@@ -69,6 +69,7 @@ pub(super) fn target(
         ("hosts", !s.hosts.is_empty()),
         ("credential", s.credential.is_some()),
         ("impersonate", s.impersonate),
+        ("response_timeout", s.response_timeout != "60s"),
         ("allow_spdy", s.allow_spdy),
     ] {
         if set {

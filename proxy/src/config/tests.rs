@@ -1136,6 +1136,7 @@ kind = "kubernetes"
 url = "http://127.0.0.1:6443"
 path_prefix = "/k8s/prod/"
 impersonate = true
+response_timeout = "5s"
 [targets.prod.credential]
 bearer_env = "PROD_TOKEN"
 "#;
@@ -1180,6 +1181,8 @@ fn http_targets_resolve() {
     assert_eq!(prod.kind, HttpKind::Kubernetes);
     assert_eq!(prod.path_prefix, "/k8s/prod");
     assert!(prod.impersonate && !prod.tls);
+    assert_eq!(prod.response_timeout, Duration::from_secs(5));
+    assert_eq!(api.response_timeout, Duration::from_secs(60));
     assert_eq!(prod.credential.header_name(), Some("authorization"));
     assert!(config.targets["orders"].http.is_none());
     assert!(

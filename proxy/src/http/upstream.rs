@@ -246,6 +246,7 @@ mod tests {
             hosts: Vec::new(),
             allow_spdy: false,
             connect_timeout: std::time::Duration::from_secs(1),
+            response_timeout: std::time::Duration::from_secs(1),
         };
         HttpUpstream::new(target, None).unwrap()
     }

@@ -413,9 +413,23 @@ impl Conn {
             Ok(r) => r,
             Err(problem) => return self.refuse(&log, exchange, *problem, kube).await,
         };
-        let response = match self.send(active, upstream_req).await {
-            Ok(r) => r,
-            Err(why) => {
+        let waited = active.upstream.target.response_timeout;
+        let response = match tokio::time::timeout(waited, self.send(active, upstream_req)).await {
+            Ok(Ok(r)) => r,
+            Err(_) => {
+                active.sender = None;
+                let problem = Problem::new(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    "Timeout",
+                    format!(
+                        "gatehouse: the target {} did not answer within {waited:?} \
+                         (response_timeout)",
+                        active.target
+                    ),
+                );
+                return self.refuse(&log, exchange, problem, kube).await;
+            }
+            Ok(Err(why)) => {
                 active.sender = None;
                 let problem = Problem::new(
                     StatusCode::BAD_GATEWAY,
