@@ -488,6 +488,17 @@ fn a_tls_api_server_and_spdy_refused() {
         "the SPDY exec never reached the API server"
     );
 
+    // attach (without stdin: the container's output) over the same relay.
+    let out = kubectl(&config, &["attach", "web-1", "-n", "billing"]);
+    assert!(out.status.success(), "{}", render(&out));
+    assert_eq!(stdout(&out).trim(), "attached");
+    assert!(
+        kube.requests()
+            .iter()
+            .any(|r| r.path().ends_with("/pods/web-1/attach")),
+        "attach reached the API server"
+    );
+
     // The stdin is in the record, on its channel.
     let store = gw.store_dir();
     let mut gw = gw;
