@@ -26,6 +26,7 @@
     allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)
 )]
 
+pub mod errors;
 pub mod event;
 pub mod fuzzing;
 pub mod grant;

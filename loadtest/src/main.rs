@@ -248,7 +248,7 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
     .await
     {
         let tail = spawned.as_ref().map(Spawned::log_tail).unwrap_or_default();
-        let e = stats::describe(&e);
+        let e = gatehouse_core::errors::chain(&e);
         match leg {
             Leg::Gateway => bail!("cannot connect through the gateway at {address}: {e}\n{tail}"),
             Leg::Direct => bail!("cannot connect to --direct: {e}"),

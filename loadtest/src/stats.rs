@@ -238,7 +238,7 @@ pub fn classify(e: &tokio_postgres::Error, connecting: bool) -> Failure {
     };
     let message = match e.as_db_error() {
         Some(db) => format!("{}: {}", db.severity(), db.message()),
-        None => describe(e),
+        None => gatehouse_core::errors::chain(e),
     };
     Failure { kind, message }
 }
@@ -273,23 +273,6 @@ pub fn judge_denied<T>(result: &Result<T, tokio_postgres::Error>) -> (Option<Fai
             false,
         ),
     }
-}
-
-/// An error with its causes: `error performing TLS handshake: invalid
-/// peer certificate: UnknownIssuer`, where its `Display` alone stops at
-/// the first.
-pub fn describe(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        let more = cause.to_string();
-        if !text.ends_with(&more) {
-            text.push_str(": ");
-            text.push_str(&more);
-        }
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]

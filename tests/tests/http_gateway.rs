@@ -155,6 +155,10 @@ fn http_through_the_gateway() {
     );
     assert!(nginx.access_log().iter().all(|l| !l.starts_with("DELETE")));
 
+    // A path no target claims: 404, recorded as refused (a grant was shown).
+    let out = curl(&gw, &token, &["-w", "\n%{http_code}"], "/nowhere/x");
+    assert!(text(&out).ends_with("\n404"), "{}", render(&out));
+
     // Without a grant: 401; with a forged one: 401, recorded as refused.
     let out = run(
         Command::new("curl")
@@ -307,6 +311,7 @@ fn http_through_the_gateway() {
     gw.stop();
     let reader = Reader::open(&store).expect("store");
     let (mut ops, mut denied, mut bodies) = (Vec::new(), 0, Vec::new());
+    let mut unknown = Vec::new();
     for summary in reader.sessions() {
         let summary = summary.expect("summary");
         for e in reader.events(summary.id) {
@@ -316,6 +321,9 @@ fn http_through_the_gateway() {
                     ops.push(r.operation.clone());
                 }
                 Body::Verdict(v) if v.decision == Decision::Deny => denied += 1,
+                Body::Refused(r) if r.reason == gatehouse_core::event::Refusal::UnknownTarget => {
+                    unknown.push(r.target.clone())
+                }
                 Body::HttpBody(b) if b.dir == Direction::ToClient => {
                     bodies.extend_from_slice(&b.bytes)
                 }
@@ -326,6 +334,7 @@ fn http_through_the_gateway() {
     assert!(ops.iter().any(|o| o == "GET /data.json"), "{ops:?}");
     assert!(ops.iter().any(|o| o == "DELETE /data.json"), "{ops:?}");
     assert!(denied >= 1);
+    assert_eq!(unknown, ["127.0.0.1/nowhere/x"]);
     let recorded = String::from_utf8_lossy(&bodies);
     assert!(recorded.contains("\"password\":\"****\""));
     assert!(!recorded.contains("hunter2") && !recorded.contains("a@example.com"));

@@ -2,6 +2,7 @@
 //! upstream connection, and the gateway's own answers.
 
 use super::*;
+use gatehouse_core::errors::chain;
 
 impl Conn {
     /// The request as the target gets it.
@@ -84,7 +85,7 @@ impl Conn {
         let (mut sender, mut fresh) = match reusable {
             Some(s) => (s, false),
             None => (
-                active.upstream.connect().await.map_err(|e| causes(&e))?,
+                active.upstream.connect().await.map_err(|e| chain(&e))?,
                 true,
             ),
         };
@@ -99,10 +100,10 @@ impl Conn {
                     Some(unsent) if !fresh => {
                         tracing::debug!("the target closed a kept-alive connection; retrying");
                         req = unsent;
-                        sender = active.upstream.connect().await.map_err(|e| causes(&e))?;
+                        sender = active.upstream.connect().await.map_err(|e| chain(&e))?;
                         fresh = true;
                     }
-                    _ => return Err(causes(e.error())),
+                    _ => return Err(chain(e.error())),
                 },
             }
         }
@@ -178,22 +179,6 @@ fn without_unreadable(accept: Option<&HeaderValue>) -> Option<HeaderValue> {
         kept.join(", ")
     };
     HeaderValue::from_str(&value).ok()
-}
-
-/// `e` and its causes, outermost first: hyper's own message alone ("connection
-/// error") hides why (a TLS alert, a refused connection).
-fn causes(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        let more = cause.to_string();
-        if !text.contains(&more) {
-            text.push_str(": ");
-            text.push_str(&more);
-        }
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]

@@ -169,17 +169,34 @@ impl Conn {
         let authorizer = &self.shared.authorizer;
         let Some((target, prefix_len)) = authorizer.http_route(host.as_deref(), req.uri().path())
         else {
-            return Problem::new(
-                StatusCode::NOT_FOUND,
-                "NotFound",
-                format!(
-                    "gatehouse: no target is configured for {} {}; ask for a path under a \
-                     target's prefix (e.g. /TARGET/…) or its host name",
-                    req.method(),
-                    req.uri().path()
-                ),
-            )
-            .response(false);
+            let message = format!(
+                "gatehouse: no target is configured for {} {}; ask for a path under a target's \
+                 prefix (e.g. /TARGET/…) or its host name",
+                req.method(),
+                req.uri().path()
+            );
+            // An agent that presented a grant is recorded as refused (one
+            // without is not: anyone could fill the store so).
+            if bearer(&req).is_some() {
+                let now = now_us();
+                let id = SessionId(*uuid::Uuid::now_v7().as_bytes());
+                let seal = self.shared.session.seal_key.clone();
+                let log = SessionLog::new(
+                    Recorder::sealed_with(id, seal),
+                    self.shared.writer.clone(),
+                    now,
+                );
+                let r = Rejection {
+                    reason: gatehouse_core::event::Refusal::UnknownTarget,
+                    sqlstate: "28000",
+                    message: message.clone(),
+                    subject: None,
+                    jti: None,
+                };
+                let asked = format!("{}{}", host.as_deref().unwrap_or(""), req.uri().path());
+                self.record_refusal(&log, &asked, &r, now).await;
+            }
+            return Problem::new(StatusCode::NOT_FOUND, "NotFound", message).response(false);
         };
         let token = match bearer(&req) {
             Some(t) => t,

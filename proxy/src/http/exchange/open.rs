@@ -62,20 +62,7 @@ impl Conn {
             Ok(ok) => ok,
             Err(r) => {
                 tracing::info!(reason = ?r.reason, target, "HTTP grant refused");
-                log.record(
-                    now,
-                    EventBody::Refused(Refused {
-                        reason: r.reason,
-                        message: r.message.clone(),
-                        target: target.to_owned(),
-                        client_addr: self.peer.to_string(),
-                        subject: r.subject.clone(),
-                        jti: r.jti.clone(),
-                    }),
-                );
-                // A refusal the client saw is never missing from the record:
-                // the close makes it durable.
-                log.close(CloseReason::Refused, now).await;
+                self.record_refusal(&log, target, &r, now).await;
                 let status = match r.sqlstate {
                     "53300" => StatusCode::TOO_MANY_REQUESTS,
                     _ if r.reason == gatehouse_core::event::Refusal::UnknownTarget => {
@@ -188,5 +175,29 @@ impl Conn {
             .headers_mut()
             .insert(header::CONNECTION, HeaderValue::from_static("close"));
         Some(response)
+    }
+
+    /// Records a refusal as a session of its own (Refused, then Closed),
+    /// durable before the client is told: a refusal the client saw is never
+    /// missing from the record.
+    pub(super) async fn record_refusal(
+        &self,
+        log: &Arc<SessionLog>,
+        target: &str,
+        r: &Rejection,
+        now: i64,
+    ) {
+        log.record(
+            now,
+            EventBody::Refused(Refused {
+                reason: r.reason,
+                message: r.message.clone(),
+                target: target.to_owned(),
+                client_addr: self.peer.to_string(),
+                subject: r.subject.clone(),
+                jti: r.jti.clone(),
+            }),
+        );
+        log.close(CloseReason::Refused, now).await;
     }
 }
