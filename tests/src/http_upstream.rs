@@ -163,31 +163,10 @@ fn serve<S: Read + Write>(
 ) {
     let mut buf = Vec::new();
     loop {
-        let head_end = loop {
-            if let Some(i) = find(&buf, b"\r\n\r\n") {
-                break i + 4;
-            }
-            let mut chunk = [0u8; 8192];
-            match s.read(&mut chunk) {
-                Ok(0) | Err(_) => return,
-                Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            }
+        let Some(raw) = read_request(&mut s, &mut buf) else {
+            return;
         };
-        let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
-        let body_len: usize = head
-            .lines()
-            .filter_map(|l| l.split_once(':'))
-            .find(|(k, _)| k.trim().eq_ignore_ascii_case("content-length"))
-            .and_then(|(_, v)| v.trim().parse().ok())
-            .unwrap_or(0);
-        while buf.len() < head_end + body_len {
-            let mut chunk = [0u8; 8192];
-            match s.read(&mut chunk) {
-                Ok(0) | Err(_) => return,
-                Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            }
-        }
-        buf.drain(..head_end + body_len);
+        let head = String::from_utf8_lossy(&raw);
         let request = Seen {
             line: head.lines().next().unwrap_or("").to_owned(),
             client_cn: client_cn(&s),
@@ -202,8 +181,37 @@ fn serve<S: Read + Write>(
     }
 }
 
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
+/// Reads one request from `s` — its head and a `Content-Length` body (the
+/// gateway always sends one) — with `buf` holding what was read beyond
+/// the previous one. `None` when the peer closed first.
+pub fn read_request(s: &mut impl Read, buf: &mut Vec<u8>) -> Option<Vec<u8>> {
+    let mut fill = |buf: &mut Vec<u8>| {
+        let mut chunk = [0u8; 8192];
+        match s.read(&mut chunk) {
+            Ok(0) | Err(_) => None,
+            Ok(n) => {
+                buf.extend_from_slice(&chunk[..n]);
+                Some(())
+            }
+        }
+    };
+    let head_end = loop {
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+        fill(buf)?;
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+    let body_len: usize = head
+        .lines()
+        .filter_map(|l| l.split_once(':'))
+        .find(|(k, _)| k.trim().eq_ignore_ascii_case("content-length"))
+        .and_then(|(_, v)| v.trim().parse().ok())
+        .unwrap_or(0);
+    while buf.len() < head_end + body_len {
+        fill(buf)?;
+    }
+    Some(buf.drain(..head_end + body_len).collect())
 }
 
 /// The subject's common name of a DER certificate: the last CN attribute

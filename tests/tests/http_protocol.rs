@@ -31,6 +31,7 @@ use std::time::{Duration, Instant};
 use gatehouse_core::event::{Body, Direction};
 use gatehouse_tests::command::{render, run};
 use gatehouse_tests::http_client::{recorded_events, tls_stream};
+use gatehouse_tests::http_upstream::read_request;
 use gatehouse_tests::{Gateway, GatewayOptions, GrantArgs, PgCluster};
 
 const UPSTREAM_SECRET: &str = "upstream-api-key-417";
@@ -135,31 +136,9 @@ impl Upstream {
 fn serve(mut s: TcpStream, seen: &Mutex<Vec<String>>) {
     let mut buf = Vec::new();
     loop {
-        let head_end = loop {
-            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                break i + 4;
-            }
-            let mut chunk = [0u8; 8192];
-            match s.read(&mut chunk) {
-                Ok(0) | Err(_) => return,
-                Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            }
+        let Some(request) = read_request(&mut s, &mut buf) else {
+            return;
         };
-        let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
-        let len: usize = head
-            .lines()
-            .filter_map(|l| l.split_once(':'))
-            .find(|(k, _)| k.trim().eq_ignore_ascii_case("content-length"))
-            .and_then(|(_, v)| v.trim().parse().ok())
-            .unwrap_or(0);
-        while buf.len() < head_end + len {
-            let mut chunk = [0u8; 8192];
-            match s.read(&mut chunk) {
-                Ok(0) | Err(_) => return,
-                Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            }
-        }
-        let request: Vec<u8> = buf.drain(..head_end + len).collect();
         let text = String::from_utf8_lossy(&request).into_owned();
         seen.lock()
             .unwrap_or_else(|e| e.into_inner())

@@ -225,12 +225,7 @@ impl Conn {
             }
         }
         let Some(active) = state.session.as_mut() else {
-            return Problem::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "InternalError",
-                "no session",
-            )
-            .response(false);
+            return no_session();
         };
         if let Some(ended) = self.still_valid(active).await {
             state.session = None;
@@ -242,12 +237,7 @@ impl Conn {
         let upgrade = headers::upgrade_of(req.headers());
         let head = req.method() == http::Method::HEAD;
         let Some(active) = state.session.as_mut() else {
-            return Problem::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "InternalError",
-                "no session",
-            )
-            .response(false);
+            return no_session();
         };
         let verdict = active.policy.check(req.method().as_str(), &rest);
         let kube = active.upstream.is_kubernetes();
@@ -411,12 +401,7 @@ impl Conn {
             return response;
         }
         let Some(active) = state.session.as_mut() else {
-            return Problem::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "InternalError",
-                "no session",
-            )
-            .response(false);
+            return no_session();
         };
         let masking = super::mask::for_response(&active.auth, &active.upstream);
         let upstream_req = match self.upstream_request(
@@ -552,6 +537,17 @@ fn unforwardable<B>(req: &Request<B>) -> Option<Problem> {
         ));
     }
     None
+}
+
+/// The answer where a session was just put in place and is not there: a
+/// bug, said as a 500 rather than a panic.
+fn no_session() -> Response<ProxyBody> {
+    Problem::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "InternalError",
+        "gatehouse: the session disappeared (a gateway bug); retry",
+    )
+    .response(false)
 }
 
 #[cfg(test)]
