@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use bytes::BytesMut;
-use gatehouse_core::event::{Body as EventBody, HttpResponse, MaskHit};
+use gatehouse_core::event::{Body as EventBody, MaskHit};
 use gatehouse_core::mask::{JsonKeyRule, JsonKeys, JsonMaskStream, Masker, TextMaskStream};
 use gatehouse_core::pg::Authorized;
 use http::header::{self, HeaderMap};
@@ -17,7 +17,7 @@ use hyper::body::Incoming;
 
 use super::body::{StreamMask, Tap};
 use super::respond::Problem;
-use super::session::SessionLog;
+use super::session::{SessionLog, record_head};
 use super::{HttpUpstream, ProxyBody, headers, now_us};
 
 /// The masking of one session's responses.
@@ -187,8 +187,7 @@ pub async fn respond(
             "BadGateway",
             format!("gatehouse: the target's response was withheld: {why}"),
         );
-        let body = problem.body(kube);
-        let response = problem.response(kube);
+        let (response, body) = problem.answer(kube);
         log.record(
             now_us(),
             EventBody::Error(gatehouse_core::event::ErrorInfo {
@@ -236,24 +235,6 @@ pub async fn respond(
     record_head(log, exchange, &response, credential_header, false);
     let (parts, ()) = response.into_parts();
     Response::from_parts(parts, tap.boxed_unsync())
-}
-
-fn record_head<B>(
-    log: &SessionLog,
-    exchange: u32,
-    response: &Response<B>,
-    credential_header: Option<&str>,
-    from_gateway: bool,
-) {
-    log.record(
-        now_us(),
-        EventBody::HttpResponse(Box::new(HttpResponse {
-            exchange,
-            status: response.status().as_u16(),
-            headers: headers::recorded(response.headers(), credential_header),
-            from_gateway,
-        })),
-    );
 }
 
 #[cfg(test)]

@@ -73,8 +73,13 @@ impl Problem {
 
     /// The whole response.
     pub fn response(&self, kubernetes: bool) -> Response<ProxyBody> {
+        self.answer(kubernetes).0
+    }
+
+    /// The whole response, and its body's bytes for the record.
+    pub fn answer(&self, kubernetes: bool) -> (Response<ProxyBody>, Bytes) {
         let body = self.body(kubernetes);
-        let mut response = Response::new(full(body));
+        let mut response = Response::new(full(body.clone()));
         *response.status_mut() = self.status;
         let h = response.headers_mut();
         h.insert(
@@ -88,7 +93,7 @@ impl Problem {
                 HeaderValue::from_static("Bearer realm=\"gatehouse\""),
             );
         }
-        response
+        (response, body)
     }
 }
 

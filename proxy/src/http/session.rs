@@ -9,8 +9,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
 use gatehouse_core::event::{
-    Body, CloseReason, Closed, Decision as EventDecision, Direction, Encoded, HttpBody, Recorder,
-    SessionId, StatementProtocol, Verdict,
+    Body, CloseReason, Closed, Decision as EventDecision, Direction, Encoded, HttpBody,
+    HttpResponse, Recorder, SessionId, StatementProtocol, Verdict,
 };
 use gatehouse_core::http::rules::HttpVerdict;
 
@@ -251,4 +251,24 @@ pub fn record_body(log: &SessionLog, exchange: u32, dir: Direction, body: &Bytes
         }
         at = end;
     }
+}
+
+/// Records a response head as sent to the client, credentials redacted
+/// (`credential_header`: the target's own, when it is a custom header).
+pub fn record_head<B>(
+    log: &SessionLog,
+    exchange: u32,
+    response: &http::Response<B>,
+    credential_header: Option<&str>,
+    from_gateway: bool,
+) {
+    log.record(
+        now_us(),
+        Body::HttpResponse(Box::new(HttpResponse {
+            exchange,
+            status: response.status().as_u16(),
+            headers: super::headers::recorded(response.headers(), credential_header),
+            from_gateway,
+        })),
+    );
 }

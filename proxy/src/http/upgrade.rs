@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
-use gatehouse_core::event::{Body as EventBody, CloseReason, Direction, HttpResponse, WsMessage};
+use gatehouse_core::event::{Body as EventBody, CloseReason, Direction, WsMessage};
 use gatehouse_core::http::websocket::{Role, WsDecoder, WsLimits, k8s_channel};
 use http::Response;
 use http_body_util::{BodyExt as _, Empty};
@@ -17,7 +17,7 @@ use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 use super::session::SessionLog;
-use super::{ProxyBody, headers, now_us};
+use super::{ProxyBody, now_us};
 
 /// Answers the client's upgrade with the target's 101 and relays the two
 /// upgraded connections on a task of their own, which ends the session.
@@ -35,15 +35,7 @@ pub fn relay(
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_owned();
-    log.record(
-        now_us(),
-        EventBody::HttpResponse(Box::new(HttpResponse {
-            exchange,
-            status: response.status().as_u16(),
-            headers: headers::recorded(response.headers(), None),
-            from_gateway: false,
-        })),
-    );
+    super::session::record_head(&log, exchange, &response, None, false);
     let websocket = protocol.eq_ignore_ascii_case("websocket");
     tokio::spawn(async move {
         let reason = match tokio::try_join!(client, upstream) {

@@ -118,18 +118,8 @@ impl Conn {
         problem: Problem,
         kube: bool,
     ) -> Response<ProxyBody> {
-        let body = problem.body(kube);
-        let mut response = problem.response(kube);
-        *response.body_mut() = full(body.clone());
-        log.record(
-            now_us(),
-            EventBody::HttpResponse(Box::new(HttpResponse {
-                exchange,
-                status: response.status().as_u16(),
-                headers: headers::recorded(response.headers(), None),
-                from_gateway: true,
-            })),
-        );
+        let (response, body) = problem.answer(kube);
+        record_head(log, exchange, &response, None, true);
         record_body(log, exchange, Direction::ToClient, &body);
         log.count(0, 0, body.len() as u64);
         if let Err(e) = log.flush_durable().await {

@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use gatehouse_core::event::{
-    Body as EventBody, CloseReason, Decision as EventDecision, Direction, HttpRequest,
-    HttpResponse, Opened, Recorder, Refused, SessionId, TlsInfo,
+    Body as EventBody, CloseReason, Decision as EventDecision, Direction, HttpRequest, Opened,
+    Recorder, Refused, SessionId, TlsInfo,
 };
 use gatehouse_core::http::rules::{Decision, HttpPolicy, HttpVerdict, TargetKind};
 use gatehouse_core::pg::{Authorized, Rejection};
@@ -26,7 +26,7 @@ use hyper::client::conn::http1::SendRequest;
 
 use super::headers::bearer;
 use super::respond::{Problem, denial, full};
-use super::session::{SessionLog, record_body, record_verdict};
+use super::session::{SessionLog, record_body, record_head, record_verdict};
 use super::{HttpShared, HttpUpstream, ProxyBody, headers, now_us, route};
 use crate::approvals::{ApprovalMode, PendingApproval};
 use crate::serve::Shared;
