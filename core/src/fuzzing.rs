@@ -287,6 +287,57 @@ pub fn event_decode(data: &[u8]) {
     let _ = crate::event::decode(data);
 }
 
+/// The store's `events` entries are untrusted: arbitrary keys and values
+/// never panic the run decoder, and whatever it splits is exactly the
+/// run's framing (re-encoding the pieces gives the value back, numbered
+/// from the key's first sequence number on).
+///
+/// Input format: a byte whose low bit chooses a run's key over a single
+/// event's, the first and last sequence numbers (u64 BE each), then the
+/// value.
+pub fn event_runs(data: &[u8]) {
+    use crate::event::runs::{count, length_prefix, run_key, seqs, split};
+    let id = SessionId([7; 16]);
+    let word = |at: usize| {
+        data.get(at..at + 8)
+            .and_then(|b| <[u8; 8]>::try_from(b).ok())
+            .map_or(0, u64::from_be_bytes)
+    };
+    let (first, last) = (word(1), word(9));
+    let run = data.first().is_some_and(|b| b & 1 == 1);
+    let key = if run {
+        run_key(id, first, last).to_vec()
+    } else {
+        crate::event::event_key(id, first).to_vec()
+    };
+    let value = data.get(17..).unwrap_or_default();
+    let Ok(range) = seqs(&id, &key) else {
+        assert!(run && first >= last, "a well-formed key was refused");
+        assert!(split(&id, &key, value).is_err());
+        return;
+    };
+    assert_eq!(*range.start(), first);
+    let Ok(parts) = split(&id, &key, value) else {
+        assert!(run, "a single event's value is whatever is stored");
+        return;
+    };
+    assert_eq!(parts.len() as u64, count(&id, &key));
+    if !run {
+        assert_eq!(parts, [(first, 0..value.len())]);
+        return;
+    }
+    let mut rebuilt = Vec::with_capacity(value.len());
+    for (n, (seq, at)) in parts.iter().enumerate() {
+        assert_eq!(*seq, first + n as u64);
+        let Some(piece) = value.get(at.clone()) else {
+            panic!("part #{seq} ({at:?}) is outside the value");
+        };
+        rebuilt.extend_from_slice(&length_prefix(piece.len()));
+        rebuilt.extend_from_slice(piece);
+    }
+    assert_eq!(rebuilt, value, "the parts are not the run's framing");
+}
+
 /// Stored checkpoint bytes are untrusted: arbitrary bytes never panic the
 /// decoder, whatever decodes encodes back to exactly the same bytes (one
 /// canonical form), and checking its signature never panics either.

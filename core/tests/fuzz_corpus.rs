@@ -219,6 +219,11 @@ fn event_decode() {
 }
 
 #[test]
+fn event_runs() {
+    replay("event_runs", fuzzing::event_runs);
+}
+
+#[test]
 fn checkpoint_decode() {
     replay("checkpoint_decode", fuzzing::checkpoint_decode);
 }
@@ -279,6 +284,7 @@ fn corpus_matches_targets() {
             "checkpoint_decode",
             "classify",
             "event_decode",
+            "event_runs",
             "grant_verify",
             "mask_json",
             "mask_value",
@@ -351,6 +357,7 @@ mod generate {
         pg_session(&mut Corpus::new(root, "pg_session"));
         grant_verify(&mut Corpus::new(root, "grant_verify"));
         event_decode(&mut Corpus::new(root, "event_decode"));
+        event_runs(&mut Corpus::new(root, "event_runs"));
         checkpoint_decode(&mut Corpus::new(root, "checkpoint_decode"));
         prune_decode(&mut Corpus::new(root, "prune_decode"));
         archive_read(&mut Corpus::new(root, "archive_read"));
@@ -1833,6 +1840,37 @@ mod generate {
     }
 
     // ---- prune records ---------------------------------------------------
+
+    /// Keys and values of the store's `events` keyspace (see
+    /// `fuzzing::event_runs` for the input format).
+    fn event_runs(c: &mut Corpus) {
+        use gatehouse_core::event::runs::length_prefix;
+        let input = |run: bool, first: u64, last: u64, value: &[u8]| {
+            let mut b = vec![u8::from(run)];
+            b.extend_from_slice(&first.to_be_bytes());
+            b.extend_from_slice(&last.to_be_bytes());
+            b.extend_from_slice(value);
+            b
+        };
+        let mut three = Vec::new();
+        for piece in [&b"first"[..], b"", b"third event"] {
+            three.extend_from_slice(&length_prefix(piece.len()));
+            three.extend_from_slice(piece);
+        }
+        c.add("single.bin", input(false, 5, 0, b"an archive"));
+        c.add("run_of_three.bin", input(true, 10, 12, &three));
+        c.add("run_short.bin", input(true, 10, 13, &three));
+        c.add(
+            "run_long_length.bin",
+            input(true, 0, 1, &[255, 255, 255, 127, 1, 2]),
+        );
+        c.add(
+            "run_trailing.bin",
+            input(true, 0, 2, &[three.as_slice(), &[9]].concat()),
+        );
+        c.add("run_huge_range.bin", input(true, 0, u64::MAX, &three));
+        c.add("run_backwards.bin", input(true, 9, 3, &three));
+    }
 
     fn prune_decode(c: &mut Corpus) {
         use gatehouse_core::event::sign_prune;

@@ -405,3 +405,54 @@ fn an_unreadable_pubkey_is_an_error() {
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("--pubkey"), "{err}");
 }
+
+/// The gateway stores what it submits together as a run of events under
+/// one key: damage inside a run is still reported at the event it hit,
+/// and a run removed whole is a gap of exactly its events.
+#[test]
+fn damage_to_runs_of_events_is_reported_where_it_is() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (sid(T0_MS, A), sid(T0_MS + 5, B));
+    write_store_in_runs(dir.path(), &[&small_session(a)]);
+    // b in two runs, #0..#2 and #3..#6.
+    let b_events = small_session(b).events;
+    {
+        let store = gatehouse_store::Store::open(dir.path(), Default::default()).unwrap();
+        store
+            .writer()
+            .append_blocking(b_events[..3].to_vec())
+            .unwrap();
+        store
+            .writer()
+            .append_blocking(b_events[3..].to_vec())
+            .unwrap();
+        store.shutdown().unwrap();
+    }
+    assert!(breaks(dir.path()).is_empty());
+    tamper(dir.path(), |events| {
+        // a's amount, inside its one run.
+        let (key, value) = events.prefix(a.0).next().unwrap().into_inner().unwrap();
+        assert_eq!(key.len(), 32, "a run");
+        let mut value = value.to_vec();
+        let at = value.windows(5).position(|w| w == b"10.00").unwrap();
+        value[at..at + 5].copy_from_slice(b"99.00");
+        events.insert(key.to_vec(), value).unwrap();
+        // b's first run, gone.
+        let first = events.prefix(b.0).next().unwrap().key().unwrap();
+        events.remove(first).unwrap();
+    });
+    assert_eq!(
+        breaks(dir.path()),
+        [
+            (a.to_string(), Some(3), BreakKind::Modified),
+            (b.to_string(), Some(0), BreakKind::Missing),
+        ]
+    );
+    let reader = open_store(dir.path()).unwrap();
+    let check = verify_session(&reader, b, None).unwrap();
+    assert!(
+        check.breaks[0].detail.contains("events #0..#2"),
+        "{}",
+        check.breaks[0].detail
+    );
+}

@@ -44,7 +44,7 @@ use gatehouse_core::event::archive::{
 };
 use gatehouse_core::event::{FORMAT_COMPATIBLE, FORMAT_VERSION, Hash};
 
-use crate::keys::{Db, STORE_FORMAT_VERSION};
+use crate::keys::{Db, STORE_FORMAT_COMPATIBLE, STORE_FORMAT_VERSION};
 use crate::{Reader, SessionSummary, StoreError};
 
 /// How many bytes of entries are written to the store in one batch on
@@ -167,7 +167,7 @@ impl Reader {
             for guard in snapshot.prefix(&db.events, &k) {
                 let (ek, ev) = guard.into_inner()?;
                 entry(&mut w, &mut buf, Keyspace::Events, &ek, &ev)?;
-                events += 1;
+                events += gatehouse_core::event::runs::count(&summary.id, &ek);
             }
         }
         let mut tables = vec![
@@ -229,7 +229,9 @@ pub fn import_archive<R: Read>(mut src: R, dir: &Path) -> Result<Imported, Store
                     if !FORMAT_COMPATIBLE.contains(&h.event_format) {
                         check_format("event", h.event_format, FORMAT_VERSION, dir)?;
                     }
-                    check_format("store", h.store_format, STORE_FORMAT_VERSION, dir)?;
+                    if !STORE_FORMAT_COMPATIBLE.contains(&h.store_format) {
+                        check_format("store", h.store_format, STORE_FORMAT_VERSION, dir)?;
+                    }
                     header = Some(h);
                 }
                 Item::Entry(e) => {

@@ -254,8 +254,6 @@ impl CommitState {
             events += s.events.len();
             for event in s.events {
                 let Prepared {
-                    key,
-                    value,
                     session,
                     seq,
                     at_us,
@@ -278,8 +276,6 @@ impl CommitState {
                 for k in index_keys.drain(..) {
                     batch.insert(&db.index, k, &[][..]);
                 }
-                // Moved, not copied: the submitting thread made the copy.
-                batch.insert(&db.events, key, value);
                 if let Fact::Opened(o) = &fact
                     && let Some((n, changed)) = uses.get_mut(&o.jti)
                     && o.use_number > *n
@@ -289,6 +285,10 @@ impl CommitState {
                 if let Fact::Revoked(jti) = &fact {
                     batch.insert(&db.revocations, jti.as_bytes(), &at_us.to_be_bytes()[..]);
                 }
+            }
+            // Moved, not copied: the submitting thread made the copy.
+            for (key, value) in s.entries {
+                batch.insert(&db.events, key, value);
             }
             accepted.push(s.ack);
         }

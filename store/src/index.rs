@@ -17,7 +17,7 @@
 use std::ops::Bound;
 
 use fjall::Keyspace;
-use gatehouse_core::event::{Body, SessionId, decode};
+use gatehouse_core::event::{Body, SessionId};
 
 use crate::StoreError;
 use crate::keys::Db;
@@ -248,9 +248,8 @@ pub(crate) fn session_entries(
     } else if let Some(r) = &summary.refused {
         entries(summary, 0, &Fact::Refused(Box::new(r.clone())), keys);
     }
-    for guard in db.events.prefix(summary.id.0) {
-        let (k, v) = guard.into_inner()?;
-        let event = decode(&v).map_err(|e| StoreError::corrupt("event", &k, e))?;
+    for event in crate::read::events_of(db, summary.id) {
+        let event = event?;
         if let Body::Verdict(verdict) = &event.body {
             let fact = Fact::Verdict(Box::new(VerdictKeys::new(
                 verdict.kinds.iter().map(String::as_str),

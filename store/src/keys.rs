@@ -13,7 +13,13 @@ use crate::StoreError;
 /// next to the event format ([`FORMAT_VERSION`]) and checked on open.
 ///
 /// 2: session summaries hold the sealed `Closed` of event format 2.
-pub const STORE_FORMAT_VERSION: u32 = 2;
+/// 3: the `events` keyspace also holds runs of a session's events under
+/// one key ([`gatehouse_core::event::runs`]).
+pub const STORE_FORMAT_VERSION: u32 = 3;
+
+/// Older store formats this build reads unchanged: a format-2 store's
+/// events are all single entries, which format 3 still writes.
+pub const STORE_FORMAT_COMPATIBLE: [u32; 1] = [2];
 
 const EVENTS: &str = "events";
 const SESSIONS: &str = "sessions";
@@ -104,18 +110,23 @@ impl Db {
         );
         match found {
             (Some(event), Some(store)) => {
-                if FORMAT_COMPATIBLE.contains(&event) && store == STORE_FORMAT_VERSION {
-                    // Its events read unchanged as the current format. The
-                    // gateway (which creates) stamps the new format, so
-                    // that an older gateway never reads events it does not
-                    // know; readers leave an auditor's copy untouched.
-                    if create {
+                let event_reads = event == FORMAT_VERSION || FORMAT_COMPATIBLE.contains(&event);
+                let store_reads =
+                    store == STORE_FORMAT_VERSION || STORE_FORMAT_COMPATIBLE.contains(&store);
+                if event_reads && store_reads {
+                    // It reads unchanged as the current formats. The
+                    // gateway (which creates) stamps the new ones, so that
+                    // an older gateway never reads what it does not know
+                    // (events of a newer kind, runs of events); readers
+                    // leave an auditor's copy untouched.
+                    if create && (event, store) != (FORMAT_VERSION, STORE_FORMAT_VERSION) {
                         stamp(&db, &meta)?;
                     }
-                } else {
+                } else if !event_reads {
                     check(&path, "event", event, FORMAT_VERSION)?;
+                } else {
+                    check(&path, "store", store, STORE_FORMAT_VERSION)?;
                 }
-                check(&path, "store", store, STORE_FORMAT_VERSION)?;
             }
             (None, None) if !create => return Err(StoreError::NotFound { path }),
             (None, None) if events.is_empty()? && sessions.is_empty()? => stamp(&db, &meta)?,

@@ -3,7 +3,11 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use gatehouse_core::event::{Event, SessionId, decode, event_key};
+use gatehouse_core::event::{Event, SessionId, event_key};
+
+mod events;
+
+pub use events::{Events, RawEvent, RawEvents};
 
 use crate::index::{self, SessionIndex, StatementIndex};
 use crate::keys::{Db, decode_checkpoint_key, decode_uses};
@@ -63,29 +67,24 @@ impl Reader {
             .transpose()
     }
 
-    /// One session's events in order: a single range scan over the keys
-    /// `id ‖ seq`. Each is validated and decoded; an event whose content
+    /// One session's events in order: a single range scan over its entries
+    /// (single events and runs of them, see the crate docs). Each is validated and decoded; an event whose content
     /// does not match its key is reported as [`StoreError::Corrupt`] and the
     /// iteration goes on. Gaps and chain breaks are not checked here: that
     /// is the auditor's verification.
     pub fn events(&self, id: SessionId) -> Events {
-        Events {
-            iter: self.db.events.prefix(id.0),
-            id,
-        }
+        events_of(&self.db, id)
     }
 
     /// One session's stored values in key order, exactly as they are on
     /// disk: the same range scan as [`events`](Reader::events), without
     /// decoding or validating the values. For verification, which hashes
-    /// the stored bytes. A key that is not the session id followed by an
-    /// 8-byte sequence number is reported as [`StoreError::Corrupt`] and
+    /// the stored bytes. An entry whose key is not the session id followed
+    /// by a sequence number (or two, for a run), or a run whose events do
+    /// not fit its value, is reported as one [`StoreError::Corrupt`] and
     /// the iteration goes on.
     pub fn raw_events(&self, id: SessionId) -> RawEvents {
-        RawEvents {
-            iter: self.db.events.prefix(id.0),
-            id,
-        }
+        RawEvents::new(self.db.events.prefix(id.0), id)
     }
 
     /// Sessions whose `index` field is exactly `value` and that started in
@@ -122,37 +121,28 @@ impl Reader {
     /// checked like [`events`](Self::events); reversible (`.rev()`), to
     /// look back from an event.
     pub fn events_in(&self, id: SessionId, seqs: std::ops::Range<u64>) -> Events {
-        Events {
-            iter: self
-                .db
-                .events
-                .range(event_key(id, seqs.start)..event_key(id, seqs.end)),
-            id,
+        let end = event_key(id, seqs.end).to_vec();
+        match events::scan_start(&self.db, id, seqs.start) {
+            Ok(start) if start < end => {
+                Events::new(self.db.events.range(start..end), id, Some(seqs))
+            }
+            Ok(_) => Events::new(self.db.events.range(end.clone()..end), id, Some(seqs)),
+            Err(e) => Events::failed(self.db.events.range(end.clone()..end), id, e),
         }
     }
 
     /// One event, decoded and checked like [`events`](Self::events).
     pub fn event(&self, id: SessionId, seq: u64) -> Result<Option<Event>, StoreError> {
-        let key = event_key(id, seq);
-        let Some(v) = self.db.events.get(key)? else {
-            return Ok(None);
-        };
-        let event = decode(&v).map_err(|e| StoreError::corrupt("event", &key, e))?;
-        if event.session != id || event.seq != seq {
-            return Err(StoreError::corrupt(
-                "event",
-                &key,
-                format!("holds event {} #{}", event.session, event.seq),
-            ));
-        }
-        Ok(Some(event))
+        events::stored(&self.db, id, seq)?
+            .map(|(key, bytes)| events::read_event(&id, seq, &bytes, &key))
+            .transpose()
     }
 
-    /// One stored event value exactly as it is on disk, without decoding
-    /// it: what [`raw_events`](Reader::raw_events) yields for `seq`, as a
-    /// point read. `None` when there is no value under that key.
+    /// One stored event exactly as it is on disk, without decoding it:
+    /// what [`raw_events`](Reader::raw_events) yields for `seq`, as a point
+    /// read. `None` when the store holds no event `seq` of `id`.
     pub fn raw_event(&self, id: SessionId, seq: u64) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self.db.events.get(event_key(id, seq))?.map(|v| v.to_vec()))
+        Ok(events::stored(&self.db, id, seq)?.map(|(_, bytes)| bytes))
     }
 
     /// Every stored checkpoint, by number, with its bytes as stored (not
@@ -311,93 +301,7 @@ impl Iterator for Checkpoints {
     }
 }
 
-/// Iterator over one session's events; see [`Reader::events`].
-pub struct Events {
-    iter: fjall::Iter,
-    id: SessionId,
-}
-
-impl Iterator for Events {
-    type Item = Result<Event, StoreError>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        let guard = self.iter.next()?;
-        Some(self.read(guard))
-    }
-}
-
-impl DoubleEndedIterator for Events {
-    fn next_back(&mut self) -> Option<Self::Item> {
-        let guard = self.iter.next_back()?;
-        Some(self.read(guard))
-    }
-}
-
-impl Events {
-    fn read(&self, guard: fjall::Guard) -> Result<Event, StoreError> {
-        {
-            guard
-                .into_inner()
-                .map_err(StoreError::from)
-                .and_then(|(k, v)| {
-                    let event = decode(&v).map_err(|e| StoreError::corrupt("event", &k, e))?;
-                    if event.session != self.id || k.as_ref() != event_key(event.session, event.seq)
-                    {
-                        return Err(StoreError::corrupt(
-                            "event",
-                            &k,
-                            format!("holds event {} #{}", event.session, event.seq),
-                        ));
-                    }
-                    Ok(event)
-                })
-        }
-    }
-}
-
-/// A stored event value as it is on disk, with the sequence number from
-/// its key; see [`Reader::raw_events`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RawEvent {
-    /// The sequence number in the value's key.
-    pub seq: u64,
-    /// The stored value: the event's archive as the writer appended it,
-    /// unless it was altered on disk.
-    pub value: Vec<u8>,
-}
-
-/// Iterator over one session's stored values; see [`Reader::raw_events`].
-pub struct RawEvents {
-    iter: fjall::Iter,
-    id: SessionId,
-}
-
-impl RawEvents {
-    fn read(&self, guard: fjall::Guard) -> Result<RawEvent, StoreError> {
-        let (k, v) = guard.into_inner()?;
-        let seq = k
-            .strip_prefix(&self.id.0)
-            .and_then(|n| <[u8; 8]>::try_from(n).ok())
-            .map(u64::from_be_bytes)
-            .ok_or_else(|| {
-                StoreError::corrupt(
-                    "event",
-                    &k,
-                    "key is not a 16-byte session id and an 8-byte sequence number",
-                )
-            })?;
-        Ok(RawEvent {
-            seq,
-            value: v.to_vec(),
-        })
-    }
-}
-
-impl Iterator for RawEvents {
-    type Item = Result<RawEvent, StoreError>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        let guard = self.iter.next()?;
-        Some(self.read(guard))
-    }
+/// One session's events, decoded and checked, from `db`.
+pub(crate) fn events_of(db: &Db, id: SessionId) -> Events {
+    Events::new(db.events.prefix(id.0), id, None)
 }

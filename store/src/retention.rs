@@ -195,8 +195,9 @@ impl Retention {
                 batch.remove(&db.index, key);
             }
             for guard in db.events.prefix(id.0) {
-                batch.remove(&db.events, guard.key()?);
-                done.events += 1;
+                let key = guard.key()?;
+                done.events += gatehouse_core::event::runs::count(id, &key);
+                batch.remove(&db.events, key);
             }
             batch.remove(&db.sessions, id.0);
             done.sessions += 1;

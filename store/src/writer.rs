@@ -14,23 +14,22 @@ use tokio::sync::oneshot;
 use crate::StoreError;
 use crate::commit::CommitState;
 use crate::keys::Db;
+use crate::runs;
 use crate::summary::{Fact, inspect};
 
 /// A batch of one caller's events and where to report the outcome.
 pub(crate) struct Submission {
     pub(crate) events: Vec<Prepared>,
+    /// The `events` keyspace's entries holding them ([`runs::entries`]):
+    /// built into fjall's buffers on the submitting thread, so that the one
+    /// writer thread moves them into its batch instead of copying (and the
+    /// caller's buffers are freed where they were allocated).
+    pub(crate) entries: Vec<(fjall::Slice, fjall::Slice)>,
     pub(crate) ack: oneshot::Sender<Result<(), StoreError>>,
 }
 
-/// One checked event as the writer needs it. Its key and archive are
-/// copied into fjall's buffers on the submitting thread, so that the one
-/// writer thread moves them into its batch instead of copying (and the
-/// caller's buffers are freed where they were allocated).
+/// What the writer needs to know of one checked event.
 pub(crate) struct Prepared {
-    /// [`Encoded::key`], for the `events` keyspace.
-    pub(crate) key: fjall::Slice,
-    /// [`Encoded::bytes`]: the event's archive.
-    pub(crate) value: fjall::Slice,
     pub(crate) session: SessionId,
     pub(crate) seq: u64,
     pub(crate) at_us: i64,
@@ -39,12 +38,10 @@ pub(crate) struct Prepared {
 }
 
 impl Prepared {
-    /// Checks `enc` ([`inspect`]) and copies it.
+    /// Checks `enc` ([`inspect`]).
     fn new(enc: &Encoded) -> Result<Self, StoreError> {
         Ok(Prepared {
             fact: inspect(enc)?,
-            key: fjall::Slice::from(&enc.key[..]),
-            value: fjall::Slice::from(&enc.bytes[..]),
             session: enc.session,
             seq: enc.seq,
             at_us: enc.at_us,
@@ -398,13 +395,18 @@ impl Writer {
         if events.is_empty() {
             return Ok(None);
         }
-        let events = events
+        let prepared = events
             .iter()
             .map(Prepared::new)
             .collect::<Result<Vec<_>, _>>()?;
+        let entries = runs::entries(&events);
         let (tx, rx) = oneshot::channel();
         Ok(Some((
-            Submission { events, ack: tx },
+            Submission {
+                events: prepared,
+                entries,
+                ack: tx,
+            },
             Ack(AckInner::Pending(rx)),
         )))
     }

@@ -53,7 +53,10 @@ fn a_malformed_key_is_corrupt_and_the_scan_goes_on() {
     let id = sid(1_700_000_000_000, 1);
     let events = session(id, "jti", 1);
     let store = Store::open(dir.path(), fsync()).unwrap();
-    store.writer().append_blocking(events.clone()).unwrap();
+    // One call per event: each is an entry of its own, not a run.
+    for e in &events {
+        store.writer().append_blocking(vec![e.clone()]).unwrap();
+    }
     store.shutdown().unwrap();
 
     // Behind the store's back: a key one byte too long, between #0 and #1.

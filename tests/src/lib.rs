@@ -43,6 +43,7 @@ mod pg_template;
 pub mod ports;
 pub mod postgres;
 pub mod psql;
+pub mod tamper;
 pub mod values;
 pub mod wire;
 

@@ -16,10 +16,9 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::time::{Duration, SystemTime};
 
-use gatehouse_core::event::event_key;
 use gatehouse_store::Reader;
 use gatehouse_tests::command::{render, run};
-use gatehouse_tests::{Gateway, GatewayOptions, GrantArgs, PgCluster, Psql};
+use gatehouse_tests::{Gateway, GatewayOptions, GrantArgs, PgCluster, Psql, tamper};
 
 const INTERVAL: Duration = Duration::from_millis(200);
 
@@ -208,9 +207,7 @@ fn prune_removes_old_sessions_keeps_the_store_verifiable_and_waits_for_an_export
                 .expect("keyspace")
         };
         let (events, sessions) = (ks("events"), ks("sessions"));
-        for seq in 0..1000 {
-            events.remove(event_key(kept, seq)).expect("remove");
-        }
+        tamper::remove_events(&events, kept);
         sessions.remove(kept.0).expect("remove");
         db.persist(fjall::PersistMode::SyncAll).expect("persist");
     }

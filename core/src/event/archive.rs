@@ -22,7 +22,8 @@
 //!
 //! Then the file ends. Keys and values are exactly as the store holds
 //! them. A key is at most [`MAX_KEY`] bytes, a value at most
-//! [`MAX_VALUE`]; `events` keys are 24 bytes (session id ‖ seq), `sessions`
+//! [`MAX_VALUE`]; `events` keys are 24 bytes (session id ‖ seq) or, from
+//! store format 3 on, 32 (a run of events: session id ‖ first ‖ last), `sessions`
 //! keys 16 (a session id), `checkpoints` keys 8 (the checkpoint's number),
 //! and no key is empty.
 //!
@@ -112,12 +113,13 @@ impl Keyspace {
         }
     }
 
-    /// The key length this keyspace requires, if fixed.
-    fn key_len(self) -> Option<usize> {
+    /// The key lengths this keyspace allows, if fixed.
+    fn key_lens(self) -> Option<&'static [usize]> {
         match self {
-            Keyspace::Events => Some(24),
-            Keyspace::Sessions => Some(16),
-            Keyspace::Checkpoints | Keyspace::Prunes => Some(8),
+            // An event, or a run of events (store format 3).
+            Keyspace::Events => Some(&[24, 32]),
+            Keyspace::Sessions => Some(&[16]),
+            Keyspace::Checkpoints | Keyspace::Prunes => Some(&[8]),
             _ => None,
         }
     }
@@ -488,12 +490,17 @@ impl Decoder {
                 ),
             ));
         }
-        if let Some(want) = keyspace.key_len()
-            && key_len != want
+        if let Some(want) = keyspace.key_lens()
+            && !want.contains(&key_len)
         {
+            let want = want.iter().map(usize::to_string).collect::<Vec<_>>();
             return Err(self.malformed(
                 start,
-                format!("a {} key is {want} bytes, not {key_len}", keyspace.name()),
+                format!(
+                    "a {} key is {} bytes, not {key_len}",
+                    keyspace.name(),
+                    want.join(" or ")
+                ),
             ));
         }
         let value_at = 3 + key_len;

@@ -27,6 +27,7 @@ mod fields;
 mod id;
 mod prune;
 mod record;
+pub mod runs;
 mod seal;
 
 pub use body::{

@@ -186,7 +186,25 @@ impl SessionBuilder {
 }
 
 /// Writes sessions into a new store in `dir` and shuts it down.
+///
+/// One call per event, so each is an entry of its own under its
+/// `event_key` (as store format 2 laid every event out): the tests tamper
+/// with single events by key. [`write_store_in_runs`] stores each
+/// session as one run, as the gateway stores a statement's events.
 pub fn write_store(dir: &Path, sessions: &[&SessionBuilder]) {
+    let store = Store::open(dir, StoreOptions::default()).unwrap();
+    let writer = store.writer();
+    for s in sessions {
+        for e in &s.events {
+            writer.append_blocking(vec![e.clone()]).unwrap();
+        }
+    }
+    store.shutdown().unwrap();
+}
+
+/// [`write_store`], each session appended in one call: one run of events
+/// under one key.
+pub fn write_store_in_runs(dir: &Path, sessions: &[&SessionBuilder]) {
     let store = Store::open(dir, StoreOptions::default()).unwrap();
     let writer = store.writer();
     for s in sessions {
