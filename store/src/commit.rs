@@ -232,6 +232,8 @@ impl CommitState {
         let mut seen: Vec<(SessionId, u64, bool)> = Vec::new();
         // Secondary index keys of the event at hand (usually none).
         let mut index_keys: Vec<Vec<u8>> = Vec::new();
+        // The accepted submissions' entries of the `events` keyspace.
+        let mut entries: Vec<crate::runs::Entry> = Vec::with_capacity(group.len());
         let mut events = 0;
         for s in group {
             seen.clear();
@@ -286,12 +288,14 @@ impl CommitState {
                     batch.insert(&db.revocations, jti.as_bytes(), &at_us.to_be_bytes()[..]);
                 }
             }
-            // Moved, not copied: the submitting thread made the copy.
-            for (key, value) in s.entries {
-                batch.insert(&db.events, key, value);
-            }
+            entries.extend(s.entries);
             accepted.push(s.ack);
         }
+        // Moved, not copied (the submitting threads made the copies),
+        // unless a session's submissions continue each other: then joined.
+        crate::runs::join(&mut entries, |key, value| {
+            batch.insert(&db.events, key, value)
+        });
         touched.sort_unstable();
         touched.dedup();
         for id in &touched {

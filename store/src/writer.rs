@@ -24,7 +24,7 @@ pub(crate) struct Submission {
     /// built into fjall's buffers on the submitting thread, so that the one
     /// writer thread moves them into its batch instead of copying (and the
     /// caller's buffers are freed where they were allocated).
-    pub(crate) entries: Vec<(fjall::Slice, fjall::Slice)>,
+    pub(crate) entries: Vec<runs::Entry>,
     pub(crate) ack: oneshot::Sender<Result<(), StoreError>>,
 }
 
