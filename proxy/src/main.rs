@@ -25,6 +25,13 @@ use std::process::ExitCode;
 
 use clap::Parser as _;
 
+/// mimalloc, not glibc's malloc: the data path allocates per frame on
+/// every worker thread, and under load glibc's arenas spent a tenth of the
+/// gateway's CPU in `_int_malloc`, `malloc_consolidate` and friends
+/// (`bench/RESULTS.md`).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod admin;
 mod approvals;
 mod checkpoints;
