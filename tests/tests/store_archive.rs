@@ -96,15 +96,14 @@ fn verdict(stdout: &str) -> String {
     sessions.to_owned()
 }
 
-#[test]
-fn replay_and_audit_read_a_live_gateway_and_a_sealed_archive_like_the_store() {
-    let pg = PgCluster::start();
-    let dir = tempfile::tempdir().expect("temp dir");
-    let token_file = dir.path().join("admin.token");
+/// A gateway with its admin API on, and an auditor's token for it in
+/// `dir`: the gateway, the API's URL and the token file.
+fn gateway_with_admin(pg: &PgCluster, dir: &Path) -> (Gateway, String, PathBuf) {
+    let token_file = dir.join("admin.token");
     std::fs::write(&token_file, ADMIN_TOKEN).expect("token file");
     let port = free_port();
-    let mut gw = Gateway::start(
-        &pg,
+    let gw = Gateway::start(
+        pg,
         GatewayOptions {
             extra_config: format!(
                 "[admin]\nlisten = \"127.0.0.1:{port}\"\n[[admin.tokens]]\nname = \"auditor\"\n\
@@ -123,7 +122,62 @@ fn replay_and_audit_read_a_live_gateway_and_a_sealed_archive_like_the_store() {
         "the admin API does not listen\n{}",
         gw.log()
     );
-    let url = format!("http://127.0.0.1:{port}");
+    (gw, format!("http://127.0.0.1:{port}"), token_file)
+}
+
+/// A response's records wait for the session's next command only
+/// briefly (a few milliseconds, so that both are one commit): the last
+/// answer of a session that stays open and idle is in the store, read
+/// live through the admin API, long before the session ends.
+#[test]
+fn the_last_answer_of_an_idle_open_session_is_recorded() {
+    let pg = PgCluster::start();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (gw, url, token_file) = gateway_with_admin(&pg, dir.path());
+    let token = gw.grant(&GrantArgs {
+        purpose: "idle answer".to_owned(),
+        ..GrantArgs::default()
+    });
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let (client, connection) = rt.block_on(gw.connect(&token));
+    let rows = rt
+        .block_on(client.simple_query("select 'needle-' || (41 + 1)::text"))
+        .expect("the query runs");
+    let value = rows.iter().find_map(|m| match m {
+        tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_owned),
+        _ => None,
+    });
+    assert_eq!(value.as_deref(), Some("needle-42"));
+    // The session stays open and sends nothing more.
+    let live = ["--gateway", &url, "--token-file", s(&token_file)];
+    let (mut list, mut shown) = (String::new(), String::new());
+    let found = wait_until(Duration::from_secs(10), || {
+        list = tool_ok(
+            "gatehouse-replay",
+            &[&["list", "--json"][..], &live].concat(),
+        )
+        .0;
+        let Some(id) = session_ids(&list).pop() else {
+            return false;
+        };
+        shown = tool_ok("gatehouse-replay", &[&["show", &id][..], &live].concat()).0;
+        shown.contains("needle-42")
+    });
+    assert!(found, "the answer was not recorded:\n{shown}");
+    // Read while the session is open: it has no `Closed` event yet.
+    let rows: serde_json::Value = serde_json::from_str(&list).expect("JSON");
+    assert_eq!(rows[0]["status"]["state"], "cut", "{list}");
+    drop((client, connection));
+}
+
+#[test]
+fn replay_and_audit_read_a_live_gateway_and_a_sealed_archive_like_the_store() {
+    let pg = PgCluster::start();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (mut gw, url, token_file) = gateway_with_admin(&pg, dir.path());
 
     // A few sessions, all ended before the archive is taken.
     let token = gw.grant(&GrantArgs {

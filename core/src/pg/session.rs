@@ -380,6 +380,21 @@ impl Session {
         !self.events.is_empty()
     }
 
+    /// How many events are waiting to be taken, and their archives' bytes.
+    pub fn waiting_events(&self) -> (usize, usize) {
+        let bytes = self.events.iter().map(|e| e.bytes.len()).sum();
+        (self.events.len(), bytes)
+    }
+
+    /// Whether bytes for the target are waiting to be written: the driver
+    /// must have the events before them recorded first (audit before
+    /// forward).
+    pub fn sends_upstream(&self) -> bool {
+        self.transmits
+            .iter()
+            .any(|t| matches!(t, Transmit::Upstream(_)))
+    }
+
     /// Bytes arrived from the client; whole frames are consumed from `buf`,
     /// a partial one stays.
     pub fn handle_client_data(&mut self, buf: &mut BytesMut, now_us: i64) {

@@ -40,6 +40,11 @@ const READ_CHUNK: usize = 64 * 1024;
 /// While a statement is held for approval, the client is still read (so
 /// that a client that gives up is noticed) but not past this much.
 const HELD_BUFFER_MAX: usize = 1024 * 1024;
+/// How long a response's records may wait for the session's next command
+/// ([`Conn::may_defer_records`]), and how many events and archive bytes.
+const RECORD_DELAY: Duration = Duration::from_millis(2);
+const RECORD_DELAY_EVENTS: usize = 64;
+const RECORD_DELAY_BYTES: usize = 256 * 1024;
 /// After the session ends, the client may still be sending (the rest of a
 /// frame over the size cap, a pipeline behind a FATAL error). Closing a
 /// socket with unread input makes the kernel reset the connection, and
@@ -90,6 +95,7 @@ pub async fn serve(shared: Arc<Shared>, tcp: Socket, peer: SocketAddr) {
         upstream_in: None,
         upstream_addr: None,
         pending_ack: None,
+        record_deadline: None,
         client_in: None,
         login_deadline: None,
         message_started: None,
@@ -131,6 +137,9 @@ struct Conn {
     upstream_addr: Option<SocketAddr>,
     /// The store's acknowledgement that upstream-bound bytes must wait for.
     pending_ack: Option<gatehouse_store::Ack>,
+    /// When the records of a response waiting with the session must be
+    /// submitted at the latest ([`Conn::may_defer_records`]).
+    record_deadline: Option<tokio::time::Instant>,
     /// The client's read side once the relay has ended, for the lingering
     /// close in [`Conn::finish`].
     client_in: Option<ReadHalf<Box<dyn Io>>>,
@@ -430,6 +439,7 @@ impl Conn {
                 _ = changed(&self.client_out) => self.check_writers(),
                 _ = changed(&self.upstream_out) => self.check_writers(),
                 _ = shutdown.changed() => self.session.shutdown(now_us()),
+                _ = sleep_until_opt(self.record_deadline) => self.submit_records().await,
                 _ = sleep_until_opt(login_deadline) => self.login_timed_out(),
                 _ = sleep_until_opt(message_deadline) => {
                     let limit = self.shared.message_timeout;
@@ -605,20 +615,11 @@ impl Conn {
 
     /// Records the session's events and queues its transmits. Bytes for the
     /// target wait for the store's acknowledgement of every event before
-    /// them; bytes for the client do not wait.
+    /// them; bytes for the client do not wait, and neither do their
+    /// records: see [`Conn::may_defer_records`].
     async fn queue_transmits(&mut self) {
-        if self.session.has_events() {
-            let events = self.session.take_events();
-            match self.shared.writer.submit(events).await {
-                Ok(ack) => self.pending_ack = Some(ack),
-                Err(e) => {
-                    tracing::error!("store refused events: {e}");
-                    self.session.store_failed(now_us());
-                    // The failure itself cannot be recorded; drop what the
-                    // session recorded about it.
-                    drop(self.session.take_events());
-                }
-            }
+        if self.session.has_events() && !self.may_defer_records() {
+            self.submit_records().await;
         }
         while let Some(t) = self.session.poll_transmit() {
             match t {
@@ -636,9 +637,53 @@ impl Conn {
         }
     }
 
+    /// Whether the events waiting may stay with the session a little
+    /// longer: when all that waits to be written goes to the client (a
+    /// response), its records go to the store with the session's next
+    /// command — one commit and one stored run for both, instead of two —
+    /// or after [`RECORD_DELAY`] if no command comes first. Never past
+    /// the delay, [`RECORD_DELAY_EVENTS`] events or [`RECORD_DELAY_BYTES`].
+    /// A crash loses at most that delay of response records, which the
+    /// store's `os` mode already allows; no command ever reaches a target
+    /// before its record is acknowledged.
+    fn may_defer_records(&mut self) -> bool {
+        let (events, bytes) = self.session.waiting_events();
+        let now = tokio::time::Instant::now();
+        let defer = !self.session.sends_upstream()
+            && !self.session.is_closed()
+            && events <= RECORD_DELAY_EVENTS
+            && bytes <= RECORD_DELAY_BYTES
+            && self.record_deadline.is_none_or(|d| d > now);
+        if defer {
+            self.record_deadline.get_or_insert(now + RECORD_DELAY);
+        }
+        defer
+    }
+
+    /// Submits the events waiting; their acknowledgement is what the next
+    /// bytes for the target wait for.
+    async fn submit_records(&mut self) {
+        self.record_deadline = None;
+        if !self.session.has_events() {
+            return;
+        }
+        let events = self.session.take_events();
+        match self.shared.writer.submit(events).await {
+            Ok(ack) => self.pending_ack = Some(ack),
+            Err(e) => {
+                tracing::error!("store refused events: {e}");
+                self.session.store_failed(now_us());
+                // The failure itself cannot be recorded; drop what the
+                // session recorded about it.
+                drop(self.session.take_events());
+            }
+        }
+    }
+
     /// Submits events and lets their acknowledgement go: for refusals and
     /// startup, where nothing is forwarded to a target.
     async fn record_without_waiting(&mut self) {
+        self.record_deadline = None;
         if self.session.has_events()
             && let Err(e) = self.shared.writer.submit(self.session.take_events()).await
         {
@@ -649,6 +694,7 @@ impl Conn {
     async fn connect_upstream(&mut self) {
         // The session's Opened event (and so the grant's use) must be
         // durable before the target is touched.
+        self.record_deadline = None;
         let events = self.session.take_events();
         if let Err(e) = self.shared.writer.append(events).await {
             tracing::error!("store refused the session: {e}");
