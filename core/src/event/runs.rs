@@ -76,7 +76,7 @@ pub fn seqs(id: &SessionId, key: &[u8]) -> Result<RangeInclusive<u64>, &'static 
 /// How many events an entry's key says it holds (1 for a malformed key,
 /// which readers report as one corrupt entry).
 pub fn count(id: &SessionId, key: &[u8]) -> u64 {
-    seqs(id, key).map_or(1, |s| s.end() - s.start() + 1)
+    seqs(id, key).map_or(1, |s| (s.end() - s.start()).saturating_add(1))
 }
 
 /// The events of one entry of `id`: each one's sequence number and where
@@ -206,6 +206,7 @@ mod tests {
         trailing.push(0);
         assert!(split(&a, &key, &trailing).is_err());
         assert_eq!(count(&a, &key), 2);
+        assert_eq!(count(&a, &run_key(a, 0, u64::MAX)), u64::MAX);
         assert_eq!(count(&a, b"junk"), 1);
     }
 
