@@ -76,9 +76,10 @@ impl Reader {
         events_of(&self.db, id)
     }
 
-    /// One session's stored values in key order, exactly as they are on
-    /// disk: the same range scan as [`events`](Reader::events), without
-    /// decoding or validating the values. For verification, which hashes
+    /// One session's stored event archives in order, byte for byte as
+    /// they are on disk (a run's events one by one, without the run's
+    /// length prefixes): the same range scan as [`events`](Reader::events),
+    /// without decoding or validating them. For verification, which hashes
     /// the stored bytes. An entry whose key is not the session id followed
     /// by a sequence number (or two, for a run), or a run whose events do
     /// not fit its value, is reported as one [`StoreError::Corrupt`] and
